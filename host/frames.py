@@ -1,0 +1,146 @@
+"""Host end of the frame format (`systolica.rtl.protocol`): commands to bytes, bytes to replies.
+
+Nothing here does I/O: the cocotb testbench and the driver both use it over their own transport.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from systolica.rtl import protocol
+from systolica.rtl.protocol import HEADER_BYTES, REPLY, Op, Status, pack_header, pad_to_words
+
+__all__ = [
+    "DeviceError",
+    "Frame",
+    "FrameReader",
+    "ProtocolError",
+    "gemm_command",
+    "identify_command",
+    "load_a_command",
+    "result_tile",
+]
+
+
+class ProtocolError(RuntimeError):
+    """The device sent something the protocol does not allow."""
+
+
+class DeviceError(RuntimeError):
+    """The device rejected a command with an error reply."""
+
+    def __init__(self, op, status, arg0):
+        self.op, self.status, self.arg0 = op, status, arg0
+        try:
+            name = Status(status).name
+        except ValueError:
+            name = f"status {status}"
+        try:
+            opname = Op(op & ~REPLY).name
+        except ValueError:
+            opname = f"opcode 0x{op & ~REPLY:02x}"
+        super().__init__(f"device rejected {opname}: {name} (arg0={arg0})")
+
+
+@dataclasses.dataclass
+class Frame:
+    op: int        # without the REPLY bit
+    status: int
+    args: tuple
+    payload: bytes = b""
+
+
+def identify_command():
+    """IDENTIFY, padded to 64 bytes so that any link width sees whole words."""
+    return pad_to_words(pack_header(Op.IDENTIFY), protocol.IDENTIFY_PAD)
+
+
+def _vectors(tiles, link_bytes):
+    """Concatenate vectors (1-D uint8 arrays), each padded to whole link words."""
+    out = bytearray()
+    for vec in tiles:
+        out += pad_to_words(vec.tobytes(), link_bytes)
+    return bytes(out)
+
+
+def load_a_command(a, config):
+    """LOAD_A for an (N, K) int8 array: row tiles of ``config.rows``, one vector per k."""
+    n, k = a.shape
+    a8 = a.astype(np.int8).view(np.uint8)
+    vecs = (a8[i:i + config.rows, kk] for i in range(0, n, config.rows) for kk in range(k))
+    return (pad_to_words(pack_header(Op.LOAD_A, n, k), config.link_bytes)
+            + _vectors(vecs, config.link_bytes))
+
+
+def gemm_command(w, n, config):
+    """GEMM for a (K, M) int8 weight matrix against the loaded (N, K) activations."""
+    k, m = w.shape
+    w8 = w.astype(np.int8).view(np.uint8)
+    vecs = (w8[kk, j:j + config.cols] for j in range(0, m, config.cols) for kk in range(k))
+    return (pad_to_words(pack_header(Op.GEMM, n, k, m), config.link_bytes)
+            + _vectors(vecs, config.link_bytes))
+
+
+def result_tile(frame, config):
+    """Decode a RESULT frame to ``(i, j, block)`` with block an int32 (rows, cols) array."""
+    i, j, shape = frame.args
+    rows, cols = shape & 0xFFFF, shape >> 16
+    stride = -(-4 * cols // config.link_bytes) * config.link_bytes
+    raw = np.frombuffer(frame.payload, dtype=np.uint8).reshape(rows, stride)
+    return i, j, raw[:, :4 * cols].copy().view("<i4")
+
+
+class FrameReader:
+    """Incremental parser of the device's reply stream.
+
+    ``link_bytes`` may be None until IDENTIFY's reply has told it (that reply carries it).
+    Feed bytes with `feed`; take complete frames with `frames`.
+    """
+
+    def __init__(self, link_bytes=None, rows=None, cols=None):
+        self.link_bytes = link_bytes
+        self._buf = bytearray()
+        self._frames = []
+
+    def feed(self, data):
+        self._buf += data
+        while self._parse_one():
+            pass
+
+    def frames(self):
+        out, self._frames = self._frames, []
+        return out
+
+    def _parse_one(self):
+        buf = self._buf
+        if len(buf) < HEADER_BYTES:
+            return False
+        try:
+            op, status, *args = protocol.unpack_header(bytes(buf[:HEADER_BYTES]))
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if not op & REPLY:
+            raise ProtocolError(f"device sent a frame without the reply bit: op 0x{op:02x}")
+        op &= ~REPLY
+        lb = self.link_bytes
+        if op == Op.IDENTIFY and status == Status.OK:
+            lb = args[1]
+        if lb is None:
+            raise ProtocolError(f"reply {op:#x} arrived before IDENTIFY told the link width")
+        head = -(-HEADER_BYTES // lb) * lb
+        if op == Op.IDENTIFY and status == Status.OK:
+            size = -(-args[0] // lb) * lb
+            keep = args[0]
+        elif op == Op.RESULT and status == Status.OK:
+            rows, cols = args[2] & 0xFFFF, args[2] >> 16
+            size = keep = rows * (-(-4 * cols // lb) * lb)
+        else:
+            size = keep = 0
+        if len(buf) < head + size:
+            return False
+        payload = bytes(buf[head:head + keep])
+        del buf[:head + size]
+        if op == Op.IDENTIFY and status == Status.OK:
+            self.link_bytes = lb
+        self._frames.append(Frame(op, status, tuple(args), payload))
+        return True

@@ -1,0 +1,59 @@
+"""Device end of the link: the receive buffer the host's credit refers to, and credit bookkeeping."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+__all__ = ["LinkAdapter"]
+
+
+class LinkAdapter(wiring.Component):
+    """Moves ``link_bytes`` bytes per cycle each way between the link and the decoder/framer.
+
+    Received words pass through a FIFO of ``rx_fifo_words`` words: that buffer is what the device
+    advertises as credit. ``consumed`` counts the bytes taken out of it (modulo 2**32);
+    ``credit_due`` asks the framer to send a CREDIT frame, and ``credit_sent`` (pulsed by the
+    framer when it takes ``consumed`` into a CREDIT header) marks the count as reported.
+
+    Parameters
+    ----------
+    config : Config
+        Provides ``link_bytes``, ``rx_fifo_words`` and ``rx_bytes``.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        width = 8 * config.link_bytes
+        super().__init__({
+            "link_rx": In(stream.Signature(width)),
+            "link_tx": Out(stream.Signature(width)),
+            "rx": Out(stream.Signature(width)),
+            "tx": In(stream.Signature(width)),
+            "decoder_idle": In(1),
+            "consumed": Out(32),
+            "credit_due": Out(1),
+            "credit_sent": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(
+            width=8 * cfg.link_bytes, depth=cfg.rx_fifo_words)
+        connect(m, wiring.flipped(self.link_rx), rx_fifo.w_stream)
+        connect(m, rx_fifo.r_stream, wiring.flipped(self.rx))
+        connect(m, wiring.flipped(self.tx), wiring.flipped(self.link_tx))
+
+        reported = Signal(32)
+        with m.If(self.rx.valid & self.rx.ready):
+            m.d.sync += self.consumed.eq(self.consumed + cfg.link_bytes)
+        with m.If(self.credit_sent):
+            m.d.sync += reported.eq(self.consumed)
+
+        unreported = Signal(32)
+        m.d.comb += [
+            unreported.eq(self.consumed - reported),
+            self.credit_due.eq((unreported >= cfg.rx_bytes // 2) |
+                               ((unreported != 0) & ~rx_fifo.r_rdy & self.decoder_idle)),
+        ]
+        return m

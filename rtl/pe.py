@@ -1,0 +1,76 @@
+"""One processing element of the output-stationary systolic array."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PE", "StepControl"]
+
+
+class StepControl(data.Struct):
+    """Control that travels with an activation through a row of the array.
+
+    ``valid`` marks a real step (bubbles carry 0), ``first`` the step k = 0 of a tile (the
+    accumulator restarts), ``last`` the step k = K-1 (the sum is captured into ``result``).
+    """
+
+    valid: 1
+    first: 1
+    last: 1
+
+
+class PE(wiring.Component):
+    """An int8 × int8 → int32 multiply-accumulate cell.
+
+    Activations and control enter from the left and leave to the right one cycle later; weights
+    enter from the top and leave at the bottom one cycle later. The product is registered before
+    it is accumulated (a pipeline register after the multiplier). On a ``last`` step the finished
+    sum is copied to ``result`` and ``done`` pulses, so the accumulator can start the next tile
+    while ``result`` is read out.
+
+    Parameters
+    ----------
+    a_width, w_width, acc_width : int
+        Operand and accumulator widths (signed).
+    """
+
+    def __init__(self, *, a_width=8, w_width=8, acc_width=32):
+        self._acc_width = acc_width
+        super().__init__({
+            "a_in": In(data.signed(a_width)),
+            "w_in": In(data.signed(w_width)),
+            "ctrl_in": In(StepControl),
+            "a_out": Out(data.signed(a_width)),
+            "w_out": Out(data.signed(w_width)),
+            "ctrl_out": Out(StepControl),
+            "result": Out(data.signed(acc_width)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [
+            self.a_out.eq(self.a_in),
+            self.w_out.eq(self.w_in),
+            self.ctrl_out.eq(self.ctrl_in),
+        ]
+
+        product = Signal(data.signed(self.a_in.shape().width + self.w_in.shape().width))
+        ctrl = Signal(StepControl)
+        m.d.sync += [
+            product.eq(self.a_in * self.w_in),
+            ctrl.eq(self.ctrl_in),
+        ]
+
+        acc = Signal(data.signed(self._acc_width))
+        total = Signal(data.signed(self._acc_width))
+        m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
+        m.d.sync += self.done.eq(0)
+        with m.If(ctrl.valid):
+            m.d.sync += acc.eq(total)
+            with m.If(ctrl.last):
+                m.d.sync += [
+                    self.result.eq(total),
+                    self.done.eq(1),
+                ]
+        return m

@@ -1,0 +1,63 @@
+"""The whole device behind a link: link adapter, command decoder, GEMM engine, reply framer."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from .decoder import CommandDecoder
+from .engine import GemmEngine
+from .framer import Framer
+from .link_adapter import LinkAdapter
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """The accelerator as the link sees it: ``link_bytes``-wide word streams in and out.
+
+    This is what the cocotb tests drive, what the simulated board compiles, and what a board
+    wrapper puts behind its UART.
+
+    Parameters
+    ----------
+    config : Config
+        The one configuration (array size, buffers, link width).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "link_rx": In(stream.Signature(8 * config.link_bytes)),
+            "link_tx": Out(stream.Signature(8 * config.link_bytes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.adapter = adapter = LinkAdapter(cfg)
+        m.submodules.decoder = decoder = CommandDecoder(cfg)
+        m.submodules.engine = engine = GemmEngine(cfg)
+        m.submodules.framer = framer = Framer(cfg)
+
+        connect(m, wiring.flipped(self.link_rx), adapter.link_rx)
+        connect(m, adapter.link_tx, wiring.flipped(self.link_tx))
+        connect(m, adapter.rx, decoder.rx)
+        connect(m, framer.tx, adapter.tx)
+        connect(m, decoder.act, engine.act)
+        connect(m, decoder.wgt, engine.wgt)
+        connect(m, decoder.reply, framer.reply)
+        connect(m, engine.results, framer.results)
+        m.d.comb += [
+            adapter.decoder_idle.eq(decoder.idle),
+            framer.credit_due.eq(adapter.credit_due),
+            framer.consumed.eq(adapter.consumed),
+            adapter.credit_sent.eq(framer.credit_sent),
+            engine.load_start.eq(decoder.load_start),
+            engine.gemm_start.eq(decoder.gemm_start),
+            framer.gemm_start.eq(decoder.gemm_start),
+            framer.m.eq(decoder.m),
+            decoder.busy.eq(framer.busy),
+        ]
+        for name in ("n", "k", "m", "tiles_n", "tiles_m"):
+            m.d.comb += getattr(engine, name).eq(getattr(decoder, name))
+        return m

@@ -1,0 +1,89 @@
+"""Build and run cocotb testbenches against the generated Verilog, with a content-keyed cache.
+
+A build lives in ``build/cocotb/<config label>-<key>/`` where the key hashes the generated Verilog,
+the testbench sources, the build flags and the tool versions: any change rebuilds, nothing stale
+runs. ``SIM=icarus`` selects Icarus Verilog (if installed); ``WAVES=1`` dumps a waveform.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+
+from . import toolchain, verilog
+
+__all__ = ["BUILD_ROOT", "CocotbBuild", "build"]
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO / "build"
+SIM_DIR = pathlib.Path(__file__).resolve().parent
+
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                  "--x-initial", "fast"]
+
+
+def _selected_simulator():
+    sim = os.environ.get("SIM", "verilator")
+    if sim not in ("verilator", "icarus"):
+        raise ValueError(f"SIM must be 'verilator' or 'icarus', not {sim!r}")
+    return sim
+
+
+def _waves():
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+class CocotbBuild:
+    """A compiled simulation of the accelerator at one configuration."""
+
+    def __init__(self, config, *, sim=None, waves=None):
+        from cocotb_tools.runner import get_runner
+
+        toolchain.apply_simulator_env()
+        self.config = config
+        self.sim = sim or _selected_simulator()
+        self.waves = _waves() if waves is None else waves
+        text = verilog.generate(config)
+        args = VERILATOR_ARGS if self.sim == "verilator" else []
+        key = hashlib.sha256()
+        for part in (text, toolchain.tool_versions(self.sim), json.dumps(args),
+                     str(self.waves), *(p.read_text() for p in sorted(SIM_DIR.glob("*.py")))):
+            key.update(part.encode())
+        self.dir = BUILD_ROOT / "cocotb" / f"{config.label()}-{self.sim}-{key.hexdigest()[:16]}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        source = self.dir / f"{verilog.TOPLEVEL}.v"
+        if not source.exists() or source.read_text() != text:
+            source.write_text(text)
+        self.runner = get_runner(self.sim)
+        stamp = self.dir / "built.ok"
+        if not stamp.exists():
+            self.runner.build(
+                sources=[source], hdl_toplevel=verilog.TOPLEVEL, build_dir=self.dir,
+                build_args=args, waves=self.waves, always=True, timescale=("1ns", "1ps"),
+            )
+            stamp.touch()
+
+    def run(self, test_module, test_dir, case, *, testcase=None):
+        """Run cocotb ``test_module`` (a module in ``test_dir``) with ``case`` (JSON-able) in the
+        environment as SYSTOLICA_CASE; returns the results XML path."""
+        extra_env = {
+            "SYSTOLICA_CASE": json.dumps(case),
+            "SYSTOLICA_CONFIG": json.dumps(self.config.__dict__),
+            "PYTHONPATH": os.pathsep.join([str(test_dir), os.environ.get("PYTHONPATH", "")]),
+        }
+        return self.runner.test(
+            test_module=test_module, hdl_toplevel=verilog.TOPLEVEL, testcase=testcase,
+            build_dir=self.dir, test_dir=self.dir, extra_env=extra_env, waves=self.waves,
+            timescale=("1ns", "1ps"),
+        )
+
+
+_builds = {}
+
+
+def build(config, **kwargs):
+    """The (cached) `CocotbBuild` for ``config``."""
+    key = (config, tuple(sorted(kwargs.items())))
+    if key not in _builds:
+        _builds[key] = CocotbBuild(config, **kwargs)
+    return _builds[key]

@@ -1,0 +1,184 @@
+"""cocotb testbench layer for the accelerator behind its link, in the spirit of cocotb's
+matrix_multiplier example: a link driver/monitor pair, a numpy model and a checker.
+
+The driver plays the host: it sends frames word by word with random idle cycles and obeys the
+protocol's credit rule; the monitor takes reply words with random backpressure and parses frames.
+Both sides act on the falling edge and look at the settled handshake with ReadOnly, so every
+transfer is seen exactly once whatever the simulator's scheduling.
+"""
+
+import collections
+import random
+
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, with_timeout
+
+from systolica.config import Config
+from systolica.host.frames import (
+    DeviceError,
+    FrameReader,
+    gemm_command,
+    identify_command,
+    load_a_command,
+    result_tile,
+)
+from systolica.rtl.protocol import IDENTIFY_PAD, Op
+
+__all__ = ["LinkBench", "check_gemm", "gemm_reference"]
+
+
+def gemm_reference(a, w):
+    """The numpy model: exact int64 product of int8 matrices."""
+    return a.astype(np.int64) @ w.astype(np.int64)
+
+
+def check_gemm(got, a, w):
+    """The checker: exact equality with the model, with the first mismatches in the message."""
+    want = gemm_reference(a, w)
+    if got.shape != want.shape or not np.array_equal(got, want):
+        bad = np.argwhere(got != want)[:5] if got.shape == want.shape else "shape"
+        raise AssertionError(f"GEMM {a.shape}x{w.shape} differs from numpy at {bad}")
+
+
+class LinkBench:
+    """Drives the DUT's ``link_rx`` and watches its ``link_tx``.
+
+    Parameters
+    ----------
+    dut : cocotb handle of the accelerator top.
+    link_bytes : link width of the build.
+    idle : probability that the host leaves a cycle empty before a new word.
+    backpressure : probability that the host is not ready to take a reply word in a cycle.
+    seed : random seed for the idle and backpressure patterns.
+    """
+
+    def __init__(self, dut, link_bytes, *, idle=0.0, backpressure=0.0, seed=0):
+        self.dut = dut
+        self.link_bytes = link_bytes
+        self.idle = idle
+        self.backpressure = backpressure
+        self.rng = random.Random(seed)
+        self.reader = FrameReader()
+        self.config = None
+        self.credit_limit = IDENTIFY_PAD   # until IDENTIFY tells the real receive buffer
+        self.sent_bytes = 0
+        self.acked_bytes = 0
+        self.max_in_flight = 0
+        self._words = collections.deque()
+        self._replies = collections.deque()
+        self._reply_event = Event()
+        self._holding = None
+        self.cycle = 0
+
+    async def start(self):
+        dut = self.dut
+        Clock(dut.clk, 10, unit="ns").start()
+        dut.rst.value = 1
+        dut.link_rx__valid.value = 0
+        dut.link_tx__ready.value = 0
+        await ClockCycles(dut.clk, 3)
+        dut.rst.value = 0
+        import cocotb
+        cocotb.start_soon(self._run())
+
+    def send(self, data):
+        lb = self.link_bytes
+        if len(data) % lb:
+            raise ValueError(f"frames are whole link words; {len(data)} bytes is not a multiple "
+                             f"of {lb}")
+        self._words.extend(int.from_bytes(data[i:i + lb], "little")
+                           for i in range(0, len(data), lb))
+
+    async def _run(self):
+        dut, lb = self.dut, self.link_bytes
+        while True:
+            await FallingEdge(dut.clk)
+            self.cycle += 1
+            if self._holding is None and self._words and self.rng.random() >= self.idle:
+                in_flight = self.sent_bytes + lb - self.acked_bytes
+                if in_flight <= self.credit_limit:
+                    self._holding = self._words.popleft()
+            dut.link_rx__valid.value = self._holding is not None
+            if self._holding is not None:
+                dut.link_rx__payload.value = self._holding
+            ready = self.rng.random() >= self.backpressure
+            dut.link_tx__ready.value = ready
+            await ReadOnly()
+            if self._holding is not None and dut.link_rx__ready.value:
+                self._holding = None
+                self.sent_bytes += lb
+                self.max_in_flight = max(self.max_in_flight, self.sent_bytes - self.acked_bytes)
+            if ready and dut.link_tx__valid.value:
+                word = int(dut.link_tx__payload.value)
+                self.reader.feed(word.to_bytes(lb, "little"))
+                self._take_frames()
+
+    def _take_frames(self):
+        for frame in self.reader.frames():
+            if frame.op == Op.CREDIT:
+                # Cumulative count modulo 2**32.
+                delta = (frame.args[0] - self.acked_bytes) & 0xFFFFFFFF
+                self.acked_bytes += delta
+                if self.acked_bytes > self.sent_bytes:
+                    raise AssertionError(f"device acknowledged {self.acked_bytes} bytes, "
+                                         f"host sent {self.sent_bytes}")
+            else:
+                self._replies.append(frame)
+                self._reply_event.set()
+
+    async def reply(self, timeout_us=2000):
+        """The next non-CREDIT frame from the device."""
+        while not self._replies:
+            self._reply_event.clear()
+            await with_timeout(self._reply_event.wait(), timeout_us, "us")
+        return self._replies.popleft()
+
+    async def expect(self, op):
+        frame = await self.reply()
+        if frame.status:
+            raise DeviceError(frame.op, frame.status, frame.args[0])
+        if frame.op != op:
+            raise AssertionError(f"expected a {Op(op).name} reply, got {frame}")
+        return frame
+
+    # --- host operations -------------------------------------------------------------------
+
+    async def identify(self):
+        self.send(identify_command())
+        frame = await self.expect(Op.IDENTIFY)
+        self.config = Config.from_identify(frame.payload)
+        if self.config.link_bytes != self.link_bytes:
+            raise AssertionError(f"IDENTIFY says link_bytes={self.config.link_bytes}, "
+                                 f"build has {self.link_bytes}")
+        self.credit_limit = self.config.rx_bytes
+        return self.config
+
+    async def load_a(self, a):
+        self.send(load_a_command(a, self.config))
+        frame = await self.expect(Op.LOAD_A)
+        assert frame.args[:2] == a.shape, frame
+
+    async def gemm(self, w, n):
+        """Run a GEMM on the loaded activations; returns (int64 result, device cycles)."""
+        cfg = self.config
+        k, m = w.shape
+        self.send(gemm_command(w, n, cfg))
+        out = np.full((n, m), np.iinfo(np.int64).min, dtype=np.int64)
+        seen = np.zeros((n, m), dtype=np.int32)
+        while True:
+            frame = await self.reply(timeout_us=20 * (n * k * m) + 5000)
+            if frame.status:
+                raise DeviceError(frame.op, frame.status, frame.args[0])
+            if frame.op == Op.GEMM:
+                break
+            if frame.op != Op.RESULT:
+                raise AssertionError(f"unexpected frame during GEMM: {frame}")
+            i, j, block = result_tile(frame, cfg)
+            r0, c0 = i * cfg.rows, j * cfg.cols
+            out[r0:r0 + block.shape[0], c0:c0 + block.shape[1]] = block
+            seen[r0:r0 + block.shape[0], c0:c0 + block.shape[1]] += 1
+        if not (seen == 1).all():
+            raise AssertionError(f"result tiles lost or duplicated: counts {np.unique(seen)}")
+        cycles = frame.args[0] | frame.args[1] << 32
+        return out, cycles

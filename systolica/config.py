@@ -1,0 +1,105 @@
+"""The one configuration object: it parameterizes the RTL, is what IDENTIFY reports, and is what
+the host tiles for."""
+
+import dataclasses
+import struct
+
+__all__ = ["PROTOCOL_VERSION", "Config"]
+
+PROTOCOL_VERSION = 1
+
+# IDENTIFY payload: every field the host needs to adapt to the device, little-endian.
+_IDENTIFY_FORMAT = "<HBBBBBBHHIII4xI"
+
+
+def _check_positive(name, value, *, power_of_two=False, maximum=None):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if power_of_two and value & (value - 1):
+        raise ValueError(f"{name} must be a power of two, not {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Accelerator configuration.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Systolic array size: ``rows`` activation rows by ``cols`` weight columns (R×C PEs).
+    link_bytes : int
+        Bytes the link adapter moves per cycle in each direction (1 behind a UART; a weight row or
+        more in the simulated board). A power of two, at most 64.
+    act_depth : int
+        Activation buffer depth in words of ``rows`` bytes: ``ceil(N / rows) * K`` must fit.
+    max_k : int
+        Largest reduction length K of one GEMM (depth of each of the two weight-tile banks).
+    rx_fifo_words : int
+        Receive FIFO depth in link words; the device advertises ``rx_fifo_words * link_bytes``
+        bytes of credit.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    link_bytes: int = 8
+    act_depth: int = 16384
+    max_k: int = 2048
+    rx_fifo_words: int = 512
+
+    # Fixed by this version of the datapath; reported by IDENTIFY so a host can check them.
+    a_width: int = 8
+    w_width: int = 8
+    acc_width: int = 32
+
+    def __post_init__(self):
+        _check_positive("rows", self.rows, maximum=64)
+        _check_positive("cols", self.cols, maximum=64)
+        _check_positive("link_bytes", self.link_bytes, power_of_two=True, maximum=64)
+        _check_positive("act_depth", self.act_depth, maximum=1 << 24)
+        # int8·int8 sums of up to 2**17 terms fit int32 exactly.
+        _check_positive("max_k", self.max_k, maximum=(1 << 17) - 1)
+        _check_positive("rx_fifo_words", self.rx_fifo_words)
+        if (self.a_width, self.w_width, self.acc_width) != (8, 8, 32):
+            raise ValueError("only int8 x int8 -> int32 is implemented "
+                             f"(a_width=8, w_width=8, acc_width=32), not {self!r}")
+        if self.rx_bytes < 64:
+            raise ValueError(f"rx_fifo_words * link_bytes must be at least 64 bytes (IDENTIFY is "
+                             f"sent unacknowledged), not {self.rx_bytes}")
+
+    @property
+    def rx_bytes(self):
+        """Receive buffer the device advertises: the host never has more bytes in flight."""
+        return self.rx_fifo_words * self.link_bytes
+
+    @property
+    def max_n(self):
+        """Most activation rows one LOAD_A can hold when K = 1."""
+        return min(self.act_depth * self.rows, 0xFFFF)
+
+    def identify_payload(self):
+        """The IDENTIFY reply payload (32 bytes) describing this configuration."""
+        return struct.pack(_IDENTIFY_FORMAT, PROTOCOL_VERSION, self.rows, self.cols,
+                           self.a_width, self.w_width, self.acc_width, self.link_bytes,
+                           0, 0, self.act_depth, self.max_k, self.rx_bytes, 0)
+
+    @classmethod
+    def from_identify(cls, payload):
+        """Parse an IDENTIFY payload back into a `Config` (checks the protocol version)."""
+        if len(payload) != struct.calcsize(_IDENTIFY_FORMAT):
+            raise ValueError(f"IDENTIFY payload must be {struct.calcsize(_IDENTIFY_FORMAT)} "
+                             f"bytes, not {len(payload)}")
+        (version, rows, cols, a_width, w_width, acc_width, link_bytes, _, _, act_depth, max_k,
+         rx_bytes, _) = struct.unpack(_IDENTIFY_FORMAT, payload)
+        if version != PROTOCOL_VERSION:
+            raise ValueError(f"device speaks protocol version {version}, "
+                             f"host speaks {PROTOCOL_VERSION}")
+        return cls(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=act_depth,
+                   max_k=max_k, rx_fifo_words=rx_bytes // link_bytes, a_width=a_width,
+                   w_width=w_width, acc_width=acc_width)
+
+    def label(self):
+        """A short name for build directories and test ids."""
+        return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
+                f"k{self.max_k}f{self.rx_fifo_words}")

@@ -1,0 +1,5 @@
+import pathlib
+import sys
+
+TESTS = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
