@@ -27,6 +27,7 @@ class Reply(data.Struct):
     status: 8
     arg0: 32
     arg1: 32
+    arg2: 32
 
 
 def _ceil_log2(value):
@@ -46,6 +47,7 @@ class CommandDecoder(wiring.Component):
         ``k``, ``m``, ``tiles_n``, ``tiles_m`` hold that command's sizes.
     busy : in; while set (a GEMM is still computing or replying) no new header is parsed.
     idle : out; waiting for a header on a word boundary.
+    consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
     """
 
     def __init__(self, config):
@@ -65,6 +67,7 @@ class CommandDecoder(wiring.Component):
             "tiles_m": Out(16),
             "busy": In(1),
             "idle": Out(1),
+            "consumed": In(32),
         })
 
     def elaborate(self, platform):
@@ -138,9 +141,9 @@ class CommandDecoder(wiring.Component):
                 with m.Else():
                     m.d.sync += word_idx.eq(word_idx + 1)
 
-        def send_reply(m, op, status, arg0=0, arg1=0):
+        def send_reply(m, op, status, arg0=0, arg1=0, arg2=0):
             m.d.sync += [reply.op.eq(op | protocol.REPLY), reply.status.eq(status),
-                         reply.arg0.eq(arg0), reply.arg1.eq(arg1)]
+                         reply.arg0.eq(arg0), reply.arg1.eq(arg1), reply.arg2.eq(arg2)]
             m.next = "REPLY"
 
         checksum = Signal(8)
@@ -175,7 +178,8 @@ class CommandDecoder(wiring.Component):
                 with m.If((checksum != 0) | (hdr.status != 0)):
                     send_reply(m, hdr.op, Status.BAD_CHECK, hdr.arg0)
                 with m.Elif(hdr.op == Op.IDENTIFY):
-                    send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb)
+                    send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
+                               self.consumed)
                 with m.Elif(hdr.op == Op.LOAD_A):
                     with m.If(~n_ok | ~k_ok | (tiles_n * hdr.arg1[:18] > cfg.act_depth)):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)

@@ -86,7 +86,8 @@ class Framer(wiring.Component):
                     m.d.comb += self.reply.ready.eq(1)
                     rp = self.reply.payload
                     is_identify = (rp.op == (Op.IDENTIFY | protocol.REPLY)) & (rp.status == 0)
-                    load_header(rp.op, rp.status, rp.arg0, rp.arg1, then=Mux(is_identify, 2, 0))
+                    load_header(rp.op, rp.status, rp.arg0, rp.arg1, rp.arg2,
+                                then=Mux(is_identify, 2, 0))
                 with m.Elif(self.results.valid):
                     load_header(Op.RESULT | protocol.REPLY, 0, res.row_tile, res.col_tile,
                                 Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols), then=1)

@@ -43,8 +43,9 @@ command (payload that followed a rejected header is skipped as non-``MAGIC`` wor
 Commands and replies
 --------------------
 ``IDENTIFY`` (args unused)
-    Reply: header with arg0 = 32 (payload bytes) and arg1 = ``link_bytes`` (so the host can find
-    the padding), then the 32-byte configuration (`Config.identify_payload`), padded to whole
+    Reply: header with arg0 = 32 (payload bytes), arg1 = ``link_bytes`` (so the host can find
+    the padding) and arg2 = the device's count of received bytes once it had taken the IDENTIFY
+    header (the base for later CREDIT counts, whatever came before), then the 32-byte configuration (`Config.identify_payload`), padded to whole
     words.
 ``LOAD_A`` arg0 = N, arg1 = K
     Payload: the activations A (N×K int8) in row tiles of ``rows``: for tile ``i`` and each k in

@@ -49,6 +49,7 @@ class Accelerator(wiring.Component):
         connect(m, engine.results, framer.results)
         m.d.comb += [
             adapter.decoder_idle.eq(decoder.idle),
+            decoder.consumed.eq(adapter.consumed),
             framer.credit_due.eq(adapter.credit_due),
             framer.consumed.eq(adapter.consumed),
             adapter.credit_sent.eq(framer.credit_sent),

@@ -23,7 +23,8 @@ from systolica.host.frames import (
     load_a_command,
     result_tile,
 )
-from systolica.rtl.protocol import IDENTIFY_PAD, Op
+from systolica.host.credit import CreditWindow
+from systolica.rtl.protocol import Op
 
 __all__ = ["LinkBench", "check_gemm", "gemm_reference"]
 
@@ -61,10 +62,7 @@ class LinkBench:
         self.rng = random.Random(seed)
         self.reader = FrameReader()
         self.config = None
-        self.credit_limit = IDENTIFY_PAD   # until IDENTIFY tells the real receive buffer
-        self.sent_bytes = 0
-        self.acked_bytes = 0
-        self.max_in_flight = 0
+        self.credit = CreditWindow()
         self._words = collections.deque()
         self._replies = collections.deque()
         self._reply_event = Event()
@@ -95,10 +93,9 @@ class LinkBench:
         while True:
             await FallingEdge(dut.clk)
             self.cycle += 1
-            if self._holding is None and self._words and self.rng.random() >= self.idle:
-                in_flight = self.sent_bytes + lb - self.acked_bytes
-                if in_flight <= self.credit_limit:
-                    self._holding = self._words.popleft()
+            if (self._holding is None and self._words and self.rng.random() >= self.idle
+                    and self.credit.room() >= lb):
+                self._holding = self._words.popleft()
             dut.link_rx__valid.value = self._holding is not None
             if self._holding is not None:
                 dut.link_rx__payload.value = self._holding
@@ -107,8 +104,7 @@ class LinkBench:
             await ReadOnly()
             if self._holding is not None and dut.link_rx__ready.value:
                 self._holding = None
-                self.sent_bytes += lb
-                self.max_in_flight = max(self.max_in_flight, self.sent_bytes - self.acked_bytes)
+                self.credit.on_sent(lb)
             if ready and dut.link_tx__valid.value:
                 word = int(dut.link_tx__payload.value)
                 self.reader.feed(word.to_bytes(lb, "little"))
@@ -117,12 +113,7 @@ class LinkBench:
     def _take_frames(self):
         for frame in self.reader.frames():
             if frame.op == Op.CREDIT:
-                # Cumulative count modulo 2**32.
-                delta = (frame.args[0] - self.acked_bytes) & 0xFFFFFFFF
-                self.acked_bytes += delta
-                if self.acked_bytes > self.sent_bytes:
-                    raise AssertionError(f"device acknowledged {self.acked_bytes} bytes, "
-                                         f"host sent {self.sent_bytes}")
+                self.credit.on_credit(frame.args[0])
             else:
                 self._replies.append(frame)
                 self._reply_event.set()
@@ -145,13 +136,16 @@ class LinkBench:
     # --- host operations -------------------------------------------------------------------
 
     async def identify(self):
+        while self._words or self._holding is not None:
+            await FallingEdge(self.dut.clk)
+        sent_before = self.credit.sent
         self.send(identify_command())
         frame = await self.expect(Op.IDENTIFY)
         self.config = Config.from_identify(frame.payload)
         if self.config.link_bytes != self.link_bytes:
             raise AssertionError(f"IDENTIFY says link_bytes={self.config.link_bytes}, "
                                  f"build has {self.link_bytes}")
-        self.credit_limit = self.config.rx_bytes
+        self.credit.on_identify(frame, sent_before, self.config)
         return self.config
 
     async def load_a(self, a):

@@ -1,2 +1,166 @@
-def main():
-    print("hi")
+"""The `systolica` command: one entry point, one subcommand per job."""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from systolica.config import Config
+
+__all__ = ["main"]
+
+
+def _config_from_args(args):
+    kwargs = {}
+    for name in ("rows", "cols", "link_bytes"):
+        value = getattr(args, name, None)
+        if value is not None:
+            kwargs[name] = value
+    try:
+        return Config(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"systolica: bad configuration: {exc}") from None
+
+
+def _open_driver(args, progress=None):
+    from systolica.host.driver import Driver
+    from systolica.host.link import SerialLink, SimulatedBoardLink
+
+    if getattr(args, "port", None):
+        link = SerialLink(args.port, args.baud)
+    else:
+        link = SimulatedBoardLink(_config_from_args(args))
+    return Driver(link, timeout=args.timeout, progress=progress)
+
+
+def _add_device_args(parser):
+    group = parser.add_argument_group("device (default: the simulated board)")
+    group.add_argument("--rows", type=int, help="simulated array rows (default 8)")
+    group.add_argument("--cols", type=int, help="simulated array columns (default 8)")
+    group.add_argument("--link-bytes", type=int,
+                       help="simulated link width in bytes per cycle (default 8)")
+    group.add_argument("--port", help="talk to a real board on this serial port instead")
+    group.add_argument("--baud", type=int, default=3_000_000, help="serial line rate")
+    group.add_argument("--timeout", type=float, default=30.0,
+                       help="seconds without an answer before the link is declared dead")
+
+
+def cmd_gemm(args):
+    """A random int8 GEMM on the device, checked exactly against numpy."""
+    rng = np.random.default_rng(args.seed)
+    a = rng.integers(-128, 128, (args.n, args.k), dtype=np.int8)
+    w = rng.integers(-128, 128, (args.k, args.m), dtype=np.int8)
+    with _open_driver(args) as drv:
+        cfg = drv.config
+        print(f"device: {cfg.rows}x{cfg.cols} array, link {cfg.link_bytes} B/cycle, "
+              f"activation buffer {cfg.act_depth} words, max K {cfg.max_k}")
+        started = time.monotonic()
+        got = drv.gemm(a, w)
+        wall = time.monotonic() - started
+        want = a.astype(np.int64) @ w.astype(np.int64)
+        exact = np.array_equal(got, want)
+        st = drv.stats
+        print(f"GEMM {args.n}x{args.k} @ {args.k}x{args.m}: "
+              f"{'bit-exact with numpy' if exact else 'MISMATCH with numpy'} "
+              f"({np.count_nonzero(got != want)} of {got.size} differ)")
+        print(f"device cycles {st.device_cycles}, MAC utilization {st.utilization(cfg):.1%}, "
+              f"{st.bytes_out} bytes out, {st.bytes_in} bytes in, wall {wall:.2f} s")
+    return 0 if exact else 1
+
+
+BENCH_SHAPES = [(64, 576, 64), (256, 64, 64), (256, 256, 64), (256, 576, 64)]
+
+
+def cmd_bench(args):
+    """Simulated-board speed and MAC utilization on a few GEMM shapes."""
+    rng = np.random.default_rng(0)
+    drv = _open_driver(args)
+    cfg = drv.config
+    print(f"device: {cfg.rows}x{cfg.cols} array, link {cfg.link_bytes} B/cycle "
+          f"({drv.link.name})")
+    print(f"{'GEMM N x K x M':>18} {'cycles':>9} {'MAC util':>9} {'wall s':>7} "
+          f"{'cycles/s':>10} exact")
+    for n, k, m in BENCH_SHAPES:
+        a = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+        drv.stats.device_cycles = drv.stats.macs = 0
+        started = time.monotonic()
+        got = drv.gemm(a, w)
+        wall = time.monotonic() - started
+        exact = np.array_equal(got, a.astype(np.int64) @ w)
+        cycles = drv.stats.device_cycles
+        print(f"{f'{n} x {k} x {m}':>18} {cycles:>9} {drv.stats.utilization(cfg):>9.1%} "
+              f"{wall:>7.3f} {cycles / wall:>10.3g} {'yes' if exact else 'NO'}")
+    drv.close()
+    stats = getattr(drv.link, "stats", None)
+    if stats:
+        print(stats)
+    return 0
+
+
+def cmd_identify(args):
+    """Print the device's configuration as IDENTIFY reports it."""
+    with _open_driver(args) as drv:
+        for field, value in drv.config.__dict__.items():
+            print(f"{field:>14}: {value}")
+    return 0
+
+
+def cmd_demo(args):
+    """The main job (what `make demo` runs)."""
+    args.n, args.k, args.m, args.seed = 64, 576, 64, 0
+    return cmd_gemm(args)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="systolica",
+        description="An open FPGA accelerator for quantized LLM math. Without --port every "
+                    "command runs on the simulated board: the accelerator's own RTL compiled "
+                    "with Verilator, behind the same link a real board's UART gives.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job: a GEMM on the simulated accelerator",
+                       description=cmd_demo.__doc__)
+    _add_device_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("gemm", help="a random int8 GEMM, checked exactly against numpy",
+                       description=cmd_gemm.__doc__)
+    p.add_argument("-n", type=int, default=64, help="activation rows N")
+    p.add_argument("-k", type=int, default=576, help="reduction length K")
+    p.add_argument("-m", type=int, default=64, help="output columns M")
+    p.add_argument("--seed", type=int, default=0)
+    _add_device_args(p)
+    p.set_defaults(func=cmd_gemm)
+
+    p = sub.add_parser("bench", help="simulated-board cycles/s and MAC utilization",
+                       description=cmd_bench.__doc__)
+    _add_device_args(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("identify", help="print the device's configuration",
+                       description=cmd_identify.__doc__)
+    _add_device_args(p)
+    p.set_defaults(func=cmd_identify)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for name in ("n", "k", "m"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise SystemExit(f"systolica: -{name} must be a positive integer, not {value}")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"systolica: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,7 +44,7 @@ class Config:
     rows: int = 8
     cols: int = 8
     link_bytes: int = 8
-    act_depth: int = 16384
+    act_depth: int = 32768
     max_k: int = 2048
     rx_fifo_words: int = 512
 

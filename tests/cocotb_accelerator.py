@@ -65,8 +65,9 @@ async def gemms(dut):
         dut._log.info(f"GEMM {n}x{k}x{m} ({a_kind}/{w_kind}) exact; {cycles} cycles, "
                       f"MAC utilization {util:.1%}")
         figures.append(dict(n=n, k=k, m=m, cycles=cycles, utilization=util))
-    assert bench.max_in_flight <= cfg.rx_bytes, (bench.max_in_flight, cfg.rx_bytes)
-    _write_report(case, gemms=figures, max_in_flight=bench.max_in_flight)
+    in_flight = bench.credit.max_in_flight
+    assert in_flight <= cfg.rx_bytes, (in_flight, cfg.rx_bytes)
+    _write_report(case, gemms=figures, max_in_flight=in_flight)
 
 
 async def _expect_error(bench, op, status):

@@ -1,0 +1,221 @@
+"""The host driver: IDENTIFY, then any int8 GEMM split into what the device can take, streamed
+over a `Link` under the credit rule, with results, byte counts and device cycles collected."""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from systolica.config import Config
+
+from .credit import CreditWindow
+from .frames import (
+    DeviceError,
+    FrameReader,
+    ProtocolError,
+    gemm_command,
+    identify_command,
+    load_a_command,
+    result_tile,
+)
+from .link import LinkTimeout
+from systolica.rtl.protocol import Op
+
+__all__ = ["Driver", "DriverStats"]
+
+
+@dataclasses.dataclass
+class DriverStats:
+    """What crossed the link and what the device reported, since the driver was opened."""
+
+    bytes_out: int = 0           # host → device, all frames
+    weight_bytes_out: int = 0    # host → device in GEMM frames (weights, headers, padding)
+    act_bytes_out: int = 0       # host → device in LOAD_A frames
+    bytes_in: int = 0            # device → host, all frames
+    device_cycles: int = 0       # sum of the GEMM replies' cycle counts
+    device_gemms: int = 0        # GEMM commands the device ran
+    macs: int = 0                # multiply-accumulates those GEMMs did (N·K·M each)
+
+    def utilization(self, config):
+        if not self.device_cycles:
+            return 0.0
+        return self.macs / (config.rows * config.cols * self.device_cycles)
+
+
+def _check_int8(name, x, ndim=2):
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, not {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, not shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"{name} must have an integer dtype (int8 values), not {x.dtype}")
+    if x.size and (x.min() < -128 or x.max() > 127):
+        raise ValueError(f"{name} has values outside int8 [-128, 127]: "
+                         f"min {x.min()}, max {x.max()}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} must not be empty, shape {x.shape}")
+
+
+class Driver:
+    """Talks to one device over ``link``.
+
+    Parameters
+    ----------
+    link : Link
+        A `SimulatedBoardLink` or `SerialLink`; the driver does not care which.
+    timeout : float
+        Seconds to wait for the device to say anything before giving up with `LinkTimeout`.
+    progress : callable, optional
+        Called as ``progress(done_bytes, total_bytes)`` while a GEMM streams.
+    """
+
+    def __init__(self, link, *, timeout=30.0, progress=None):
+        self.link = link
+        self.timeout = timeout
+        self.progress = progress
+        self.stats = DriverStats()
+        self._reader = FrameReader()
+        self._credit = CreditWindow()
+        self._replies = []
+        self.config = self.identify()
+
+    # --- the wire --------------------------------------------------------------------------
+
+    def _receive(self, timeout):
+        try:
+            data = self.link.read_some(timeout) if timeout > 0 else self.link.poll()
+        except LinkTimeout:
+            raise LinkTimeout(f"{self.link.name}: the device stopped answering "
+                              f"({self.timeout:g} s without a byte)") from None
+        if not data:
+            return
+        self.stats.bytes_in += len(data)
+        self._reader.feed(data)
+        for frame in self._reader.frames():
+            if frame.op == Op.CREDIT:
+                self._credit.on_credit(frame.args[0])
+            else:
+                self._replies.append(frame)
+
+    def _send(self, data, *, kind=None):
+        """Send ``data`` without exceeding the device's credit, taking replies meanwhile."""
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            room = self._credit.room()
+            if room:
+                chunk = view[pos:pos + min(room, 1 << 16)]
+                self.link.write(chunk)
+                self._credit.on_sent(len(chunk))
+                pos += len(chunk)
+                self.stats.bytes_out += len(chunk)
+                if kind == "weights":
+                    self.stats.weight_bytes_out += len(chunk)
+                elif kind == "act":
+                    self.stats.act_bytes_out += len(chunk)
+                if self.progress:
+                    self.progress(len(chunk))
+                self._receive(0)
+            else:
+                self._receive(self.timeout)
+
+    def _next_reply(self):
+        deadline = time.monotonic() + self.timeout
+        while not self._replies:
+            if time.monotonic() > deadline:
+                raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s")
+            self._receive(self.timeout)
+        return self._replies.pop(0)
+
+    def _expect(self, op):
+        frame = self._next_reply()
+        if frame.status:
+            raise DeviceError(frame.op, frame.status, frame.args[0])
+        if frame.op != op:
+            raise ProtocolError(f"expected a {Op(op).name} reply, got {frame}")
+        return frame
+
+    # --- commands --------------------------------------------------------------------------
+
+    def identify(self):
+        """Ask the device for its configuration (works before the link width is known)."""
+        sent_before = self._credit.sent
+        self._send(identify_command())
+        frame = self._expect(Op.IDENTIFY)
+        config = Config.from_identify(frame.payload)
+        self._credit.on_identify(frame, sent_before, config)
+        self.config = config
+        return config
+
+    def _load_a(self, a):
+        self._send(load_a_command(a, self.config), kind="act")
+        frame = self._expect(Op.LOAD_A)
+        if frame.args[:2] != a.shape:
+            raise ProtocolError(f"LOAD_A reply says {frame.args[:2]}, sent {a.shape}")
+
+    def _gemm_tile(self, w, n):
+        cfg = self.config
+        k, m = w.shape
+        self._send(gemm_command(w, n, cfg), kind="weights")
+        out = np.zeros((n, m), dtype=np.int64)
+        seen = np.zeros((n, m), dtype=np.int8)
+        while True:
+            frame = self._next_reply()
+            if frame.status:
+                raise DeviceError(frame.op, frame.status, frame.args[0])
+            if frame.op == Op.GEMM:
+                break
+            if frame.op != Op.RESULT:
+                raise ProtocolError(f"unexpected {frame} during a GEMM")
+            i, j, block = result_tile(frame, cfg)
+            rows = slice(i * cfg.rows, i * cfg.rows + block.shape[0])
+            cols = slice(j * cfg.cols, j * cfg.cols + block.shape[1])
+            out[rows, cols] = block
+            seen[rows, cols] += 1
+        if not (seen == 1).all():
+            raise ProtocolError("the device's RESULT tiles did not cover the output exactly once")
+        self.stats.device_cycles += frame.args[0] | frame.args[1] << 32
+        self.stats.device_gemms += 1
+        self.stats.macs += n * k * m
+        return out
+
+    def plan(self, n, k, m):
+        """How a (n×k)·(k×m) GEMM is split: (rows per LOAD_A, K per pass, M per GEMM)."""
+        cfg = self.config
+        k_step = min(k, cfg.max_k)
+        tiles = max(cfg.act_depth // k_step, 1)
+        n_step = min(n, tiles * cfg.rows, 0xFFFF)
+        return n_step, k_step, min(m, 0xFFFF)
+
+    def gemm(self, a, w):
+        """C = A·W for int8 A (N×K) and W (K×M), exactly, as int64 (N×M).
+
+        Larger N than the activation buffer holds is split into row blocks (weights cross once per
+        block), larger K than ``max_k`` into passes whose partial sums the host adds.
+        """
+        _check_int8("a", a)
+        _check_int8("w", w)
+        if a.shape[1] != w.shape[0]:
+            raise ValueError(f"a is {a.shape} and w is {w.shape}: a's columns must equal w's "
+                             "rows")
+        n, k = a.shape
+        m = w.shape[1]
+        n_step, k_step, m_step = self.plan(n, k, m)
+        out = np.zeros((n, m), dtype=np.int64)
+        for r0 in range(0, n, n_step):
+            for k0 in range(0, k, k_step):
+                self._load_a(a[r0:r0 + n_step, k0:k0 + k_step])
+                for c0 in range(0, m, m_step):
+                    block = w[k0:k0 + k_step, c0:c0 + m_step]
+                    out[r0:r0 + n_step, c0:c0 + m_step] += self._gemm_tile(
+                        block, min(n_step, n - r0))
+        return out
+
+    def close(self):
+        self.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

