@@ -20,6 +20,7 @@ class CreditWindow:
         self.acked = 0
         self.max_in_flight = 0
         self._offset = None
+        self._sent_before_identify = 0
 
     @property
     def in_flight(self):
@@ -33,12 +34,17 @@ class CreditWindow:
         self.sent += n
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
-    def on_identify(self, frame, sent_before, config):
-        """Set the window from an IDENTIFY reply; ``sent_before`` = bytes sent before IDENTIFY."""
+    def before_identify(self):
+        """Call right before sending IDENTIFY."""
+        self._sent_before_identify = self.sent
+
+    def on_identify(self, frame, config):
+        """Set the window from an IDENTIFY reply, in stream order (before any later CREDIT)."""
         header_bytes = -(-HEADER_BYTES // config.link_bytes) * config.link_bytes
         # The device's count (arg2) was taken right after it consumed our IDENTIFY header.
-        self._offset = frame.args[2] - (sent_before + header_bytes)
-        self.acked = max(self.acked, sent_before + header_bytes)
+        acked = self._sent_before_identify + header_bytes
+        self._offset = frame.args[2] - acked
+        self.acked = max(self.acked, acked)
         self.limit = config.rx_bytes
 
     def on_credit(self, count):

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from systolica.config import Config
+from systolica.rtl.protocol import Op
 
 from .credit import CreditWindow
 from .frames import (
@@ -19,7 +20,6 @@ from .frames import (
     result_tile,
 )
 from .link import LinkTimeout
-from systolica.rtl.protocol import Op
 
 __all__ = ["Driver", "DriverStats"]
 
@@ -94,8 +94,12 @@ class Driver:
         for frame in self._reader.frames():
             if frame.op == Op.CREDIT:
                 self._credit.on_credit(frame.args[0])
-            else:
-                self._replies.append(frame)
+                continue
+            if frame.op == Op.IDENTIFY and not frame.status:
+                # Applied in stream order: CREDIT frames after it count from its base.
+                frame.config = Config.from_identify(frame.payload)
+                self._credit.on_identify(frame, frame.config)
+            self._replies.append(frame)
 
     def _send(self, data, *, kind=None):
         """Send ``data`` without exceeding the device's credit, taking replies meanwhile."""
@@ -139,13 +143,10 @@ class Driver:
 
     def identify(self):
         """Ask the device for its configuration (works before the link width is known)."""
-        sent_before = self._credit.sent
+        self._credit.before_identify()
         self._send(identify_command())
-        frame = self._expect(Op.IDENTIFY)
-        config = Config.from_identify(frame.payload)
-        self._credit.on_identify(frame, sent_before, config)
-        self.config = config
-        return config
+        self.config = self._expect(Op.IDENTIFY).config
+        return self.config
 
     def _load_a(self, a):
         self._send(load_a_command(a, self.config), kind="act")

@@ -48,6 +48,7 @@ class Frame:
     status: int
     args: tuple
     payload: bytes = b""
+    config: object = None   # an IDENTIFY reply's parsed Config, set by whoever reads it
 
 
 def identify_command():

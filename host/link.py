@@ -92,12 +92,9 @@ class SimulatedBoardLink(Link):
         self._stderr = bytearray()
         self._proc = subprocess.Popen([str(executable)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self.pid = self._proc.pid
         self._out = self._proc.stdout.fileno()
         os.set_blocking(self._out, False)
-
-    @property
-    def pid(self):
-        return self._proc.pid
 
     def write(self, data):
         if self._proc.poll() is not None:

@@ -15,6 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, with_timeout
 
 from systolica.config import Config
+from systolica.host.credit import CreditWindow
 from systolica.host.frames import (
     DeviceError,
     FrameReader,
@@ -23,7 +24,6 @@ from systolica.host.frames import (
     load_a_command,
     result_tile,
 )
-from systolica.host.credit import CreditWindow
 from systolica.rtl.protocol import Op
 
 __all__ = ["LinkBench", "check_gemm", "gemm_reference"]
@@ -115,6 +115,9 @@ class LinkBench:
             if frame.op == Op.CREDIT:
                 self.credit.on_credit(frame.args[0])
             else:
+                if frame.op == Op.IDENTIFY and not frame.status:
+                    frame.config = Config.from_identify(frame.payload)
+                    self.credit.on_identify(frame, frame.config)
                 self._replies.append(frame)
                 self._reply_event.set()
 
@@ -138,14 +141,13 @@ class LinkBench:
     async def identify(self):
         while self._words or self._holding is not None:
             await FallingEdge(self.dut.clk)
-        sent_before = self.credit.sent
+        self.credit.before_identify()
         self.send(identify_command())
         frame = await self.expect(Op.IDENTIFY)
-        self.config = Config.from_identify(frame.payload)
+        self.config = frame.config
         if self.config.link_bytes != self.link_bytes:
             raise AssertionError(f"IDENTIFY says link_bytes={self.config.link_bytes}, "
                                  f"build has {self.link_bytes}")
-        self.credit.on_identify(frame, sent_before, self.config)
         return self.config
 
     async def load_a(self, a):

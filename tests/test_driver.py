@@ -1,0 +1,115 @@
+"""The host driver against the simulated board (Verilator-built RTL on a pipe)."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from systolica.config import Config
+from systolica.host.driver import Driver
+from systolica.host.frames import DeviceError
+from systolica.host.link import LinkClosed, LinkTimeout, SimulatedBoardLink
+from systolica.rtl.protocol import pack_header, pad_to_words
+
+CONFIGS = {
+    "default-8x8": Config(),
+    # Small buffers force the driver to split N (activation buffer) and K (max_k).
+    "4x4-small-buffers": Config(rows=4, cols=4, link_bytes=4, act_depth=64, max_k=32,
+                                rx_fifo_words=16),
+    "1x1-byte-link": Config(rows=1, cols=1, link_bytes=1, act_depth=256, max_k=64,
+                            rx_fifo_words=64),
+}
+
+SHAPES = {
+    "default-8x8": [(64, 576, 64), (1, 1, 1), (7, 129, 9), (129, 9, 7), (1, 1536, 576)],
+    "4x4-small-buffers": [(9, 7, 9), (33, 100, 5), (1, 64, 129)],
+    "1x1-byte-link": [(3, 9, 2), (1, 129, 1)],
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def driver(request):
+    drv = Driver(SimulatedBoardLink(CONFIGS[request.param]), timeout=20)
+    drv.name = request.param
+    yield drv
+    drv.close()
+
+
+def test_identify_reports_the_built_configuration(driver):
+    assert driver.config == CONFIGS[driver.name]
+
+
+def test_gemms_are_bit_exact(driver):
+    rng = np.random.default_rng(7)
+    for n, k, m in SHAPES[driver.name]:
+        a = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+        got = driver.gemm(a, w)
+        np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
+    assert driver.stats.device_gemms >= len(SHAPES[driver.name])
+    assert driver.stats.bytes_out > 0 and driver.stats.bytes_in > 0
+
+
+def test_extreme_values_over_long_k(driver):
+    k = 1536
+    a = np.full((3, k), -128, dtype=np.int8)
+    w = np.full((k, 5), -128, dtype=np.int8)
+    np.testing.assert_array_equal(driver.gemm(a, w), np.full((3, 5), 128 * 128 * k))
+
+
+@pytest.mark.parametrize(("a", "w", "match"), [
+    (np.zeros((2, 3), dtype=np.float32), np.zeros((3, 2), dtype=np.int8), "^a must have an integer"),
+    (np.zeros((2, 3), dtype=np.int8), np.zeros((4, 2), dtype=np.int8), "a's columns must equal"),
+    (np.zeros((2, 3), dtype=np.int16), np.full((3, 2), 300, dtype=np.int16), "^w has values"),
+    (np.zeros(3, dtype=np.int8), np.zeros((3, 2), dtype=np.int8), "^a must be 2-D"),
+    ([[1, 2]], np.zeros((2, 2), dtype=np.int8), "^a must be a numpy array"),
+    (np.zeros((0, 3), dtype=np.int8), np.zeros((3, 2), dtype=np.int8), "^a must not be empty"),
+])
+def test_bad_operands_raise_value_error_naming_them(a, w, match):
+    drv = Driver.__new__(Driver)     # argument checks come before any I/O
+    with pytest.raises(ValueError, match=match):
+        drv.gemm(a, w)
+
+
+def test_device_error_reply_surfaces_and_device_stays_usable(driver):
+    cfg = driver.config
+    driver._send(pad_to_words(pack_header(0x7E, 1), cfg.link_bytes))
+    with pytest.raises(DeviceError, match="BAD_OPCODE"):
+        driver._expect(0x7E)
+    a = np.ones((2, 3), dtype=np.int8)
+    np.testing.assert_array_equal(driver.gemm(a, np.ones((3, 4), dtype=np.int8)),
+                                  np.full((2, 4), 3))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); look at its state.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_board_that_dies_gives_clear_error():
+    link = SimulatedBoardLink(Config())
+    drv = Driver(link, timeout=5)
+    link.kill()
+    with pytest.raises(LinkClosed, match="exited with status"):
+        drv.gemm(np.ones((4, 4), dtype=np.int8), np.ones((4, 4), dtype=np.int8))
+    drv.close()
+    assert not _alive(link.pid)
+
+
+def test_board_that_stops_answering_times_out_without_orphan():
+    link = SimulatedBoardLink(Config())
+    drv = Driver(link, timeout=1.0)
+    os.kill(link.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(LinkTimeout, match=r"stopped answering|no reply"):
+            drv.gemm(np.ones((64, 2048), dtype=np.int8), np.ones((2048, 64), dtype=np.int8))
+    finally:
+        os.kill(link.pid, signal.SIGCONT)
+        drv.close()
+    assert not _alive(link.pid)
