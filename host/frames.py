@@ -56,30 +56,41 @@ def identify_command():
     return pad_to_words(pack_header(Op.IDENTIFY), protocol.IDENTIFY_PAD)
 
 
-def _vectors(tiles, link_bytes):
-    """Concatenate vectors (1-D uint8 arrays), each padded to whole link words."""
-    out = bytearray()
-    for vec in tiles:
-        out += pad_to_words(vec.tobytes(), link_bytes)
-    return bytes(out)
+def _padded(tiles, link_bytes):
+    """Bytes of ``tiles`` (tiles, vectors, width), each vector padded to whole link words."""
+    count, vectors, width = tiles.shape
+    buf = np.zeros((count, vectors, -(-width // link_bytes) * link_bytes), dtype=np.uint8)
+    buf[:, :, :width] = tiles
+    return buf.tobytes()
+
+
+def _tiled_vectors(x, size, link_bytes):
+    """The vectors of int8 matrix ``x`` split into tiles of ``size`` columns: tile by tile, one
+    vector (``x[k, tile]``) per row of ``x``, each padded to whole link words."""
+    x8 = np.ascontiguousarray(x, dtype=np.int8).view(np.uint8)
+    rows, cols = x8.shape
+    full = cols // size
+    parts = []
+    if full:
+        parts.append(_padded(x8[:, :full * size].reshape(rows, full, size).transpose(1, 0, 2),
+                             link_bytes))
+    if cols % size:
+        parts.append(_padded(x8[None, :, full * size:], link_bytes))
+    return b"".join(parts)
 
 
 def load_a_command(a, config):
     """LOAD_A for an (N, K) int8 array: row tiles of ``config.rows``, one vector per k."""
     n, k = a.shape
-    a8 = a.astype(np.int8).view(np.uint8)
-    vecs = (a8[i:i + config.rows, kk] for i in range(0, n, config.rows) for kk in range(k))
     return (pad_to_words(pack_header(Op.LOAD_A, n, k), config.link_bytes)
-            + _vectors(vecs, config.link_bytes))
+            + _tiled_vectors(np.asarray(a).T, config.rows, config.link_bytes))
 
 
 def gemm_command(w, n, config):
     """GEMM for a (K, M) int8 weight matrix against the loaded (N, K) activations."""
     k, m = w.shape
-    w8 = w.astype(np.int8).view(np.uint8)
-    vecs = (w8[kk, j:j + config.cols] for j in range(0, m, config.cols) for kk in range(k))
     return (pad_to_words(pack_header(Op.GEMM, n, k, m), config.link_bytes)
-            + _vectors(vecs, config.link_bytes))
+            + _tiled_vectors(w, config.cols, config.link_bytes))
 
 
 def result_tile(frame, config):

@@ -14,6 +14,7 @@ class LinkAdapter(wiring.Component):
     advertises as credit. ``consumed`` counts the bytes taken out of it (modulo 2**32);
     ``credit_due`` asks the framer to send a CREDIT frame, and ``credit_sent`` (pulsed by the
     framer when it takes ``consumed`` into a CREDIT header) marks the count as reported.
+    ``rx_empty`` says no received word is waiting.
 
     Parameters
     ----------
@@ -33,6 +34,7 @@ class LinkAdapter(wiring.Component):
             "consumed": Out(32),
             "credit_due": Out(1),
             "credit_sent": In(1),
+            "rx_empty": Out(1),
         })
 
     def elaborate(self, platform):
@@ -50,10 +52,12 @@ class LinkAdapter(wiring.Component):
         with m.If(self.credit_sent):
             m.d.sync += reported.eq(self.consumed)
 
+        m.d.comb += self.rx_empty.eq(~rx_fifo.r_rdy)
+
         unreported = Signal(32)
         m.d.comb += [
             unreported.eq(self.consumed - reported),
             self.credit_due.eq((unreported >= cfg.rx_bytes // 2) |
-                               ((unreported != 0) & ~rx_fifo.r_rdy & self.decoder_idle)),
+                               ((unreported != 0) & self.rx_empty & self.decoder_idle)),
         ]
         return m

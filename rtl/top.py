@@ -16,7 +16,9 @@ class Accelerator(wiring.Component):
     """The accelerator as the link sees it: ``link_bytes``-wide word streams in and out.
 
     This is what the cocotb tests drive, what the simulated board compiles, and what a board
-    wrapper puts behind its UART.
+    wrapper puts behind its UART. ``rx_empty`` is a status output (no received word waiting): a
+    board may show it on an LED; the simulated board stops its clock on it while the host catches
+    up, so that it measures the array fed at full rate rather than the host's Python.
 
     Parameters
     ----------
@@ -29,6 +31,7 @@ class Accelerator(wiring.Component):
         super().__init__({
             "link_rx": In(stream.Signature(8 * config.link_bytes)),
             "link_tx": Out(stream.Signature(8 * config.link_bytes)),
+            "rx_empty": Out(1),
         })
 
     def elaborate(self, platform):
@@ -48,6 +51,7 @@ class Accelerator(wiring.Component):
         connect(m, decoder.reply, framer.reply)
         connect(m, engine.results, framer.results)
         m.d.comb += [
+            self.rx_empty.eq(adapter.rx_empty),
             adapter.decoder_idle.eq(decoder.idle),
             decoder.consumed.eq(adapter.consumed),
             framer.credit_due.eq(adapter.credit_due),

