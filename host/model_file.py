@@ -2,7 +2,6 @@
 tensors, dequantize with `gguf.quants` (the float reference)."""
 
 import dataclasses
-import functools
 import importlib.util
 import pathlib
 
@@ -22,7 +21,7 @@ def default_model_path():
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"the SmolLM2 model file is not installed; install it with:\n"
                                 f"  {INSTALL_HINT}")
-    return pathlib.Path(list(spec.submodule_search_locations)[0]) / MODEL_FILENAME
+    return pathlib.Path(next(iter(spec.submodule_search_locations))) / MODEL_FILENAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +61,7 @@ class ModelFile:
         if arch != "llama":
             raise ValueError(f"{self.path}: architecture {arch!r}, expected 'llama'")
         self.tensors = {t.name: t for t in self.reader.tensors}
+        self._dequantized = {}
         d_model = self.field("llama.embedding_length")
         n_heads = self.field("llama.attention.head_count")
         self.params = LlamaParams(
@@ -99,11 +99,13 @@ class ModelFile:
         """The tensor's bytes exactly as they sit in the file (uint8 rows of blocks)."""
         return np.asarray(self.tensor(name).data)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 (one file object per model, kept for its life)
     def dequantized(self, name):
-        """float32 in numpy order, e.g. (out, in) for a linear weight."""
+        """float32 in numpy order, e.g. (out, in) for a linear weight (cached)."""
         from gguf import quants
 
-        t = self.tensor(name)
-        data = quants.dequantize(np.asarray(t.data), t.tensor_type)
-        return np.asarray(data, dtype=np.float32).reshape(self.tensor_shape(name))
+        if name not in self._dequantized:
+            t = self.tensor(name)
+            data = quants.dequantize(np.asarray(t.data), t.tensor_type)
+            self._dequantized[name] = np.asarray(data, dtype=np.float32).reshape(
+                self.tensor_shape(name))
+        return self._dequantized[name]
