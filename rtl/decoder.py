@@ -44,7 +44,7 @@ class CommandDecoder(wiring.Component):
     wgt : stream of weight rows (``cols`` int8) for the weight banks, in GEMM order.
     reply : stream of replies for the framer (LOAD_A done, IDENTIFY, errors).
     load_start, gemm_start : one-cycle strobes when a LOAD_A / GEMM header is accepted; ``n``,
-        ``k``, ``m``, ``tiles_n``, ``tiles_m`` hold that command's sizes.
+        ``k``, ``m`` hold that command's sizes.
     busy : in; while set (a GEMM is still computing or replying) no new header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
@@ -63,8 +63,6 @@ class CommandDecoder(wiring.Component):
             "n": Out(16),
             "k": Out(range(cfg.max_k + 1)),
             "m": Out(16),
-            "tiles_n": Out(16),
-            "tiles_m": Out(16),
             "busy": In(1),
             "idle": Out(1),
             "consumed": In(32),
@@ -117,10 +115,10 @@ class CommandDecoder(wiring.Component):
                 step.eq(0),
             ]
 
-        def next_vector(m, size, tiles, done_state):
+        def next_vector(m, size, done_state):
             """Advance word/step/tile counters after a vector has been taken."""
             with m.If(step == self.k - 1):
-                with m.If(tile == tiles - 1):
+                with m.If(left <= size):
                     m.next = done_state
                 with m.Else():
                     m.d.sync += tile.eq(tile + 1)
@@ -128,7 +126,7 @@ class CommandDecoder(wiring.Component):
             with m.Else():
                 m.d.sync += [step.eq(step + 1), word_idx.eq(0)]
 
-        def payload_state(m, out, size, tiles, done_state):
+        def payload_state(m, out, size, done_state):
             last_word = word_idx == vec_last_word
             m.d.comb += [
                 out.valid.eq(self.rx.valid & last_word),
@@ -137,7 +135,7 @@ class CommandDecoder(wiring.Component):
             with m.If(self.rx.valid & self.rx.ready):
                 m.d.sync += vec.eq(vec_next)
                 with m.If(last_word):
-                    next_vector(m, size, tiles, done_state)
+                    next_vector(m, size, done_state)
                 with m.Else():
                     m.d.sync += word_idx.eq(word_idx + 1)
 
@@ -151,12 +149,13 @@ class CommandDecoder(wiring.Component):
         n_ok = (hdr.arg0 >= 1) & (hdr.arg0 <= 0xFFFF)
         k_ok = (hdr.arg1 >= 1) & (hdr.arg1 <= cfg.max_k)
         m_ok = (hdr.arg2 >= 1) & (hdr.arg2 <= 0xFFFF)
-        tiles_n = Signal(16)
-        tiles_m = Signal(16)
-        m.d.comb += [
-            tiles_n.eq((hdr.arg0[:16] + cfg.rows - 1) // cfg.rows),
-            tiles_m.eq((hdr.arg2[:16] + cfg.cols - 1) // cfg.cols),
-        ]
+
+        # LOAD_A's size check, ceil(N / rows) * K <= act_depth, done sequentially (no divider or
+        # multiplier in the fabric): rows of A are counted off a tile at a time while the words
+        # they need are added up; it stops as soon as the buffer would overflow, so it takes at
+        # most min(ceil(N / rows), act_depth // K + 1) cycles.
+        size_rows = Signal(17)
+        size_words = Signal(range(cfg.act_depth + cfg.max_k + 1))
 
         with m.FSM():
             with m.State("HEADER"):
@@ -181,29 +180,36 @@ class CommandDecoder(wiring.Component):
                     send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
                                self.consumed)
                 with m.Elif(hdr.op == Op.LOAD_A):
-                    with m.If(~n_ok | ~k_ok | (tiles_n * hdr.arg1[:18] > cfg.act_depth)):
+                    with m.If(~n_ok | ~k_ok):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Else():
-                        m.d.sync += [
-                            self.n.eq(hdr.arg0), self.k.eq(hdr.arg1), self.tiles_n.eq(tiles_n),
-                            loaded.eq(0), loaded_n.eq(hdr.arg0), loaded_k.eq(hdr.arg1),
-                            tile.eq(0),
-                        ]
-                        start_tile(m, hdr.arg0[:17], cfg.rows)
-                        m.next = "START_LOAD_A"
+                        m.d.sync += [size_rows.eq(hdr.arg0), size_words.eq(0)]
+                        m.next = "SIZE_LOAD_A"
                 with m.Elif(hdr.op == Op.GEMM):
                     with m.If(~n_ok | ~k_ok | ~m_ok):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Elif(~loaded | (hdr.arg0 != loaded_n) | (hdr.arg1 != loaded_k)):
                         send_reply(m, hdr.op, Status.NOT_LOADED, hdr.arg0)
                     with m.Else():
-                        m.d.sync += [
-                            self.m.eq(hdr.arg2), self.tiles_m.eq(tiles_m), tile.eq(0),
-                        ]
+                        m.d.sync += [self.m.eq(hdr.arg2), tile.eq(0)]
                         start_tile(m, hdr.arg2[:17], cfg.cols)
                         m.next = "START_GEMM"
                 with m.Else():
                     send_reply(m, hdr.op, Status.BAD_OPCODE, hdr.arg0)
+
+            with m.State("SIZE_LOAD_A"):
+                words = size_words + hdr.arg1[:18]
+                with m.If(words > cfg.act_depth):
+                    send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
+                with m.Elif(size_rows <= cfg.rows):
+                    m.d.sync += [
+                        self.n.eq(hdr.arg0), self.k.eq(hdr.arg1),
+                        loaded.eq(0), loaded_n.eq(hdr.arg0), loaded_k.eq(hdr.arg1), tile.eq(0),
+                    ]
+                    start_tile(m, hdr.arg0[:17], cfg.rows)
+                    m.next = "START_LOAD_A"
+                with m.Else():
+                    m.d.sync += [size_rows.eq(size_rows - cfg.rows), size_words.eq(words)]
 
             # The strobes come one cycle after CHECK, once n, k, m and the tile counts are set.
             with m.State("START_LOAD_A"):
@@ -215,14 +221,14 @@ class CommandDecoder(wiring.Component):
                 m.next = "GEMM"
 
             with m.State("LOAD_A"):
-                payload_state(m, self.act, cfg.rows, self.tiles_n, "LOADED")
+                payload_state(m, self.act, cfg.rows, "LOADED")
 
             with m.State("LOADED"):
                 m.d.sync += loaded.eq(1)
                 send_reply(m, Op.LOAD_A, Status.OK, loaded_n, loaded_k)
 
             with m.State("GEMM"):
-                payload_state(m, self.wgt, cfg.cols, self.tiles_m, "HEADER")
+                payload_state(m, self.wgt, cfg.cols, "HEADER")
 
             with m.State("REPLY"):
                 m.d.comb += self.reply.valid.eq(1)

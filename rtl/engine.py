@@ -28,8 +28,8 @@ def ResultRow(config):  # noqa: N802 (a layout factory reads like a type)
 class GemmEngine(wiring.Component):
     """Computes C = A·W with A held on chip and W streamed through once.
 
-    A LOAD_A fills the activation buffer with ``tiles_n × K`` vectors (one word of ``rows`` int8
-    per row tile and k). A GEMM then streams W as ``tiles_m`` weight tiles of K rows. Each weight
+    A LOAD_A fills the activation buffer with ``ceil(N / rows) × K`` vectors (one word of ``rows``
+    int8 per row tile and k). A GEMM then streams W as ``ceil(M / cols)`` weight tiles of K rows. Each weight
     tile is written into one of two banks while the other bank is being used: every buffered
     row tile runs K steps against it, so a weight crosses the link once and is used against every
     buffered activation row. Partial tiles need no padding from the host: vectors shorter than the
@@ -49,8 +49,6 @@ class GemmEngine(wiring.Component):
             "n": In(16),
             "k": In(range(cfg.max_k + 1)),
             "m": In(16),
-            "tiles_n": In(16),
-            "tiles_m": In(16),
             "results": Out(stream.Signature(ResultRow(cfg))),
             "busy": Out(1),
         })
@@ -117,8 +115,8 @@ class GemmEngine(wiring.Component):
         results_busy = Signal()   # the array's result registers hold a tile not yet drained
 
         last_step = seq_k == self.k - 1
-        last_i = seq_i == self.tiles_n - 1
-        last_j = seq_j == self.tiles_m - 1
+        last_i = n_left <= rows
+        last_j = m_left <= cols
         issue = Signal()
         m.d.comb += [
             issue.eq(running & bank_full.bit_select(seq_bank, 1) & ~(last_step & results_busy)),

@@ -72,7 +72,7 @@ class Framer(wiring.Component):
 
         res = self.results.payload
         cols_bytes = Signal(range(4 * cfg.cols + 1))
-        m.d.comb += cols_bytes.eq(res.cols * 4)
+        m.d.comb += cols_bytes.eq(res.cols << 2)
         row_masked = Signal(data.ArrayLayout(data.signed(cfg.acc_width), cfg.cols))
         for c in range(cfg.cols):
             m.d.comb += row_masked[c].eq(Mux(c < res.cols, res.data[c], 0))
@@ -100,7 +100,7 @@ class Framer(wiring.Component):
                 m.d.comb += self.results.ready.eq(1)
                 m.d.sync += [
                     shift.eq(row_masked),
-                    words_left.eq((cols_bytes + lb - 1) // lb),
+                    words_left.eq((cols_bytes + lb - 1) >> (lb.bit_length() - 1)),
                     after.eq(Mux(res.last, 0, 1)),
                     final_row.eq(res.end),
                 ]
