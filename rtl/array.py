@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import PairMultiplier
 from .pe import PE, StepControl
 
 __all__ = ["SystolicArray"]
@@ -25,17 +26,24 @@ class SystolicArray(wiring.Component):
     ----------
     rows, cols : int
         Array size.
+    acc_width : int
+        Accumulator bits in each PE (results on ``row`` are sign-extended from them).
+    multiplier : str
+        ``"infer"`` or ``"lut"`` (see `PE`), or ``"pairs"``: PEs taken two by two (row-major)
+        share a `PairMultiplier`; an odd one out infers its own.
     """
 
-    def __init__(self, rows, cols, *, a_width=8, w_width=8, acc_width=32):
+    def __init__(self, rows, cols, *, a_width=8, w_width=8, acc_width=32, multiplier="infer",
+                 out_width=32):
         self._rows, self._cols = rows, cols
+        self._multiplier = multiplier
         self._widths = dict(a_width=a_width, w_width=w_width, acc_width=acc_width)
         super().__init__({
             "act": In(data.ArrayLayout(data.signed(a_width), rows)),
             "wgt": In(data.ArrayLayout(data.signed(w_width), cols)),
             "ctrl": In(StepControl),
             "row_sel": In(range(rows)),
-            "row": Out(data.ArrayLayout(data.signed(acc_width), cols)),
+            "row": Out(data.ArrayLayout(data.signed(out_width), cols)),
             "done": Out(1),
         })
 
@@ -50,10 +58,27 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._rows, self._cols
-        pes = [[PE(**self._widths) for _ in range(cols)] for _ in range(rows)]
+        kind = self._multiplier
+        paired = (rows * cols) // 2 * 2 if kind == "pairs" else 0
+
+        def pe_kind(index):
+            if kind == "pairs":
+                return "external" if index < paired else "infer"
+            return kind
+
+        pes = [[PE(**self._widths, multiplier=pe_kind(r * cols + c)) for c in range(cols)]
+               for r in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+        flat = [pe for row in pes for pe in row]
+        for i in range(0, paired, 2):
+            m.submodules[f"mul_{i // 2}"] = mul = PairMultiplier()
+            m.d.comb += [
+                mul.a0.eq(flat[i].a_in), mul.w0.eq(flat[i].w_in),
+                mul.a1.eq(flat[i + 1].a_in), mul.w1.eq(flat[i + 1].w_in),
+                flat[i].product_in.eq(mul.p0), flat[i + 1].product_in.eq(mul.p1),
+            ]
 
         for r in range(rows):
             m.d.comb += [

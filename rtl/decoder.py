@@ -44,7 +44,7 @@ class CommandDecoder(wiring.Component):
     wgt : stream of weight rows (``cols`` int8) for the weight banks, in GEMM order.
     reply : stream of replies for the framer (LOAD_A done, IDENTIFY, errors).
     load_start, gemm_start : one-cycle strobes when a LOAD_A / GEMM header is accepted; ``n``,
-        ``k``, ``m`` hold that command's sizes.
+        ``k``, ``m`` hold that command's sizes (``k_last`` = K - 1, registered for timing).
     busy : in; while set (a GEMM is still computing or replying) no new header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
@@ -62,6 +62,7 @@ class CommandDecoder(wiring.Component):
             "gemm_start": Out(1),
             "n": Out(16),
             "k": Out(range(cfg.max_k + 1)),
+            "k_last": Out(range(cfg.max_k)),
             "m": Out(16),
             "busy": In(1),
             "idle": Out(1),
@@ -105,57 +106,80 @@ class CommandDecoder(wiring.Component):
             self.reply.payload.eq(reply),
         ]
 
-        def start_tile(m, remaining, size):
-            valid = Mux(remaining > size, size, remaining)
+        # The payload path decides on registered flags only (timing): the last word of a
+        # vector, the last vector (k) of a tile, the last tile.
+        word_last = Signal()
+        one_word = Signal()          # this tile's vectors are one word each
+        steps_left = Signal(range(cfg.max_k))
+        step_last = Signal()
+        tile_last = Signal()
+
+        def tile_shape(m, size):
+            """Set up the tile that starts with ``left`` rows/cols to go (a state of its own: the
+            arithmetic stays off the payload path)."""
+            valid = Mux(left > size, size, left)
+            last_word = ((valid + lb - 1) >> _ceil_log2(lb)) - 1
             m.d.sync += [
-                left.eq(remaining),
                 vec_len.eq(valid),
-                vec_last_word.eq(((valid + lb - 1) >> _ceil_log2(lb)) - 1),
+                vec_last_word.eq(last_word),
                 word_idx.eq(0),
+                word_last.eq(last_word == 0),
+                one_word.eq(last_word == 0),
                 step.eq(0),
+                steps_left.eq(self.k_last),
+                step_last.eq(self.k_last == 0),
+                tile_last.eq(left <= size),
             ]
 
-        def next_vector(m, size, done_state):
+        def next_vector(m, size, tile_state, done_state):
             """Advance word/step/tile counters after a vector has been taken."""
-            with m.If(step == self.k - 1):
-                with m.If(left <= size):
+            m.d.sync += [word_idx.eq(0), word_last.eq(one_word)]
+            with m.If(step_last):
+                with m.If(tile_last):
                     m.next = done_state
                 with m.Else():
-                    m.d.sync += tile.eq(tile + 1)
-                    start_tile(m, left - size, size)
+                    m.d.sync += [tile.eq(tile + 1), left.eq(left - size)]
+                    m.next = tile_state
             with m.Else():
-                m.d.sync += [step.eq(step + 1), word_idx.eq(0)]
+                m.d.sync += [step.eq(step + 1), steps_left.eq(steps_left - 1),
+                             step_last.eq(steps_left == 1)]
 
-        def payload_state(m, out, size, done_state):
-            last_word = word_idx == vec_last_word
+        def payload_state(m, out, size, tile_state, done_state):
             m.d.comb += [
-                out.valid.eq(self.rx.valid & last_word),
-                self.rx.ready.eq(~last_word | out.ready),
+                out.valid.eq(self.rx.valid & word_last),
+                self.rx.ready.eq(~word_last | out.ready),
             ]
             with m.If(self.rx.valid & self.rx.ready):
                 m.d.sync += vec.eq(vec_next)
-                with m.If(last_word):
-                    next_vector(m, size, done_state)
+                with m.If(word_last):
+                    next_vector(m, size, tile_state, done_state)
                 with m.Else():
-                    m.d.sync += word_idx.eq(word_idx + 1)
+                    m.d.sync += [word_idx.eq(word_idx + 1),
+                                 word_last.eq(word_idx + 1 == vec_last_word)]
 
         def send_reply(m, op, status, arg0=0, arg1=0, arg2=0):
             m.d.sync += [reply.op.eq(op | protocol.REPLY), reply.status.eq(status),
                          reply.arg0.eq(arg0), reply.arg1.eq(arg1), reply.arg2.eq(arg2)]
             m.next = "REPLY"
 
-        checksum = Signal(8)
-        m.d.comb += checksum.eq(sum(hdr_bits.word_select(i, 8) for i in range(16)))
-        n_ok = (hdr.arg0 >= 1) & (hdr.arg0 <= 0xFFFF)
-        k_ok = (hdr.arg1 >= 1) & (hdr.arg1 <= cfg.max_k)
-        m_ok = (hdr.arg2 >= 1) & (hdr.arg2 <= 0xFFFF)
+        # The header's checks are registered in a VALIDATE cycle before CHECK acts on them.
+        bad_check = Signal()
+        n_ok = Signal()
+        k_ok = Signal()
+        m_ok = Signal()
+        matches_loaded = Signal()
+        is_identify = Signal()
+        is_load = Signal()
+        is_gemm = Signal()
 
         # LOAD_A's size check, ceil(N / rows) * K <= act_depth, done sequentially (no divider or
         # multiplier in the fabric): rows of A are counted off a tile at a time while the words
         # they need are added up; it stops as soon as the buffer would overflow, so it takes at
         # most min(ceil(N / rows), act_depth // K + 1) cycles.
-        size_rows = Signal(17)
-        size_words = Signal(range(cfg.act_depth + cfg.max_k + 1))
+        size_rows = Signal(17)       # rows from the current tile on
+        size_words = Signal(range(cfg.act_depth + cfg.max_k + 1))   # words up to that tile
+        size_last = Signal()         # the current tile is the last
+        size_over = Signal()         # size_words is more than the buffer holds
 
         with m.FSM():
             with m.State("HEADER"):
@@ -169,66 +193,95 @@ class CommandDecoder(wiring.Component):
                                                 if hdr_words > 1 else word)
                         with m.If(hdr_count == hdr_words - 1):
                             m.d.sync += hdr_count.eq(0)
-                            m.next = "CHECK"
+                            m.next = "VALIDATE"
                         with m.Else():
                             m.d.sync += hdr_count.eq(hdr_count + 1)
 
+            with m.State("VALIDATE"):
+                checksum = sum(hdr_bits.word_select(i, 8) for i in range(16))[:8]
+                m.d.sync += [
+                    bad_check.eq((checksum != 0) | (hdr.status != 0)),
+                    n_ok.eq((hdr.arg0 >= 1) & (hdr.arg0 <= 0xFFFF)),
+                    k_ok.eq((hdr.arg1 >= 1) & (hdr.arg1 <= cfg.max_k)),
+                    m_ok.eq((hdr.arg2 >= 1) & (hdr.arg2 <= 0xFFFF)),
+                    matches_loaded.eq(loaded & (hdr.arg0 == loaded_n) & (hdr.arg1 == loaded_k)),
+                    is_identify.eq(hdr.op == Op.IDENTIFY),
+                    is_load.eq(hdr.op == Op.LOAD_A),
+                    is_gemm.eq(hdr.op == Op.GEMM),
+                ]
+                m.next = "CHECK"
+
             with m.State("CHECK"):
-                with m.If((checksum != 0) | (hdr.status != 0)):
+                with m.If(bad_check):
                     send_reply(m, hdr.op, Status.BAD_CHECK, hdr.arg0)
-                with m.Elif(hdr.op == Op.IDENTIFY):
+                with m.Elif(is_identify):
                     send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
                                self.consumed)
-                with m.Elif(hdr.op == Op.LOAD_A):
+                with m.Elif(is_load):
                     with m.If(~n_ok | ~k_ok):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Else():
-                        m.d.sync += [size_rows.eq(hdr.arg0), size_words.eq(0)]
+                        m.d.sync += [size_rows.eq(hdr.arg0), size_words.eq(hdr.arg1),
+                                     size_last.eq(hdr.arg0 <= cfg.rows),
+                                     size_over.eq(hdr.arg1 > cfg.act_depth)]
                         m.next = "SIZE_LOAD_A"
-                with m.Elif(hdr.op == Op.GEMM):
+                with m.Elif(is_gemm):
                     with m.If(~n_ok | ~k_ok | ~m_ok):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
-                    with m.Elif(~loaded | (hdr.arg0 != loaded_n) | (hdr.arg1 != loaded_k)):
+                    with m.Elif(~matches_loaded):
                         send_reply(m, hdr.op, Status.NOT_LOADED, hdr.arg0)
                     with m.Else():
-                        m.d.sync += [self.m.eq(hdr.arg2), tile.eq(0)]
-                        start_tile(m, hdr.arg2[:17], cfg.cols)
+                        m.d.sync += [self.m.eq(hdr.arg2), tile.eq(0), left.eq(hdr.arg2)]
                         m.next = "START_GEMM"
                 with m.Else():
                     send_reply(m, hdr.op, Status.BAD_OPCODE, hdr.arg0)
 
             with m.State("SIZE_LOAD_A"):
-                words = size_words + hdr.arg1[:18]
-                with m.If(words > cfg.act_depth):
+                with m.If(size_over):
                     send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
-                with m.Elif(size_rows <= cfg.rows):
+                with m.Elif(size_last):
                     m.d.sync += [
-                        self.n.eq(hdr.arg0), self.k.eq(hdr.arg1),
+                        self.n.eq(hdr.arg0), self.k.eq(hdr.arg1), self.k_last.eq(hdr.arg1 - 1),
                         loaded.eq(0), loaded_n.eq(hdr.arg0), loaded_k.eq(hdr.arg1), tile.eq(0),
+                        left.eq(hdr.arg0),
                     ]
-                    start_tile(m, hdr.arg0[:17], cfg.rows)
                     m.next = "START_LOAD_A"
                 with m.Else():
-                    m.d.sync += [size_rows.eq(size_rows - cfg.rows), size_words.eq(words)]
+                    m.d.sync += [
+                        size_rows.eq(size_rows - cfg.rows),
+                        size_words.eq(size_words + hdr.arg1[:18]),
+                        size_over.eq(size_words + hdr.arg1[:18] > cfg.act_depth),
+                        size_last.eq(size_rows <= 2 * cfg.rows),
+                    ]
 
-            # The strobes come one cycle after CHECK, once n, k, m and the tile counts are set.
+            # The strobes come one cycle after CHECK, once n, k, m are set.
             with m.State("START_LOAD_A"):
                 m.d.comb += self.load_start.eq(1)
+                tile_shape(m, cfg.rows)
                 m.next = "LOAD_A"
 
             with m.State("START_GEMM"):
                 m.d.comb += self.gemm_start.eq(1)
+                tile_shape(m, cfg.cols)
+                m.next = "GEMM"
+
+            with m.State("LOAD_A_TILE"):
+                tile_shape(m, cfg.rows)
+                m.next = "LOAD_A"
+
+            with m.State("GEMM_TILE"):
+                tile_shape(m, cfg.cols)
                 m.next = "GEMM"
 
             with m.State("LOAD_A"):
-                payload_state(m, self.act, cfg.rows, "LOADED")
+                payload_state(m, self.act, cfg.rows, "LOAD_A_TILE", "LOADED")
 
             with m.State("LOADED"):
                 m.d.sync += loaded.eq(1)
                 send_reply(m, Op.LOAD_A, Status.OK, loaded_n, loaded_k)
 
             with m.State("GEMM"):
-                payload_state(m, self.wgt, cfg.cols, "HEADER")
+                payload_state(m, self.wgt, cfg.cols, "GEMM_TILE", "HEADER")
 
             with m.State("REPLY"):
                 m.d.comb += self.reply.valid.eq(1)

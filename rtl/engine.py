@@ -48,6 +48,7 @@ class GemmEngine(wiring.Component):
             "gemm_start": In(1),
             "n": In(16),
             "k": In(range(cfg.max_k + 1)),
+            "k_last": In(range(cfg.max_k)),
             "m": In(16),
             "results": Out(stream.Signature(ResultRow(cfg))),
             "busy": Out(1),
@@ -62,7 +63,9 @@ class GemmEngine(wiring.Component):
             shape=data.ArrayLayout(data.signed(8), rows), depth=cfg.act_depth, init=[])
         m.submodules.wgt_mem = wgt_mem = Memory(
             shape=data.ArrayLayout(data.signed(8), cols), depth=2 * max_k, init=[])
-        m.submodules.array = array = SystolicArray(rows, cols)
+        m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
+                                                   multiplier=cfg.multiplier,
+                                                   out_width=cfg.acc_width)
         act_wr = act_mem.write_port()
         act_rd = act_mem.read_port()
         wgt_wr = wgt_mem.write_port()
@@ -97,7 +100,7 @@ class GemmEngine(wiring.Component):
         with m.If(self.gemm_start):
             m.d.sync += [load_bank.eq(0), load_k.eq(0), bank_full.eq(0)]
         with m.Elif(self.wgt.valid & self.wgt.ready):
-            with m.If(load_k == self.k - 1):
+            with m.If(load_k == self.k_last):
                 m.d.comb += set_full.bit_select(load_bank, 1).eq(1)
                 m.d.sync += [load_k.eq(0), load_bank.eq(~load_bank)]
             with m.Else():
@@ -114,9 +117,12 @@ class GemmEngine(wiring.Component):
         m_left = Signal(17)
         results_busy = Signal()   # the array's result registers hold a tile not yet drained
 
-        last_step = seq_k == self.k - 1
-        last_i = n_left <= rows
-        last_j = m_left <= cols
+        # "Last" flags are registers, updated with the counters they describe (timing).
+        k_left = Signal(range(max_k))
+        last_step = Signal()
+        last_i = Signal()
+        last_j = Signal()
+        single_step = Signal()    # K = 1
         issue = Signal()
         m.d.comb += [
             issue.eq(running & bank_full.bit_select(seq_bank, 1) & ~(last_step & results_busy)),
@@ -141,11 +147,14 @@ class GemmEngine(wiring.Component):
             m.d.sync += [
                 running.eq(1), seq_bank.eq(0), seq_k.eq(0), seq_i.eq(0), seq_j.eq(0),
                 act_base.eq(0), n_left.eq(self.n), m_left.eq(self.m), self.busy.eq(1),
+                k_left.eq(self.k_last), single_step.eq(self.k_last == 0),
+                last_step.eq(self.k_last == 0),
+                last_i.eq(self.n <= rows), last_j.eq(self.m <= cols),
             ]
         with m.Elif(issue):
             with m.If(last_step):
                 m.d.sync += [
-                    seq_k.eq(0),
+                    seq_k.eq(0), k_left.eq(self.k_last), last_step.eq(single_step),
                     results_busy.eq(1),
                     meta.row_tile.eq(seq_i),
                     meta.col_tile.eq(seq_j),
@@ -157,17 +166,20 @@ class GemmEngine(wiring.Component):
                     m.d.comb += clear_full.bit_select(seq_bank, 1).eq(1)
                     m.d.sync += [
                         seq_i.eq(0), act_base.eq(0), n_left.eq(self.n),
+                        last_i.eq(self.n <= rows),
                         seq_j.eq(seq_j + 1), m_left.eq(m_left - cols), seq_bank.eq(~seq_bank),
+                        last_j.eq(m_left <= 2 * cols),
                     ]
                     with m.If(last_j):
                         m.d.sync += running.eq(0)
                 with m.Else():
                     m.d.sync += [
                         seq_i.eq(seq_i + 1), act_base.eq(act_base + self.k),
-                        n_left.eq(n_left - rows),
+                        n_left.eq(n_left - rows), last_i.eq(n_left <= 2 * rows),
                     ]
             with m.Else():
-                m.d.sync += seq_k.eq(seq_k + 1)
+                m.d.sync += [seq_k.eq(seq_k + 1), k_left.eq(k_left - 1),
+                             last_step.eq(k_left == 1)]
 
         # Drain: once the last step reached every PE, send the tile's valid rows.
         draining = Signal()

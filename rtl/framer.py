@@ -1,7 +1,7 @@
 """Reply framer: turns replies, result rows and credit into frames of link words."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import protocol
@@ -40,12 +40,20 @@ class Framer(wiring.Component):
         m = Module()
         cfg = self._config
         lb = cfg.link_bytes
+        log_lb = lb.bit_length() - 1
         identify = cfg.identify_payload()
-        longest = max(protocol.HEADER_BYTES, len(identify), 4 * cfg.cols)
-        shift = Signal(8 * lb * -(-longest // lb))
-        words_left = Signal(range(-(-longest // lb) + 1))
-        after = Signal(2)        # where SEND goes when done: 0 idle, 1 row, 2 identify
-        final_row = Signal()
+
+        def words(nbytes):
+            return -(-nbytes // lb)
+
+        # What goes out is picked a word at a time from one of three sources, never shifted.
+        hdr = Signal(Header)
+        row_bits = 8 * lb * words(4 * cfg.cols)
+        ident_bits = 8 * lb * words(len(identify))
+        idx = Signal(range(max(words(16), words(4 * cfg.cols), words(len(identify)))))
+        last_idx = Signal.like(idx)
+        source = Signal(2)      # 0 header, 1 result row, 2 identify payload
+        after = Signal(2)       # where the header goes next: 0 idle, 1 rows, 2 identify
 
         cycles = Signal(48)
         counting = Signal()
@@ -55,77 +63,83 @@ class Framer(wiring.Component):
         with m.Elif(counting):
             m.d.sync += cycles.eq(cycles + 1)
 
-        def words(nbytes):
-            return (nbytes + lb - 1) // lb
-
-        def load_header(op, status=0, arg0=0, arg1=0, arg2=0, then=0):
-            hdr = Signal(Header)
-            check = Signal(8)
+        def send_header(op, status=0, arg0=0, arg1=0, arg2=0, then=0):
+            fields = Signal(Header)
             m.d.comb += [
-                hdr.magic.eq(protocol.MAGIC), hdr.op.eq(op), hdr.status.eq(status),
-                hdr.arg0.eq(arg0), hdr.arg1.eq(arg1), hdr.arg2.eq(arg2),
-                check.eq(-sum(hdr.as_value().word_select(i, 8) for i in range(16) if i != 3)),
-                hdr.check.eq(check),
+                fields.magic.eq(protocol.MAGIC), fields.op.eq(op), fields.status.eq(status),
+                fields.arg0.eq(arg0), fields.arg1.eq(arg1), fields.arg2.eq(arg2),
             ]
-            m.d.sync += [shift.eq(hdr), words_left.eq(words(16)), after.eq(then)]
-            m.next = "SEND"
+            m.d.sync += [
+                hdr.eq(fields),
+                source.eq(0), idx.eq(0), last_idx.eq(words(16) - 1), after.eq(then),
+            ]
+            m.next = "CHECK"
 
         res = self.results.payload
-        cols_bytes = Signal(range(4 * cfg.cols + 1))
-        m.d.comb += cols_bytes.eq(res.cols << 2)
-        row_masked = Signal(data.ArrayLayout(data.signed(cfg.acc_width), cfg.cols))
+        row = Signal(row_bits)
         for c in range(cfg.cols):
-            m.d.comb += row_masked[c].eq(Mux(c < res.cols, res.data[c], 0))
+            value = res.data[c]
+            if lb > 4:      # the padding of a partial row's last word must be zeros
+                value = Mux(c < res.cols, value, 0)
+            m.d.comb += row.word_select(c, 32).eq(value)
+        row_words = ((res.cols << 2) + lb - 1) >> log_lb
+
+        with m.Switch(source):
+            with m.Case(0):
+                hdr_bits = Cat(hdr.as_value(), Const(0, 8 * lb * words(16) - 128))
+                m.d.comb += self.tx.payload.eq(hdr_bits.word_select(idx, 8 * lb))
+            with m.Case(1):
+                m.d.comb += self.tx.payload.eq(row.word_select(idx, 8 * lb))
+            with m.Case(2):
+                const = Const(int.from_bytes(identify, "little"), ident_bits)
+                m.d.comb += self.tx.payload.eq(const.word_select(idx, 8 * lb))
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.credit_due):
                     m.d.comb += self.credit_sent.eq(1)
-                    load_header(Op.CREDIT | protocol.REPLY, arg0=self.consumed)
+                    send_header(Op.CREDIT | protocol.REPLY, arg0=self.consumed)
                 with m.Elif(self.reply.valid):
                     m.d.comb += self.reply.ready.eq(1)
                     rp = self.reply.payload
                     is_identify = (rp.op == (Op.IDENTIFY | protocol.REPLY)) & (rp.status == 0)
-                    load_header(rp.op, rp.status, rp.arg0, rp.arg1, rp.arg2,
+                    send_header(rp.op, rp.status, rp.arg0, rp.arg1, rp.arg2,
                                 then=Mux(is_identify, 2, 0))
                 with m.Elif(self.results.valid):
-                    load_header(Op.RESULT | protocol.REPLY, 0, res.row_tile, res.col_tile,
+                    send_header(Op.RESULT | protocol.REPLY, 0, res.row_tile, res.col_tile,
                                 Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols), then=1)
                 with m.Elif(done_pending):
                     m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
-                    load_header(Op.GEMM | protocol.REPLY, 0, cycles[:32], cycles[32:], self.m)
+                    send_header(Op.GEMM | protocol.REPLY, 0, cycles[:32], cycles[32:], self.m)
 
-            with m.State("ROW"):
-                # One result row: `cols` int32, padded to whole words.
-                m.d.comb += self.results.ready.eq(1)
-                m.d.sync += [
-                    shift.eq(row_masked),
-                    words_left.eq((cols_bytes + lb - 1) >> (lb.bit_length() - 1)),
-                    after.eq(Mux(res.last, 0, 1)),
-                    final_row.eq(res.end),
-                ]
-                m.next = "SEND"
-
-            with m.State("IDENTIFY"):
-                m.d.sync += [
-                    shift.eq(int.from_bytes(identify, "little")),
-                    words_left.eq(words(len(identify))),
-                    after.eq(0),
-                ]
+            with m.State("CHECK"):
+                # The check byte from the registered header, a cycle of its own (timing).
+                check = -sum(hdr.as_value().word_select(i, 8) for i in range(16) if i != 3)
+                m.d.sync += hdr.check.eq(check)
                 m.next = "SEND"
 
             with m.State("SEND"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(shift[:8 * lb])]
-                with m.If(self.tx.ready):
-                    m.d.sync += [shift.eq(shift >> (8 * lb)), words_left.eq(words_left - 1)]
-                    with m.If(words_left == 1):
-                        with m.If(final_row & (after == 0)):
-                            m.d.sync += [final_row.eq(0), counting.eq(0), done_pending.eq(1)]
-                        with m.Switch(after):
-                            with m.Case(0):
-                                m.next = "IDLE"
-                            with m.Case(1):
-                                m.next = "ROW"
+                m.d.comb += self.tx.valid.eq((source != 1) | self.results.valid)
+                with m.If(self.tx.valid & self.tx.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == last_idx):
+                        m.d.sync += idx.eq(0)
+                        with m.Switch(source):
+                            with m.Case(0):          # header done
+                                with m.Switch(after):
+                                    with m.Case(0):
+                                        m.next = "IDLE"
+                                    with m.Case(1):
+                                        m.d.sync += [source.eq(1), last_idx.eq(row_words - 1)]
+                                    with m.Case(2):
+                                        m.d.sync += [source.eq(2),
+                                                     last_idx.eq(words(len(identify)) - 1)]
+                            with m.Case(1):          # a result row done: take it
+                                m.d.comb += self.results.ready.eq(1)
+                                with m.If(res.end):
+                                    m.d.sync += [counting.eq(0), done_pending.eq(1)]
+                                with m.If(res.last):
+                                    m.next = "IDLE"
                             with m.Case(2):
-                                m.next = "IDENTIFY"
+                                m.next = "IDLE"
         return m

@@ -11,7 +11,7 @@ class LinkAdapter(wiring.Component):
     """Moves ``link_bytes`` bytes per cycle each way between the link and the decoder/framer.
 
     Received words pass through a FIFO of ``rx_fifo_words`` words: that buffer is what the device
-    advertises as credit. ``consumed`` counts the bytes taken out of it (modulo 2**32);
+    advertises as credit. Words to send pass through a 4-word FIFO. ``consumed`` counts the bytes taken out of it (modulo 2**32);
     ``credit_due`` asks the framer to send a CREDIT frame, and ``credit_sent`` (pulsed by the
     framer when it takes ``consumed`` into a CREDIT header) marks the count as reported.
     ``rx_empty`` says no received word is waiting.
@@ -44,7 +44,11 @@ class LinkAdapter(wiring.Component):
             width=8 * cfg.link_bytes, depth=cfg.rx_fifo_words)
         connect(m, wiring.flipped(self.link_rx), rx_fifo.w_stream)
         connect(m, rx_fifo.r_stream, wiring.flipped(self.rx))
-        connect(m, wiring.flipped(self.tx), wiring.flipped(self.link_tx))
+        # A small transmit FIFO registers the path from the framer's word select to the link.
+        m.submodules.tx_fifo = tx_fifo = fifo.SyncFIFOBuffered(
+            width=8 * cfg.link_bytes, depth=4)
+        connect(m, wiring.flipped(self.tx), tx_fifo.w_stream)
+        connect(m, tx_fifo.r_stream, wiring.flipped(self.link_tx))
 
         reported = Signal(32)
         with m.If(self.rx.valid & self.rx.ready):
@@ -54,10 +58,14 @@ class LinkAdapter(wiring.Component):
 
         m.d.comb += self.rx_empty.eq(~rx_fifo.r_rdy)
 
+        # credit_due is registered (it starts a long path in the framer); it drops the cycle
+        # after a CREDIT is taken and is recomputed from the new count the cycle after that.
         unreported = Signal(32)
-        m.d.comb += [
-            unreported.eq(self.consumed - reported),
-            self.credit_due.eq((unreported >= cfg.rx_bytes // 2) |
-                               ((unreported != 0) & self.rx_empty & self.decoder_idle)),
-        ]
+        m.d.comb += unreported.eq(self.consumed - reported)
+        with m.If(self.credit_sent):
+            m.d.sync += self.credit_due.eq(0)
+        with m.Else():
+            m.d.sync += self.credit_due.eq(
+                (unreported >= cfg.rx_bytes // 2) |
+                ((unreported != 0) & self.rx_empty & self.decoder_idle))
         return m

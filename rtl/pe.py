@@ -32,11 +32,23 @@ class PE(wiring.Component):
     ----------
     a_width, w_width, acc_width : int
         Operand and accumulator widths (signed).
+    multiplier : "infer", "lut" or "external"
+        "infer": a plain ``*`` that the synthesizer maps (to a hard DSP where there is one);
+        "lut": shift-and-add partial products, which synthesizers leave in logic; "external":
+        the registered product arrives on ``product_in`` one cycle after ``a_in``/``w_in`` (from a
+        `PairMultiplier` shared with a neighbour).
     """
 
-    def __init__(self, *, a_width=8, w_width=8, acc_width=32):
+    def __init__(self, *, a_width=8, w_width=8, acc_width=32, multiplier="infer"):
+        if multiplier not in ("infer", "lut", "external"):
+            raise ValueError(f"multiplier must be 'infer', 'lut' or 'external', not "
+                             f"{multiplier!r}")
         self._acc_width = acc_width
+        self._multiplier = multiplier
+        ports = {"product_in": In(data.signed(a_width + w_width))} if multiplier == "external" \
+            else {}
         super().__init__({
+            **ports,
             "a_in": In(data.signed(a_width)),
             "w_in": In(data.signed(w_width)),
             "ctrl_in": In(StepControl),
@@ -57,10 +69,17 @@ class PE(wiring.Component):
 
         product = Signal(data.signed(self.a_in.shape().width + self.w_in.shape().width))
         ctrl = Signal(StepControl)
-        m.d.sync += [
-            product.eq(self.a_in * self.w_in),
-            ctrl.eq(self.ctrl_in),
-        ]
+        m.d.sync += ctrl.eq(self.ctrl_in)
+        if self._multiplier == "external":
+            m.d.comb += product.eq(self.product_in)
+        elif self._multiplier == "infer":
+            m.d.sync += product.eq(self.a_in * self.w_in)
+        else:
+            a, w = self.a_in, self.w_in
+            top = len(w) - 1
+            # Two's complement w: bit i weighs 2**i, the top bit -2**top.
+            m.d.sync += product.eq(sum(Mux(w[i], a << i, 0) for i in range(top))
+                                   - Mux(w[top], a << top, 0))
 
         acc = Signal(data.signed(self._acc_width))
         total = Signal(data.signed(self._acc_width))

@@ -63,6 +63,6 @@ class Accelerator(wiring.Component):
             framer.m.eq(decoder.m),
             decoder.busy.eq(framer.busy),
         ]
-        for name in ("n", "k", "m"):
+        for name in ("n", "k", "k_last", "m"):
             m.d.comb += getattr(engine, name).eq(getattr(decoder, name))
         return m

@@ -39,6 +39,11 @@ class Config:
     rx_fifo_words : int
         Receive FIFO depth in link words; the device advertises ``rx_fifo_words * link_bytes``
         bytes of credit.
+    multiplier : str
+        Implementation only (not reported by IDENTIFY, not compared): how the PEs multiply.
+        ``"infer"``: a plain ``*`` the synthesizer maps (one hard DSP per PE where the part has
+        enough, e.g. ECP5 MULT18X18D); ``"pairs"``: two PEs share one `PairMultiplier` (an iCE40
+        SB_MAC16 in its dual 8×8 mode); ``"lut"``: shift-and-add in logic.
     """
 
     rows: int = 8
@@ -53,6 +58,8 @@ class Config:
     w_width: int = 8
     acc_width: int = 32
 
+    multiplier: str = dataclasses.field(default="infer", compare=False)
+
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
         _check_positive("cols", self.cols, maximum=64)
@@ -61,6 +68,9 @@ class Config:
         # int8·int8 sums of up to 2**17 terms fit int32 exactly.
         _check_positive("max_k", self.max_k, maximum=(1 << 17) - 1)
         _check_positive("rx_fifo_words", self.rx_fifo_words)
+        if self.multiplier not in ("infer", "pairs", "lut"):
+            raise ValueError(f"multiplier must be 'infer', 'pairs' or 'lut', not "
+                             f"{self.multiplier!r}")
         if (self.a_width, self.w_width, self.acc_width) != (8, 8, 32):
             raise ValueError("only int8 x int8 -> int32 is implemented "
                              f"(a_width=8, w_width=8, acc_width=32), not {self!r}")
@@ -72,6 +82,12 @@ class Config:
     def rx_bytes(self):
         """Receive buffer the device advertises: the host never has more bytes in flight."""
         return self.rx_fifo_words * self.link_bytes
+
+    @property
+    def acc_bits(self):
+        """Accumulator bits inside the array: enough for K = max_k sums of int8·int8 (at most
+        16384 in magnitude), sign included; results still leave as int32."""
+        return (16384 * self.max_k).bit_length() + 1
 
     @property
     def max_n(self):
@@ -101,5 +117,6 @@ class Config:
 
     def label(self):
         """A short name for build directories and test ids."""
+        mul = "" if self.multiplier == "infer" else f"-{self.multiplier}"
         return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
-                f"k{self.max_k}f{self.rx_fifo_words}")
+                f"k{self.max_k}f{self.rx_fifo_words}{mul}")

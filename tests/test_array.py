@@ -6,11 +6,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from systolica.rtl.array import SystolicArray
+from systolica.rtl.pe import PE
 
 
-def run_tiles(rows, cols, tiles, bubble_rate, seed=0):
+def run_tiles(rows, cols, tiles, bubble_rate, seed=0, multiplier="infer"):
     rng = np.random.default_rng(seed)
-    dut = SystolicArray(rows, cols)
+    dut = SystolicArray(rows, cols, multiplier=multiplier)
     results = []
 
     async def testbench(ctx):
@@ -49,5 +50,48 @@ def test_array_tiles_match_numpy(rows, cols, bubble_rate):
              for k in (1, 5, 9)]
     tiles.append((np.full((rows, 33), -128), np.full((33, cols), -128)))
     got = run_tiles(rows, cols, tiles, bubble_rate)
+    for (a, w), block in zip(tiles, got, strict=True):
+        np.testing.assert_array_equal(block, a.astype(np.int64) @ w)
+
+
+@pytest.mark.parametrize("multiplier", ["infer", "lut"])
+def test_pe_products_and_sums(multiplier):
+    """One PE, each step its own one-step tile: every edge pair and random pairs, both multiplier
+    kinds (the iCE40 has too few DSPs, so some PEs build theirs from LUTs)."""
+    edges = [-128, -127, -64, -1, 0, 1, 63, 127]
+    rng = np.random.default_rng(1)
+    pairs = [(a, w) for a in edges for w in edges] + [tuple(p) for p in
+                                                      rng.integers(-128, 128, (300, 2))]
+    dut = PE(multiplier=multiplier)
+    got = []
+
+    async def testbench(ctx):
+        for a, w in pairs:
+            ctx.set(dut.a_in, int(a))
+            ctx.set(dut.w_in, int(w))
+            ctx.set(dut.ctrl_in, {"valid": 1, "first": 1, "last": 1})
+            await ctx.tick()
+            ctx.set(dut.ctrl_in.valid, 0)
+            await ctx.tick().until(dut.done)
+            got.append(ctx.get(dut.result))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == [int(a) * int(w) for a, w in pairs]
+
+
+@pytest.mark.parametrize("multiplier", ["lut", "pairs"])
+def test_multiplier_kinds_in_an_array(multiplier):
+    """2×3 = 6 PEs: "pairs" gives three shared PairMultipliers; 3×1 leaves one PE unpaired."""
+    rng = np.random.default_rng(len(multiplier))
+    tiles = [(rng.integers(-128, 128, (2, k)), rng.integers(-128, 128, (k, 3))) for k in (1, 7)]
+    tiles.append((np.full((2, 9), -128), np.full((9, 3), -128)))
+    got = run_tiles(2, 3, tiles, 0.2, multiplier=multiplier)
+    for (a, w), block in zip(tiles, got, strict=True):
+        np.testing.assert_array_equal(block, a.astype(np.int64) @ w)
+    tiles = [(rng.integers(-128, 128, (3, 5)), rng.integers(-128, 128, (5, 1)))]
+    got = run_tiles(3, 1, tiles, 0.0, multiplier=multiplier)
     for (a, w), block in zip(tiles, got, strict=True):
         np.testing.assert_array_equal(block, a.astype(np.int64) @ w)

@@ -1,0 +1,67 @@
+"""What a board is to systolica: a platform from amaranth-boards, the clock its PLL makes, the
+array size that fits the part, and the UART to its USB-serial chip."""
+
+import dataclasses
+import importlib
+
+from systolica.config import Config
+
+__all__ = ["Board"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """One supported board.
+
+    Parameters
+    ----------
+    name : str
+        What the user types (``--board icebreaker``).
+    platform : str
+        ``module:Class`` of the amaranth-boards platform.
+    family : str
+        ``"ice40"`` or ``"ecp5"`` (selects the PLL and the DSP strategy).
+    clk_freq : float
+        The clock the PLL makes for the whole design, in Hz.
+    baudrate : int
+        UART line rate (the board's USB-serial chip must support it).
+    rows, cols, act_depth, max_k, rx_fifo_words : int
+        The accelerator configuration that fits this part (`Config`).
+    multiplier : str
+        How the PEs multiply (`Config.multiplier`): "infer" (one hard DSP each) or "pairs" (two
+        PEs per iCE40 SB_MAC16).
+    leds : tuple of (name, number)
+        LED resources: heartbeat, receive activity, framing error.
+    synth_opts, env : extra Yosys options and environment for the build.
+    """
+
+    name: str
+    description: str
+    platform: str
+    family: str
+    clk_freq: float
+    baudrate: int
+    rows: int
+    cols: int
+    act_depth: int
+    max_k: int
+    rx_fifo_words: int = 512
+    multiplier: str = "infer"
+    leds: tuple = (("led", 0), ("led", 1))
+    synth_opts: str = ""
+    env: tuple = ()
+    dsp_available: int = 0
+
+    def config(self):
+        """The accelerator configuration of this board: a 1-byte link behind the UART."""
+        return Config(rows=self.rows, cols=self.cols, link_bytes=1, act_depth=self.act_depth,
+                      max_k=self.max_k, rx_fifo_words=self.rx_fifo_words,
+                      multiplier=self.multiplier)
+
+    def make_platform(self):
+        module, _, cls = self.platform.partition(":")
+        return getattr(importlib.import_module(module), cls)()
+
+    @property
+    def macs(self):
+        return self.rows * self.cols

