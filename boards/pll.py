@@ -3,7 +3,7 @@ PLL primitives that make the ``sync`` clock domain from a board's oscillator."""
 
 import dataclasses
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, ResetSignal, Signal
 
 __all__ = ["ECP5PLL", "ICE40PLL", "add_sync_domain", "pll_for"]
 

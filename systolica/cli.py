@@ -144,6 +144,80 @@ def _add_layer_args(parser):
                              "float reference is below this (default 0.998)")
 
 
+def _board_from_args(args):
+    import dataclasses
+
+    from systolica.boards.catalog import board_by_name
+
+    board = board_by_name(args.board)
+    changes = {k: v for k, v in (("rows", args.rows), ("cols", args.cols)) if v is not None}
+    return dataclasses.replace(board, **changes) if changes else board
+
+
+def _print_result(r):
+    if not r["ok"]:
+        print(f"{r['board']}: BUILD FAILED\n{r.get('error', '')}")
+        return
+    fmax = r["fmax_mhz"]
+    print(f"{r['board']} ({r['device']}): {r['rows']}x{r['cols']} array = {r['macs']} int8 MACs "
+          f"per cycle, multipliers: {r['multiplier']}")
+    print(f"  clock {r['clock_mhz']:g} MHz (PLL), Fmax {fmax:.2f} MHz "
+          f"({'meets' if fmax >= r['clock_mhz'] else 'FAILS'} the clock)")
+    print(f"  logic {r['logic'][0]}/{r['logic'][1]}, flip-flops {r.get('flip_flops')}, "
+          f"DSP {r['dsp'][0]}/{r['dsp'][1]}, BRAM {r['bram'][0]}/{r['bram'][1]}")
+    print(f"  peak {2 * r['macs'] * r['clock_mhz'] / 1e3:.2f} GOPS; "
+          f"LUTs per PE {r.get('luts_per_pe', 0):.1f}")
+    from systolica.boards.report import FORMATS, link_tokens_per_s
+    for name, bpw in FORMATS.items():
+        print(f"  UART {r['baudrate']} baud (divisor {r['baud_divisor']}, error "
+              f"{r['baud_error']:.2%}): SmolLM2 link-bound decode {name}: "
+              f"{link_tokens_per_s(r['baudrate'], bpw):.4f} tokens/s")
+    print(f"  bitstream: {r['bitstream']} (built in {r['build_seconds']} s)")
+
+
+def cmd_bitstream(args):
+    """Build a board's bitstream with the PyPI Yosys/nextpnr and report what it measured."""
+    from systolica.boards.build import build_board
+
+    result = build_board(_board_from_args(args))
+    _print_result(result)
+    return 0 if result["ok"] and result["fmax_mhz"] >= result["clock_mhz"] else 1
+
+
+def cmd_bitstreams(args):
+    """Build every supported board; write reports/boards.md and reports/roofline.png."""
+    import json
+    import pathlib
+
+    from systolica.boards.build import build_board
+    from systolica.boards.catalog import BOARDS
+    from systolica.boards.report import render_markdown, roofline_png
+
+    results = []
+    for board in BOARDS.values():
+        results.append(build_board(board))
+        _print_result(results[-1])
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "boards.md").write_text(render_markdown(results))
+    (out / "boards.json").write_text(json.dumps(results, indent=1))
+    roofline_png(results, out / "roofline.png")
+    print(f"wrote {out / 'boards.md'} and {out / 'roofline.png'}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def cmd_boards(args):
+    """List the supported boards (and the ones not supported, with the reason)."""
+    from systolica.boards.catalog import BOARDS, UNSUPPORTED
+
+    for b in BOARDS.values():
+        print(f"{b.name:<12} {b.description}: {b.rows}x{b.cols} array, "
+              f"{b.clk_freq / 1e6:g} MHz, UART {b.baudrate} baud")
+    for name, reason in UNSUPPORTED.items():
+        print(f"{name:<12} not supported: {reason}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="systolica",
@@ -177,6 +251,21 @@ def build_parser():
                        description=cmd_bench.__doc__)
     _add_device_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("boards", help="list supported boards", description=cmd_boards.__doc__)
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("bitstream", help="build one board's bitstream and report on it",
+                       description=cmd_bitstream.__doc__)
+    p.add_argument("--board", required=True, help="board name (see `systolica boards`)")
+    p.add_argument("--rows", type=int, help="override the board's array rows")
+    p.add_argument("--cols", type=int, help="override the board's array columns")
+    p.set_defaults(func=cmd_bitstream)
+
+    p = sub.add_parser("bitstreams", help="build all boards; regenerate reports/boards.md",
+                       description=cmd_bitstreams.__doc__)
+    p.add_argument("--out", default="reports", help="report directory (default reports/)")
+    p.set_defaults(func=cmd_bitstreams)
 
     p = sub.add_parser("identify", help="print the device's configuration",
                        description=cmd_identify.__doc__)

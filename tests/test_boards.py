@@ -1,0 +1,72 @@
+"""Boards: PLL arithmetic, the catalog, the iCEBreaker bitstream (built with the PyPI toolchain,
+checked against its targets), and the simulated board at the iCEBreaker's configuration behind a
+serial link."""
+
+import numpy as np
+import pytest
+
+from systolica.boards.catalog import BOARDS, board_by_name
+from systolica.boards.pll import ECP5PLL, ICE40PLL
+from systolica.boards.report import render_markdown
+from systolica.host.driver import Driver
+from systolica.host.link import SerialLink
+from systolica.rtl.uart import baud_divisor
+from systolica.sim.pty_board import PtyBoard
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_board_clock_and_uart_are_reachable(name):
+    board = BOARDS[name]
+    platform = board.make_platform()
+    f_in = platform.resources[platform.default_clk, 0].clock.frequency
+    pll = {"ice40": ICE40PLL, "ecp5": ECP5PLL}[board.family].search(f_in, board.clk_freq)
+    assert pll.f_out == pytest.approx(board.clk_freq, rel=1e-3)
+    if board.family == "ice40":
+        assert 533e6 <= pll.f_vco <= 1066e6 and 10e6 <= pll.f_pfd <= 133e6
+    else:
+        assert 400e6 <= pll.f_vco <= 800e6
+    _, error = baud_divisor(pll.f_out, board.baudrate)
+    assert error < 0.02
+    assert board.config().link_bytes == 1
+
+
+@pytest.mark.parametrize(("name", "match"), [("orangecrab", "no USB-serial"),
+                                             ("nonesuch", "unknown board")])
+def test_unsupported_boards_say_why(name, match):
+    with pytest.raises(ValueError, match=match):
+        board_by_name(name)
+
+
+@pytest.fixture(scope="module")
+def icebreaker_build():
+    from systolica.boards.build import build_board
+    return build_board(BOARDS["icebreaker"])
+
+
+def test_icebreaker_bitstream_meets_its_targets(icebreaker_build):
+    r = icebreaker_build
+    assert r["ok"], r.get("error")
+    print(f"\nicebreaker: Fmax {r['fmax_mhz']:.2f} MHz at a {r['clock_mhz']:g} MHz clock, "
+          f"{r['macs']} MACs, logic {r['logic']}, DSP {r['dsp']}, BRAM {r['bram']}, "
+          f"{r['luts_per_pe']:.1f} LUTs/PE")
+    assert r["clock_mhz"] >= 30
+    assert r["fmax_mhz"] >= r["clock_mhz"]
+    assert r["macs"] >= 16
+    assert r["dsp"][0] == r["dsp"][1] == 8          # every SB_MAC16 holds two 8x8 multipliers
+    assert r["bitstream"].endswith(".bin")
+    table = render_markdown([r])
+    assert "| icebreaker | iCE40UP5K | 4x4 | 16 |" in table
+
+
+def test_simulated_icebreaker_runs_a_gemm_over_serial():
+    """What the board runs is what was tested: its configuration (1-byte link, 4x4 array, its
+    buffers), simulated, behind a pseudo-terminal opened by the serial Link."""
+    config = BOARDS["icebreaker"].config()
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (6, 40), dtype=np.int8)
+    w = rng.integers(-128, 128, (40, 9), dtype=np.int8)
+    with PtyBoard(config) as board:
+        drv = Driver(SerialLink(board.port, 3_000_000), timeout=20)
+        assert drv.config == config
+        np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+        drv.close()
