@@ -75,7 +75,7 @@ class ICE40PLL:
 class ECP5PLL:
     """EHXPLLL with CLKOP fed back: f_out = f_in · CLKFB_DIV / CLKI_DIV, VCO = f_out · CLKOP_DIV.
 
-    Ranges (ECP5 sysCLOCK guide): phase detector input 10–400 MHz, VCO 400–800 MHz,
+    Ranges (ECP5 sysCLOCK guide): phase detector input 3.125–400 MHz, VCO 400–800 MHz,
     output 3.125–400 MHz; dividers 1–128 (CLKFB_DIV 1–80).
     """
 
@@ -96,7 +96,7 @@ class ECP5PLL:
     def search(cls, f_in, f_out):
         best = None
         for clki_div in range(1, 129):
-            if not 10e6 <= f_in / clki_div <= 400e6:
+            if not 3.125e6 <= f_in / clki_div <= 400e6:
                 continue
             for clkfb_div in range(1, 81):
                 for clkop_div in range(1, 129):

@@ -185,25 +185,35 @@ def cmd_bitstream(args):
 
 
 def cmd_bitstreams(args):
-    """Build every supported board; write reports/boards.md and reports/roofline.png."""
+    """Build every supported board (or --boards a,b); write reports/boards.md and
+    reports/roofline.png from every board's latest build."""
     import json
     import pathlib
 
-    from systolica.boards.build import build_board
-    from systolica.boards.catalog import BOARDS
+    from systolica.boards.build import BUILD_ROOT, build_board
+    from systolica.boards.catalog import BOARDS, board_by_name
     from systolica.boards.report import render_markdown, roofline_png
 
+    names = args.boards.split(",") if args.boards else list(BOARDS)
+    built = {}
+    if not args.report_only:
+        for name in names:
+            built[name] = build_board(board_by_name(name))
+            _print_result(built[name])
     results = []
-    for board in BOARDS.values():
-        results.append(build_board(board))
-        _print_result(results[-1])
+    for name in BOARDS:
+        path = BUILD_ROOT / name / "result.json"
+        if name in built:
+            results.append(built[name])
+        elif path.exists():
+            results.append(json.loads(path.read_text()))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "boards.md").write_text(render_markdown(results))
     (out / "boards.json").write_text(json.dumps(results, indent=1))
     roofline_png(results, out / "roofline.png")
     print(f"wrote {out / 'boards.md'} and {out / 'roofline.png'}")
-    return 0 if all(r["ok"] for r in results) else 1
+    return 0 if all(r["ok"] for r in built.values()) else 1
 
 
 def cmd_boards(args):
@@ -265,6 +275,9 @@ def build_parser():
     p = sub.add_parser("bitstreams", help="build all boards; regenerate reports/boards.md",
                        description=cmd_bitstreams.__doc__)
     p.add_argument("--out", default="reports", help="report directory (default reports/)")
+    p.add_argument("--boards", help="comma-separated boards to build (default: all)")
+    p.add_argument("--report-only", action="store_true",
+                   help="build nothing; write the report from the latest builds")
     p.set_defaults(func=cmd_bitstreams)
 
     p = sub.add_parser("identify", help="print the device's configuration",
