@@ -136,7 +136,9 @@ class GemmEngine(wiring.Component):
             step.first.eq(seq_k == 0),
             step.last.eq(last_step),
         ]
-        m.d.comb += [
+        # One more register stage between the block RAMs and the multipliers (timing: a RAM's
+        # clock-to-out plus a multiplier is the longest path on the ECP5 otherwise).
+        m.d.sync += [
             array.act.eq(act_rd.data),
             array.wgt.eq(wgt_rd.data),
             array.ctrl.eq(step),
