@@ -177,9 +177,9 @@ class CommandDecoder(wiring.Component):
         # they need are added up; it stops as soon as the buffer would overflow, so it takes at
         # most min(ceil(N / rows), act_depth // K + 1) cycles.
         size_rows = Signal(17)       # rows from the current tile on
-        size_words = Signal(range(cfg.act_depth + cfg.max_k + 1))   # words up to that tile
+        size_room = Signal(range(-cfg.max_k - 1, cfg.act_depth + 1))  # buffer words left after it
         size_last = Signal()         # the current tile is the last
-        size_over = Signal()         # size_words is more than the buffer holds
+        size_over = Signal()         # size_room went negative
 
         with m.FSM():
             with m.State("HEADER"):
@@ -221,7 +221,8 @@ class CommandDecoder(wiring.Component):
                     with m.If(~n_ok | ~k_ok):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Else():
-                        m.d.sync += [size_rows.eq(hdr.arg0), size_words.eq(hdr.arg1),
+                        m.d.sync += [size_rows.eq(hdr.arg0),
+                                     size_room.eq(cfg.act_depth - hdr.arg1[:18]),
                                      size_last.eq(hdr.arg0 <= cfg.rows),
                                      size_over.eq(hdr.arg1 > cfg.act_depth)]
                         m.next = "SIZE_LOAD_A"
@@ -249,8 +250,8 @@ class CommandDecoder(wiring.Component):
                 with m.Else():
                     m.d.sync += [
                         size_rows.eq(size_rows - cfg.rows),
-                        size_words.eq(size_words + hdr.arg1[:18]),
-                        size_over.eq(size_words + hdr.arg1[:18] > cfg.act_depth),
+                        size_room.eq(size_room - hdr.arg1[:18]),
+                        size_over.eq((size_room - hdr.arg1[:18])[-1]),
                         size_last.eq(size_rows <= 2 * cfg.rows),
                     ]
 

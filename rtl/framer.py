@@ -77,6 +77,9 @@ class Framer(wiring.Component):
 
         res = self.results.payload
         row = Signal(row_bits)
+        row_reg = Signal(row_bits)     # the row being sent, latched (timing)
+        part_lo = Signal(8)
+        part_hi = Signal(8)
         for c in range(cfg.cols):
             value = res.data[c]
             if lb > 4:      # the padding of a partial row's last word must be zeros
@@ -89,7 +92,7 @@ class Framer(wiring.Component):
                 hdr_bits = Cat(hdr.as_value(), Const(0, 8 * lb * words(16) - 128))
                 m.d.comb += self.tx.payload.eq(hdr_bits.word_select(idx, 8 * lb))
             with m.Case(1):
-                m.d.comb += self.tx.payload.eq(row.word_select(idx, 8 * lb))
+                m.d.comb += self.tx.payload.eq(row_reg.word_select(idx, 8 * lb))
             with m.Case(2):
                 const = Const(int.from_bytes(identify, "little"), ident_bits)
                 m.d.comb += self.tx.payload.eq(const.word_select(idx, 8 * lb))
@@ -113,13 +116,26 @@ class Framer(wiring.Component):
                     send_header(Op.GEMM | protocol.REPLY, 0, cycles[:32], cycles[32:], self.m)
 
             with m.State("CHECK"):
-                # The check byte from the registered header, a cycle of its own (timing).
-                check = -sum(hdr.as_value().word_select(i, 8) for i in range(16) if i != 3)
-                m.d.sync += hdr.check.eq(check)
+                # The check byte from the registered header, in two cycles of its own (timing):
+                # two partial sums, then their negated total.
+                m.d.sync += [
+                    part_lo.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8) if i != 3)),
+                    part_hi.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8, 16))),
+                ]
+                m.next = "CHECK_SUM"
+
+            with m.State("CHECK_SUM"):
+                m.d.sync += hdr.check.eq(-(part_lo + part_hi))
                 m.next = "SEND"
 
+            with m.State("ROW"):
+                with m.If(self.results.valid):
+                    m.d.sync += [row_reg.eq(row), source.eq(1), idx.eq(0),
+                                 last_idx.eq(row_words - 1)]
+                    m.next = "SEND"
+
             with m.State("SEND"):
-                m.d.comb += self.tx.valid.eq((source != 1) | self.results.valid)
+                m.d.comb += self.tx.valid.eq(1)
                 with m.If(self.tx.valid & self.tx.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == last_idx):
@@ -130,7 +146,7 @@ class Framer(wiring.Component):
                                     with m.Case(0):
                                         m.next = "IDLE"
                                     with m.Case(1):
-                                        m.d.sync += [source.eq(1), last_idx.eq(row_words - 1)]
+                                        m.next = "ROW"
                                     with m.Case(2):
                                         m.d.sync += [source.eq(2),
                                                      last_idx.eq(words(len(identify)) - 1)]
@@ -140,6 +156,8 @@ class Framer(wiring.Component):
                                     m.d.sync += [counting.eq(0), done_pending.eq(1)]
                                 with m.If(res.last):
                                     m.next = "IDLE"
+                                with m.Else():
+                                    m.next = "ROW"
                             with m.Case(2):
                                 m.next = "IDLE"
         return m
