@@ -13,11 +13,11 @@ from .credit import CreditWindow
 from .frames import (
     DeviceError,
     FrameReader,
+    GemmResult,
     ProtocolError,
     gemm_command,
     identify_command,
     load_a_command,
-    result_tile,
 )
 from .link import LinkTimeout
 
@@ -158,27 +158,13 @@ class Driver:
         cfg = self.config
         k, m = w.shape
         self._send(gemm_command(w, n, cfg), kind="weights")
-        out = np.zeros((n, m), dtype=np.int64)
-        seen = np.zeros((n, m), dtype=np.int8)
-        while True:
-            frame = self._next_reply()
-            if frame.status:
-                raise DeviceError(frame.op, frame.status, frame.args[0])
-            if frame.op == Op.GEMM:
-                break
-            if frame.op != Op.RESULT:
-                raise ProtocolError(f"unexpected {frame} during a GEMM")
-            i, j, block = result_tile(frame, cfg)
-            rows = slice(i * cfg.rows, i * cfg.rows + block.shape[0])
-            cols = slice(j * cfg.cols, j * cfg.cols + block.shape[1])
-            out[rows, cols] = block
-            seen[rows, cols] += 1
-        if not (seen == 1).all():
-            raise ProtocolError("the device's RESULT tiles did not cover the output exactly once")
-        self.stats.device_cycles += frame.args[0] | frame.args[1] << 32
+        result = GemmResult(n, m, cfg)
+        while not result.add(self._next_reply()):
+            pass
+        self.stats.device_cycles += result.cycles
         self.stats.device_gemms += 1
         self.stats.macs += n * k * m
-        return out
+        return result.out
 
     def plan(self, n, k, m):
         """How a (n×k)·(k×m) GEMM is split: (rows per LOAD_A, K per pass, M per GEMM)."""

@@ -102,6 +102,35 @@ def result_tile(frame, config):
     return i, j, raw[:, :4 * cols].copy().view("<i4")
 
 
+class GemmResult:
+    """Assembles one GEMM's reply: RESULT tiles into an (n, m) int64 array, then the GEMM reply
+    with its device cycles. `add` returns True once the GEMM reply has come."""
+
+    def __init__(self, n, m, config):
+        self.config = config
+        self.out = np.zeros((n, m), dtype=np.int64)
+        self._seen = np.zeros((n, m), dtype=np.int32)
+        self.cycles = None
+
+    def add(self, frame):
+        if frame.status:
+            raise DeviceError(frame.op, frame.status, frame.args[0])
+        if frame.op == Op.GEMM:
+            if not (self._seen == 1).all():
+                raise ProtocolError("the device's RESULT tiles did not cover the output exactly "
+                                    f"once (counts {np.unique(self._seen).tolist()})")
+            self.cycles = frame.args[0] | frame.args[1] << 32
+            return True
+        if frame.op != Op.RESULT:
+            raise ProtocolError(f"unexpected {frame} during a GEMM")
+        i, j, block = result_tile(frame, self.config)
+        rows = slice(i * self.config.rows, i * self.config.rows + block.shape[0])
+        cols = slice(j * self.config.cols, j * self.config.cols + block.shape[1])
+        self.out[rows, cols] = block
+        self._seen[rows, cols] += 1
+        return False
+
+
 class FrameReader:
     """Incremental parser of the device's reply stream.
 

@@ -30,6 +30,12 @@ def baud_divisor(clk_freq, baudrate):
     return divisor, error
 
 
+def _check_divisor(divisor):
+    if not isinstance(divisor, int) or divisor < 4:
+        raise ValueError(f"divisor must be an integer of at least 4, not {divisor!r}")
+    return divisor
+
+
 class UARTReceiver(wiring.Component):
     """Receives 8N1 bytes from ``rx`` (the pin) into the ``data`` stream.
 
@@ -45,9 +51,7 @@ class UARTReceiver(wiring.Component):
     overrun: Out(1)
 
     def __init__(self, divisor):
-        if not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an integer of at least 4, not {divisor!r}")
-        self._divisor = divisor
+        self._divisor = _check_divisor(divisor)
         super().__init__()
 
     def elaborate(self, platform):
@@ -109,9 +113,7 @@ class UARTTransmitter(wiring.Component):
     tx: Out(1, init=1)
 
     def __init__(self, divisor):
-        if not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an integer of at least 4, not {divisor!r}")
-        self._divisor = divisor
+        self._divisor = _check_divisor(divisor)
         super().__init__()
 
     def elaborate(self, platform):

@@ -19,10 +19,10 @@ from systolica.host.credit import CreditWindow
 from systolica.host.frames import (
     DeviceError,
     FrameReader,
+    GemmResult,
     gemm_command,
     identify_command,
     load_a_command,
-    result_tile,
 )
 from systolica.rtl.protocol import Op
 
@@ -160,21 +160,7 @@ class LinkBench:
         cfg = self.config
         k, m = w.shape
         self.send(gemm_command(w, n, cfg))
-        out = np.full((n, m), np.iinfo(np.int64).min, dtype=np.int64)
-        seen = np.zeros((n, m), dtype=np.int32)
-        while True:
-            frame = await self.reply(timeout_us=20 * (n * k * m) + 5000)
-            if frame.status:
-                raise DeviceError(frame.op, frame.status, frame.args[0])
-            if frame.op == Op.GEMM:
-                break
-            if frame.op != Op.RESULT:
-                raise AssertionError(f"unexpected frame during GEMM: {frame}")
-            i, j, block = result_tile(frame, cfg)
-            r0, c0 = i * cfg.rows, j * cfg.cols
-            out[r0:r0 + block.shape[0], c0:c0 + block.shape[1]] = block
-            seen[r0:r0 + block.shape[0], c0:c0 + block.shape[1]] += 1
-        if not (seen == 1).all():
-            raise AssertionError(f"result tiles lost or duplicated: counts {np.unique(seen)}")
-        cycles = frame.args[0] | frame.args[1] << 32
-        return out, cycles
+        result = GemmResult(n, m, cfg)
+        while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
+            pass
+        return result.out, result.cycles
