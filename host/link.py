@@ -185,18 +185,16 @@ class SerialLink(Link):
 
     def read_some(self, timeout):
         import serial
-        deadline = time.monotonic() + max(timeout, 0)
-        while True:
-            try:
-                waiting = self._port.in_waiting
-                data = self._port.read(max(waiting, 1))
-            except serial.SerialException as exc:
-                raise LinkClosed(f"{self.name}: {exc}") from None
-            if data:
-                return data
-            if time.monotonic() >= deadline:
-                raise LinkTimeout(f"{self.name}: no answer in {timeout:g} s")
-            time.sleep(0.0005)
+        try:
+            self._port.timeout = max(timeout, 0)       # blocks for the first byte at most this
+            data = self._port.read(1)
+            if data and self._port.in_waiting:
+                data += self._port.read(self._port.in_waiting)
+        except serial.SerialException as exc:
+            raise LinkClosed(f"{self.name}: {exc}") from None
+        if not data:
+            raise LinkTimeout(f"{self.name}: no answer in {timeout:g} s")
+        return data
 
     def close(self):
         if self._port is not None:
