@@ -27,7 +27,7 @@ def _pair(value):
     return f"{value[0]} / {value[1]}" if value else "–"
 
 
-def render_markdown(results, command="make bitstreams"):
+def render_markdown(results, command="make bitstreams", missing=()):
     lines = [
         "# Boards",
         "",
@@ -54,6 +54,8 @@ def render_markdown(results, command="make bitstreams"):
             f"{r['clock_mhz']:g} | {fmax:.1f}{verdict} | {_pair(r.get('logic'))} | "
             f"{r.get('flip_flops', '–')} | {_pair(r.get('dsp'))} | {_pair(r.get('bram'))} | "
             f"{gops:.2f} | {r.get('luts_per_pe', 0):.0f} | {tps:.4f} |")
+    if missing:
+        lines += ["", f"Not built yet: {', '.join(missing)} (`make bitstreams` builds them)."]
     lines += ["", "UART: 8N1 at each board's `baudrate`; the divisor is `round(clock / baud)` and "
                   "the rate error is printed by `systolica bitstream`."]
     return "\n".join(lines) + "\n"

@@ -209,7 +209,8 @@ def cmd_bitstreams(args):
             results.append(json.loads(path.read_text()))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "boards.md").write_text(render_markdown(results))
+    missing = [name for name in BOARDS if name not in {r["board"] for r in results}]
+    (out / "boards.md").write_text(render_markdown(results, missing=missing))
     (out / "boards.json").write_text(json.dumps(results, indent=1))
     roofline_png(results, out / "roofline.png")
     print(f"wrote {out / 'boards.md'} and {out / 'roofline.png'}")
