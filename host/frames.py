@@ -138,7 +138,7 @@ class FrameReader:
     Feed bytes with `feed`; take complete frames with `frames`.
     """
 
-    def __init__(self, link_bytes=None, rows=None, cols=None):
+    def __init__(self, link_bytes=None):
         self.link_bytes = link_bytes
         self._buf = bytearray()
         self._frames = []
