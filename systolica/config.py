@@ -89,11 +89,6 @@ class Config:
         16384 in magnitude), sign included; results still leave as int32."""
         return (16384 * self.max_k).bit_length() + 1
 
-    @property
-    def max_n(self):
-        """Most activation rows one LOAD_A can hold when K = 1."""
-        return min(self.act_depth * self.rows, 0xFFFF)
-
     def identify_payload(self):
         """The IDENTIFY reply payload (32 bytes) describing this configuration."""
         return struct.pack(_IDENTIFY_FORMAT, PROTOCOL_VERSION, self.rows, self.cols,

@@ -2,16 +2,13 @@
 checked against its targets), and the simulated board at the iCEBreaker's configuration behind a
 serial link."""
 
-import numpy as np
 import pytest
+from pty_gemm import gemm_over_pty
 
 from systolica.boards.catalog import BOARDS, board_by_name
 from systolica.boards.pll import ECP5PLL, ICE40PLL
 from systolica.boards.report import render_markdown
-from systolica.host.driver import Driver
-from systolica.host.link import SerialLink
 from systolica.rtl.uart import baud_divisor
-from systolica.sim.pty_board import PtyBoard
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
@@ -61,12 +58,4 @@ def test_icebreaker_bitstream_meets_its_targets(icebreaker_build):
 def test_simulated_icebreaker_runs_a_gemm_over_serial():
     """What the board runs is what was tested: its configuration (1-byte link, 4x4 array, its
     buffers), simulated, behind a pseudo-terminal opened by the serial Link."""
-    config = BOARDS["icebreaker"].config()
-    rng = np.random.default_rng(3)
-    a = rng.integers(-128, 128, (6, 40), dtype=np.int8)
-    w = rng.integers(-128, 128, (40, 9), dtype=np.int8)
-    with PtyBoard(config) as board:
-        drv = Driver(SerialLink(board.port, 3_000_000), timeout=20)
-        assert drv.config == config
-        np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
-        drv.close()
+    gemm_over_pty(BOARDS["icebreaker"].config(), 6, 40, 9, seed=3)

@@ -3,15 +3,14 @@ layer 0 through the simulated board."""
 
 import numpy as np
 import pytest
+from pty_gemm import gemm_over_pty
 
 from systolica.config import Config
-from systolica.host.driver import Driver
-from systolica.host.link import SerialLink, SimulatedBoardLink
+from systolica.host.link import SimulatedBoardLink
 from systolica.host.llama import LlamaModel, rope
 from systolica.host.model_file import ModelFile
 from systolica.host.run_layer import run_layer
 from systolica.host.tokenizer import gguf_tokenizer
-from systolica.sim.pty_board import PtyBoard
 
 PROMPT = "The capital of France is"
 
@@ -75,12 +74,4 @@ def test_serial_link_end_to_end_through_a_pty():
     """The simulated board at a 1-byte-link configuration behind a pseudo-terminal, opened by the
     same pyserial Link a real board's UART would use."""
     config = Config(rows=4, cols=4, link_bytes=1, act_depth=1024, max_k=512, rx_fifo_words=128)
-    rng = np.random.default_rng(11)
-    a = rng.integers(-128, 128, (9, 70), dtype=np.int8)
-    w = rng.integers(-128, 128, (70, 7), dtype=np.int8)
-    with PtyBoard(config) as board:
-        drv = Driver(SerialLink(board.port, 3_000_000), timeout=20)
-        assert drv.config == config
-        np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
-        assert drv._credit.max_in_flight <= config.rx_bytes
-        drv.close()
+    assert gemm_over_pty(config, 9, 70, 7, seed=11) <= config.rx_bytes
