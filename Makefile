@@ -49,11 +49,5 @@ bitstreams: setup
 clean:
 	rm -rf build .pytest_cache
 
-distbitstream: setup
-	$(VENV)/bin/systolica bitstream --board $(BOARD)
-
-bitstreams: setup
-	$(VENV)/bin/systolica bitstreams --out reports
-
-clean: clean
+distclean: clean
 	rm -rf $(VENV) *.egg-info
