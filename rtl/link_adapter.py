@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from .stream_register import StreamRegister
+
 __all__ = ["LinkAdapter"]
 
 
@@ -43,7 +45,11 @@ class LinkAdapter(wiring.Component):
         m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(
             width=8 * cfg.link_bytes, depth=cfg.rx_fifo_words)
         connect(m, wiring.flipped(self.link_rx), rx_fifo.w_stream)
-        connect(m, rx_fifo.r_stream, wiring.flipped(self.rx))
+        # The FIFO's read data comes from a block RAM with a long clock-to-out: a register stage
+        # keeps it off the decoder's logic. It holds one word more than the advertised credit.
+        m.submodules.rx_reg = rx_reg = StreamRegister(8 * cfg.link_bytes)
+        connect(m, rx_fifo.r_stream, rx_reg.i)
+        connect(m, rx_reg.o, wiring.flipped(self.rx))
         # A small transmit FIFO registers the path from the framer's word select to the link.
         m.submodules.tx_fifo = tx_fifo = fifo.SyncFIFOBuffered(
             width=8 * cfg.link_bytes, depth=4)
@@ -56,7 +62,7 @@ class LinkAdapter(wiring.Component):
         with m.If(self.credit_sent):
             m.d.sync += reported.eq(self.consumed)
 
-        m.d.comb += self.rx_empty.eq(~rx_fifo.r_rdy)
+        m.d.comb += self.rx_empty.eq(~rx_fifo.r_rdy & ~rx_reg.o.valid)
 
         # credit_due is registered (it starts a long path in the framer); it drops the cycle
         # after a CREDIT is taken and is recomputed from the new count the cycle after that.
