@@ -72,7 +72,7 @@ Commands and replies
 import enum
 import struct
 
-__all__ = ["HEADER_BYTES", "IDENTIFY_PAD", "MAGIC", "REPLY", "Op", "Status", "check_byte",
+__all__ = ["HEADER_BYTES", "IDENTIFY_PAD", "MAGIC", "REPLY", "Format", "Op", "Status", "check_byte",
            "pack_header", "pad_to_words", "unpack_header"]
 
 MAGIC = 0xA5
@@ -96,6 +96,17 @@ class Status(enum.IntEnum):
     BAD_OPCODE = 2
     BAD_LENGTH = 3
     NOT_LOADED = 4
+    BAD_SCALE = 5      # a binary16 scale is inf or NaN
+    BAD_FORMAT = 6     # a weight or activation format this device does not carry
+
+
+class Format(enum.IntEnum):
+    """Weight formats (`systolica.host.block_formats` has their layouts and arithmetic)."""
+
+    INT8 = 0    # int8 weights, int32 results (scales applied by the host)
+    Q8_0 = 1    # GGUF blocks: binary16 d, 32 int8
+    Q4_0 = 2    # GGUF blocks: binary16 d, 16 bytes of nibbles (offset 8)
+    Q4_1 = 3    # GGUF blocks: binary16 d, binary16 m, 16 bytes of nibbles
 
 
 def check_byte(header_without_check):

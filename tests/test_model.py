@@ -16,11 +16,6 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def model_file():
-    return ModelFile()
-
-
-@pytest.fixture(scope="module")
 def tokenizer(model_file):
     return gguf_tokenizer(model_file)
 

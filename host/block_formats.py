@@ -1,0 +1,181 @@
+"""GGUF block formats (Q8_0, Q4_0, Q4_1), activations in 32-blocks, and the bit-exact model of
+the device's block-scaled GEMM arithmetic.
+
+The arithmetic (what the device's scale stage computes, written down once)
+--------------------------------------------------------------------------
+Weights W (M output channels × K) come as GGUF blocks of 32 along K: block ``b`` of channel ``m``
+holds a binary16 scale ``dw[m, b]``, for Q4_1 also a binary16 offset ``mw[m, b]``, and 32 small
+integers ``q[m, 32b + i]`` (Q8_0: int8; Q4_0: nibble - 8; Q4_1: nibble 0..15). The weight is
+``dw·q`` (+ ``mw`` for Q4_1).
+
+Activations X (N rows × K) are int8 in [-127, 127] in blocks of 32 along K, each block with a
+binary16 scale ``dx[n, b]``: the activation is ``dx·x``.
+
+For each output (n, m), with ⊗ and ⊕ binary32 multiply and add (round to nearest even, see
+`systolica.rtl.fp32_model`) and f32() the exact conversion to binary32:
+
+    acc = +0
+    for b in 0 .. K/32 - 1:
+        P = Σ_i x[n, 32b+i]·q[m, 32b+i]                    exact integer, |P| < 2**20
+        t = f32(P) ⊗ (f32(dw[m, b]) ⊗ f32(dx[n, b]))       the inner product is exact
+        acc = acc ⊕ t
+        Q4_1 only:
+        S = Σ_i x[n, 32b+i]                                exact integer, |S| ≤ 4064
+        v = (f32(mw[m, b]) ⊗ f32(dx[n, b])) ⊗ f32(S)       the inner product is exact
+        acc = acc ⊕ v
+    C[n, m] = acc                                          sent as binary32 bits
+
+Every conversion is exact and the two binary16 products are exact (11 + 11 significant bits),
+so the roundings are those of t, v and the two sums. With finite binary16 scales no intermediate
+can overflow or reach the flush-to-zero range: the products are at least 2**-48 in magnitude or
+zero, and at most 65504² · 2**20 · K/32 < 2**70. A scale that is inf or NaN (binary16 exponent 31)
+is rejected by the device with status BAD_SCALE.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from systolica.rtl.fp32_model import f16_to_f32, f32_add, f32_mul, int_to_f32
+from systolica.rtl.protocol import Format
+
+__all__ = [
+    "BLOCK",
+    "FORMATS",
+    "BlockFormat",
+    "block_gemm_reference",
+    "decode_blocks",
+    "quantize_activations",
+]
+
+BLOCK = 32   # elements per block along K, for weights and activations alike
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockFormat:
+    """One GGUF block format as the device takes it."""
+
+    name: str
+    code: Format          # the protocol's format code
+    ggml_type: int        # gguf.GGMLQuantizationType value
+    block_bytes: int
+    has_offset: bool      # Q4_1's m term
+
+    @property
+    def bytes_per_weight(self):
+        return self.block_bytes / BLOCK
+
+
+FORMATS = {f.name: f for f in [
+    BlockFormat("q8_0", Format.Q8_0, 8, 34, has_offset=False),
+    BlockFormat("q4_0", Format.Q4_0, 2, 18, has_offset=False),
+    BlockFormat("q4_1", Format.Q4_1, 3, 20, has_offset=True),
+]}
+
+
+def _format(fmt):
+    if isinstance(fmt, BlockFormat):
+        return fmt
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown block format {fmt!r}; known: {', '.join(FORMATS)}") from None
+
+
+def decode_blocks(raw, fmt):
+    """Split GGUF block bytes into their fields.
+
+    Parameters
+    ----------
+    raw : uint8 array (..., n_blocks * block_bytes)
+        Rows of blocks exactly as in the file.
+    fmt : str or BlockFormat
+
+    Returns
+    -------
+    (d, m, q) : uint16 binary16 patterns (..., n_blocks), the same for Q4_1's offsets (None for
+        the other formats), and int8 quants (..., n_blocks * 32) in K order.
+    """
+    fmt = _format(fmt)
+    raw = np.asarray(raw)
+    if raw.dtype != np.uint8:
+        raise TypeError(f"raw block bytes must be uint8, not {raw.dtype}")
+    if raw.shape[-1] % fmt.block_bytes:
+        raise ValueError(f"{fmt.name} rows must be whole blocks of {fmt.block_bytes} bytes, "
+                         f"not {raw.shape[-1]} bytes")
+    lead = raw.shape[:-1]
+    blocks = raw.reshape(*lead, -1, fmt.block_bytes)
+    d = np.ascontiguousarray(blocks[..., 0:2]).view("<u2")[..., 0]
+    m = None
+    body = blocks[..., 2:]
+    if fmt.has_offset:
+        m = np.ascontiguousarray(blocks[..., 2:4]).view("<u2")[..., 0]
+        body = blocks[..., 4:]
+    if fmt.code == Format.Q8_0:
+        q = body.view(np.int8)
+    else:
+        nib = np.concatenate([body & 0x0F, body >> 4], axis=-1).astype(np.int8)
+        q = nib - 8 if fmt.code == Format.Q4_0 else nib
+    return d, m, np.ascontiguousarray(q, dtype=np.int8).reshape(*lead, -1)
+
+
+def quantize_activations(x):
+    """float (N, K) → int8 in [-127, 127] and binary16 scales per 32-block: ``(q, d)`` with
+    ``q`` (N, K) int8 and ``d`` (N, K/32) uint16 patterns, ``x ≈ d·q`` blockwise.
+
+    The scale is amax/127 rounded to binary16 (at least the smallest binary16 subnormal when the
+    block is not all zeros); the quants are x / scale rounded to nearest and clipped.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"activations must be 2-D (N, K), not shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"activations must be floating point, not {x.dtype}")
+    n, k = x.shape
+    if k % BLOCK:
+        raise ValueError(f"K must be a multiple of {BLOCK} for block formats, not {k}")
+    if not np.isfinite(x).all():
+        raise ValueError("activations must be finite")
+    blocks = x.astype(np.float64).reshape(n, k // BLOCK, BLOCK)
+    amax = np.abs(blocks).max(axis=-1)
+    if (amax / 127 >= 65520).any():     # would round to binary16 inf
+        raise ValueError("activations too large for binary16 block scales (|x| > 8.3e6)")
+    scale = (amax / 127).astype(np.float16)
+    tiny = np.float16(2.0 ** -24)
+    scale = np.where((amax > 0) & (scale == 0), tiny, scale).astype(np.float16)
+    safe = np.where(scale == 0, 1, scale.astype(np.float64))
+    q = np.clip(np.rint(blocks / safe[..., None]), -127, 127).astype(np.int8)
+    return q.reshape(n, k), scale.view(np.uint16)
+
+
+def block_gemm_reference(xq, xd, raw_weights, fmt):
+    """The device's result, bit for bit: binary32 patterns (N, M) as uint32.
+
+    Parameters
+    ----------
+    xq, xd : the activations from `quantize_activations`: int8 (N, K), binary16 scales (N, K/32).
+    raw_weights : uint8 (M, K/32 * block_bytes): the weight tensor's rows of GGUF blocks.
+    fmt : str or BlockFormat
+    """
+    fmt = _format(fmt)
+    dw, mw, q = decode_blocks(raw_weights, fmt)
+    xq = np.asarray(xq, dtype=np.int8)
+    n, k = xq.shape
+    if q.shape[1] != k:
+        raise ValueError(f"weights have K = {q.shape[1]}, activations K = {k}")
+    nb = k // BLOCK
+    xb = xq.astype(np.int64).reshape(n, nb, BLOCK)
+    qb = q.astype(np.int64).reshape(-1, nb, BLOCK)
+    dot = np.einsum("nbi,mbi->bnm", xb, qb)               # (nb, N, M) exact
+    sums = xb.sum(axis=-1)                                  # (N, nb)
+    dx = f16_to_f32(xd)                                     # (N, nb)
+    dw32 = f16_to_f32(dw)                                   # (M, nb)
+    acc = np.zeros((n, qb.shape[0]), dtype=np.uint32)
+    for b in range(nb):
+        t = f32_mul(int_to_f32(dot[b]), f32_mul(dw32[None, :, b], dx[:, None, b]))
+        acc = f32_add(acc, t)
+        if fmt.has_offset:
+            u = f32_mul(f16_to_f32(mw)[None, :, b], dx[:, None, b])
+            v = f32_mul(u, int_to_f32(sums[:, b])[:, None])
+            acc = f32_add(acc, v)
+    return acc
