@@ -33,6 +33,8 @@ class Board:
     leds : tuple of (name, number)
         LED resources: heartbeat, receive activity, framing error.
     synth_opts, env : extra Yosys options and environment for the build.
+    formats : tuple of str
+        Weight formats the bitstream carries (`Config.formats`).
     """
 
     name: str
@@ -51,12 +53,13 @@ class Board:
     synth_opts: str = ""
     env: tuple = ()
     dsp_available: int = 0
+    formats: tuple = ("int8",)
 
     def config(self):
         """The accelerator configuration of this board: a 1-byte link behind the UART."""
         return Config(rows=self.rows, cols=self.cols, link_bytes=1, act_depth=self.act_depth,
                       max_k=self.max_k, rx_fifo_words=self.rx_fifo_words,
-                      multiplier=self.multiplier)
+                      multiplier=self.multiplier, formats=self.formats)
 
     def make_platform(self):
         module, _, cls = self.platform.partition(":")

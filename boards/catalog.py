@@ -18,20 +18,20 @@ BOARDS = {b.name: b for b in [
         name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=60e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
-        rx_fifo_words=2048, dsp_available=156,
+        rx_fifo_words=2048, dsp_available=156, multiplier="registered",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ulx3s-25f", description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5",
         clk_freq=60e6, baudrate=3_000_000, rows=4, cols=6, act_depth=4096, max_k=1536,
-        rx_fifo_words=2048, dsp_available=28,
+        rx_fifo_words=2048, dsp_available=28, multiplier="registered",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
                                        "FT2232H UART)",
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
         clk_freq=60e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
-        rx_fifo_words=2048, dsp_available=156,
+        rx_fifo_words=2048, dsp_available=156, multiplier="registered",
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")), env=(("OPENFPGALOADER", "true"),)),
 ]}
 

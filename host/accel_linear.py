@@ -1,7 +1,13 @@
-"""Linear layers on the accelerator, W8A8: the device does the integer GEMM, the host the scales.
+"""Linear layers on the accelerator.
 
-Every call is checked: the device's int32 sums must equal numpy's int64 product of the same int8
-operands, and the float result is compared with the float reference on the same input.
+* `BlockLinear` (the default): the weights' GGUF blocks go to the device exactly as they sit in
+  the file; activations are quantized in 32-blocks; the device applies every scale and returns
+  binary32. Each call is checked bit for bit against `block_formats.block_gemm_reference`.
+* `AcceleratorLinear` (W8A8): int8 weights per channel, int8 activations per token; the device
+  does the integer GEMM, the host the scales. Each call's int32 sums are checked against numpy.
+
+Both compare the float result with the float reference (gguf.quants dequantization) on the same
+input.
 """
 
 import dataclasses
@@ -9,9 +15,10 @@ import time
 
 import numpy as np
 
+from . import block_formats
 from .quant import quantize_activations, quantize_weights
 
-__all__ = ["AcceleratorLinear", "LinearRecord", "compare"]
+__all__ = ["AcceleratorLinear", "BlockLinear", "LinearRecord", "compare"]
 
 
 def compare(got, want):
@@ -78,6 +85,50 @@ class AcceleratorLinear:
         max_err, cosine = compare(y, reference)
         self.records.append(LinearRecord(
             layer=layer, weight=weight, n=xq.shape[0], k=xq.shape[1], m=w_t.shape[1],
+            exact=exact, max_abs_error=max_err, cosine=cosine,
+            device_cycles=stats.device_cycles - before[0], bytes_out=stats.bytes_out - before[1],
+            bytes_in=stats.bytes_in - before[2], wall=wall))
+        return y
+
+
+class BlockLinear:
+    """``linear(x, layer, weight_name)`` on the device's block datapath, weights straight from
+    the GGUF file (memory-mapped; never re-quantized)."""
+
+    name = ("accelerator (native GGUF blocks: weights as in the file, activations int8 in "
+            "32-blocks, scales applied on the device in binary32)")
+
+    def __init__(self, driver, model_file):
+        self.driver = driver
+        self.model_file = model_file
+        self.records = []
+        self.weights = 0          # weights streamed (for bytes per weight)
+
+    def format_of(self, name):
+        qtype = self.model_file.quant_type(name)
+        for fmt in block_formats.FORMATS.values():
+            if fmt.ggml_type == qtype:
+                return fmt
+        raise ValueError(f"{name} is stored as GGML type {qtype}, which the device's block "
+                         f"datapath does not take (it takes {', '.join(block_formats.FORMATS)})")
+
+    def __call__(self, x, layer, weight):
+        name = f"blk.{layer}.{weight}.weight"
+        fmt = self.format_of(name)
+        raw = self.model_file.raw(name)
+        xq, xd = block_formats.quantize_activations(x)
+        stats = self.driver.stats
+        before = (stats.device_cycles, stats.bytes_out, stats.bytes_in)
+        started = time.monotonic()
+        y = self.driver.gemm_blocks(xq, xd, raw, fmt)
+        wall = time.monotonic() - started
+        exact = np.array_equal(y.view(np.uint32),
+                               block_formats.block_gemm_reference(xq, xd, raw, fmt))
+        reference = x @ self.model_file.dequantized(name).T
+        max_err, cosine = compare(y, reference)
+        self.weights += raw.shape[0] * xq.shape[1]
+        self.records.append(LinearRecord(
+            layer=layer, weight=weight, n=xq.shape[0], k=xq.shape[1], m=raw.shape[0],
             exact=exact, max_abs_error=max_err, cosine=cosine,
             device_cycles=stats.device_cycles - before[0], bytes_out=stats.bytes_out - before[1],
             bytes_in=stats.bytes_in - before[2], wall=wall))

@@ -9,14 +9,17 @@ import numpy as np
 from systolica.config import Config
 from systolica.rtl.protocol import Op
 
+from .block_formats import BLOCK, FORMATS, BlockFormat
 from .credit import CreditWindow
 from .frames import (
     DeviceError,
     FrameReader,
     GemmResult,
     ProtocolError,
+    gemm_blocks_command,
     gemm_command,
     identify_command,
+    load_a_blocks_command,
     load_a_command,
 )
 from .link import LinkTimeout
@@ -197,6 +200,69 @@ class Driver:
                     out[r0:r0 + n_step, c0:c0 + m_step] += self._gemm_tile(
                         block, min(n_step, n - r0))
         return out
+
+    def gemm_blocks(self, xq, xd, raw, fmt):
+        """C = X·Wᵀ with GGUF block weights, on the device's block datapath.
+
+        Parameters
+        ----------
+        xq, xd : int8 activations (N, K) in [-127, 127] and their binary16 block scales
+            (N, K/32, uint16 patterns), e.g. from `block_formats.quantize_activations`.
+        raw : uint8 (M, K/32 * block_bytes): the weight tensor's rows of blocks as in the file.
+        fmt : str or BlockFormat ("q8_0", "q4_0", "q4_1").
+
+        Returns the binary32 results (N, M) as float32, bit-exactly what
+        `block_formats.block_gemm_reference` computes. N beyond the activation buffer is split
+        into row blocks; K must fit the device (``max_k``): block sums are not split along K.
+        """
+        cfg = self.config
+        if not isinstance(fmt, BlockFormat):
+            if fmt not in FORMATS:
+                raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
+            fmt = FORMATS[fmt]
+        if fmt.name not in cfg.formats:
+            raise ValueError(f"the device does not carry {fmt.name} (it carries "
+                             f"{', '.join(cfg.formats)})")
+        _check_int8("xq", xq)
+        if not isinstance(xd, np.ndarray) or xd.dtype != np.uint16:
+            raise ValueError(f"xd must be a uint16 array of binary16 scales, not "
+                             f"{getattr(xd, 'dtype', type(xd).__name__)}")
+        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 2:
+            raise ValueError("raw must be a 2-D uint8 array of GGUF blocks, not "
+                             f"{getattr(raw, 'dtype', type(raw).__name__)} "
+                             f"{getattr(raw, 'shape', '')}")
+        n, k = xq.shape
+        if k % BLOCK:
+            raise ValueError(f"xq's K = {k} is not a multiple of {BLOCK}")
+        if xd.shape != (n, k // BLOCK):
+            raise ValueError(f"xd must have shape {(n, k // BLOCK)} for xq {xq.shape}, not "
+                             f"{xd.shape}")
+        if raw.shape[1] != k // BLOCK * fmt.block_bytes:
+            raise ValueError(f"raw rows are {raw.shape[1]} bytes; {fmt.name} blocks for K = {k} "
+                             f"take {k // BLOCK * fmt.block_bytes}")
+        if k > cfg.max_k:
+            raise ValueError(f"K = {k} exceeds the device's max_k = {cfg.max_k} (block formats "
+                             "are not split along K)")
+        m = raw.shape[0]
+        n_step, _, m_step = self.plan(n, k, m)
+        out = np.zeros((n, m), dtype=np.uint32)
+        for r0 in range(0, n, n_step):
+            rows = min(n_step, n - r0)
+            self._send(load_a_blocks_command(xq[r0:r0 + rows], xd[r0:r0 + rows], cfg), kind="act")
+            frame = self._expect(Op.LOAD_A)
+            if frame.args[:2] != (rows, k):
+                raise ProtocolError(f"LOAD_A reply says {frame.args[:2]}, sent {(rows, k)}")
+            for c0 in range(0, m, m_step):
+                part = raw[c0:c0 + m_step]
+                self._send(gemm_blocks_command(part, fmt, rows, cfg), kind="weights")
+                result = GemmResult(rows, part.shape[0], cfg)
+                while not result.add(self._next_reply()):
+                    pass
+                self.stats.device_cycles += result.cycles
+                self.stats.device_gemms += 1
+                self.stats.macs += rows * k * part.shape[0]
+                out[r0:r0 + rows, c0:c0 + m_step] = result.out.astype(np.uint32)
+        return out.view(np.float32)
 
     def close(self):
         self.link.close()

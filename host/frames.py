@@ -15,8 +15,10 @@ __all__ = [
     "Frame",
     "FrameReader",
     "ProtocolError",
+    "gemm_blocks_command",
     "gemm_command",
     "identify_command",
+    "load_a_blocks_command",
     "load_a_command",
     "result_tile",
 ]
@@ -91,6 +93,50 @@ def gemm_command(w, n, config):
     k, m = w.shape
     return (pad_to_words(pack_header(Op.GEMM, n, k, m), config.link_bytes)
             + _tiled_vectors(w, config.cols, config.link_bytes))
+
+
+def _pad_rows(rows, link_bytes):
+    """uint8 (count, width) → the same rows each zero-padded to whole link words."""
+    count, width = rows.shape
+    out = np.zeros((count, -(-width // link_bytes) * link_bytes), dtype=np.uint8)
+    out[:, :width] = rows
+    return out
+
+
+def load_a_blocks_command(xq, xd, config):
+    """LOAD_A of activations in 32-blocks (arg2 = 1): int8 ``xq`` (N, K) and binary16 block
+    scales ``xd`` (N, K/32, uint16 patterns). For each row tile and each block: a scale vector
+    (2 bytes a row) then the block's 32 activation vectors."""
+    xq = np.ascontiguousarray(xq, dtype=np.int8)
+    n, k = xq.shape
+    nb = k // 32
+    lb = config.link_bytes
+    parts = [pad_to_words(pack_header(Op.LOAD_A, n, k, 1), lb)]
+    for start in range(0, n, config.rows):
+        rows = min(config.rows, n - start)
+        scales = _pad_rows(np.ascontiguousarray(
+            xd[start:start + rows].T.astype("<u2")).view(np.uint8), lb)       # (nb, ·)
+        acts = _pad_rows(xq[start:start + rows].T.view(np.uint8), lb)        # (K, ·)
+        acts = acts.reshape(nb, 32 * acts.shape[1])
+        parts.append(np.concatenate([scales, acts], axis=1).tobytes())
+    return b"".join(parts)
+
+
+def gemm_blocks_command(raw, fmt, n, config):
+    """GEMM of GGUF block weights (arg2 = M | format << 24) against the loaded block
+    activations. ``raw`` is the (M, K/32 * block_bytes) uint8 tensor exactly as in the file;
+    for each column tile and each block index, the tile's blocks go out in channel order, the
+    group padded to whole link words. The bytes of every block are sent unchanged."""
+    raw = np.asarray(raw)
+    m_out, width = raw.shape
+    nb = width // fmt.block_bytes
+    lb = config.link_bytes
+    blocks = raw.reshape(m_out, nb, fmt.block_bytes)
+    parts = [pad_to_words(pack_header(Op.GEMM, n, nb * 32, m_out | fmt.code << 24), lb)]
+    for start in range(0, m_out, config.cols):
+        tile = blocks[start:start + config.cols].transpose(1, 0, 2)         # (nb, C', B)
+        parts.append(_pad_rows(tile.reshape(nb, -1), lb).tobytes())
+    return b"".join(parts)
 
 
 def result_tile(frame, config):

@@ -1,20 +1,34 @@
 """`systolica run-layer`: one SmolLM2 decoder layer on the accelerator against the float model."""
 
+import dataclasses
 import time
 
 import numpy as np
 
-from .accel_linear import AcceleratorLinear, compare
+from .accel_linear import AcceleratorLinear, BlockLinear, compare
 from .driver import Driver
 from .llama import LINEARS, LlamaModel
 from .model_file import ModelFile
 from .progress import Progress
 from .tokenizer import gguf_tokenizer
 
-__all__ = ["DEFAULT_PROMPT", "LayerReport", "run_layer"]
+__all__ = ["DEFAULT_PROMPT", "LINEAR_KINDS", "LayerReport", "run_layer"]
+
+# How the linears run: the weights' own GGUF blocks (default), or int8 W8A8.
+LINEAR_KINDS = {"native": BlockLinear, "w8a8": AcceleratorLinear}
 
 DEFAULT_PROMPT = ("Systolic arrays keep every multiplier busy by passing operands from one "
                   "neighbour to the next on each clock tick.")
+
+
+@dataclasses.dataclass
+class DriverStatsDelta:
+    """What one extra run streamed."""
+
+    weight_bytes_out: int
+    act_bytes_out: int
+    bytes_in: int
+    device_cycles: int
 
 
 class LayerReport:
@@ -48,15 +62,30 @@ class LayerReport:
             f"bytes streamed: {st.weight_bytes_out} weights, {st.act_bytes_out} activations, "
             f"{st.bytes_in} results; wall {self.wall:.2f} s "
             f"(accelerator layer {self.accel_wall:.2f} s)")
-        verdict = ("all {} device GEMMs bit-exact with numpy's integer result" if self.all_exact
-                   else "NOT all {} device GEMMs were bit-exact")
+        out(f"weight bytes per weight (GEMM frames: blocks, headers, padding / {self.weights} "
+            f"weights): prompt {st.weight_bytes_out / self.weights:.4f}")
+        if self.decode is not None:
+            d = self.decode
+            out(f"one-token decode step: weight bytes per weight "
+                f"{d.weight_bytes_out / self.weights:.4f}; {d.act_bytes_out} activation bytes, "
+                f"{d.bytes_in} result bytes, {d.device_cycles} device cycles")
+        model = ("the bit-exact block model (host/block_formats.py)" if self.kind == "native"
+                 else "numpy's integer result")
+        verdict = ("all {} device GEMMs bit-exact with " + model if self.all_exact
+                   else "NOT all {} device GEMMs were bit-exact with " + model)
         out(verdict.format(st.device_gemms))
 
 
 def run_layer(link, *, layer=0, prompt=DEFAULT_PROMPT, model_path=None, timeout=30.0,
-              show_progress=None):
+              show_progress=None, linears="native", decode_step=True):
     """Run decoder ``layer`` of the model on ``prompt`` through the device on ``link`` and on the
-    float path; returns a `LayerReport`."""
+    float path; returns a `LayerReport`.
+
+    ``linears`` is "native" (GGUF blocks as in the file) or "w8a8". With ``decode_step`` the layer
+    also runs once on a single token, to measure the bytes a one-token decode step streams.
+    """
+    if linears not in LINEAR_KINDS:
+        raise ValueError(f"linears must be one of {', '.join(LINEAR_KINDS)}, not {linears!r}")
     started = time.monotonic()
     model_file = ModelFile(model_path)
     params = model_file.params
@@ -78,16 +107,28 @@ def run_layer(link, *, layer=0, prompt=DEFAULT_PROMPT, model_path=None, timeout=
     progress = Progress(f"layer {layer} on the device", n_weights, enabled=show_progress)
     driver = Driver(link, timeout=timeout, progress=progress.advance)
     try:
-        accel = AcceleratorLinear(driver, model_file)
+        accel = LINEAR_KINDS[linears](driver, model_file)
         accel_started = time.monotonic()
         with progress:
             out = model.layer(x, layer, linear=accel)
         accel_wall = time.monotonic() - accel_started
+        stats = dataclasses.replace(driver.stats)
+        records = list(accel.records)
+        decode = None
+        if decode_step:
+            model.layer(x[-1:], layer, linear=accel)
+            after = driver.stats
+            decode = DriverStatsDelta(
+                weight_bytes_out=after.weight_bytes_out - stats.weight_bytes_out,
+                act_bytes_out=after.act_bytes_out - stats.act_bytes_out,
+                bytes_in=after.bytes_in - stats.bytes_in,
+                device_cycles=after.device_cycles - stats.device_cycles)
     finally:
         driver.close()
     max_err, cosine = compare(out, reference)
     return LayerReport(
         model_path=model_file.path, layer=layer, n_layers=params.n_layers, tokens=len(ids),
-        config=driver.config, link_name=link.name, linear_name=accel.name,
-        records=accel.records, max_abs_error=max_err, cosine=cosine, stats=driver.stats,
+        config=driver.config, link_name=link.name, linear_name=accel.name, kind=linears,
+        records=records, max_abs_error=max_err, cosine=cosine, stats=stats, decode=decode,
+        weights=n_weights,
         wall=time.monotonic() - started, accel_wall=accel_wall, output=out, reference=reference)

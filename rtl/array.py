@@ -1,13 +1,21 @@
 """The R×C output-stationary systolic array: skew in, PEs, result read-out."""
 
-from amaranth.hdl import Module, Signal
+import functools
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import PairMultiplier
+from .multiplier import PairMultiplier, RegisteredMultiplier
 from .pe import PE, StepControl
 
 __all__ = ["SystolicArray"]
+
+
+def _any_of(values):
+    """Bitwise OR of one-hot-selected values (at most one is nonzero)."""
+    return functools.reduce(operator.or_, values)
 
 
 class SystolicArray(wiring.Component):
@@ -29,12 +37,16 @@ class SystolicArray(wiring.Component):
     acc_width : int
         Accumulator bits in each PE (results on ``row`` are sign-extended from them).
     multiplier : str
-        ``"infer"`` or ``"lut"`` (see `PE`), or ``"pairs"``: PEs taken two by two (row-major)
-        share a `PairMultiplier`; an odd one out infers its own.
+        ``"infer"`` or ``"lut"`` (see `PE`), ``"pairs"``: PEs taken two by two (row-major)
+        share a `PairMultiplier`, an odd one out infers its own; ``"registered"``: each PE has
+        a `RegisteredMultiplier` (an ECP5 DSP with its input and output registers).
+    column_readout : bool
+        Also show, per column, the value a PE of that column captured this cycle (``col_valid``,
+        ``col_row``, ``col_sum``): what the block formats' scale stage takes.
     """
 
     def __init__(self, rows, cols, *, a_width=8, w_width=8, acc_width=32, multiplier="infer",
-                 out_width=32):
+                 out_width=32, column_readout=False):
         self._rows, self._cols = rows, cols
         self._multiplier = multiplier
         self._widths = dict(a_width=a_width, w_width=w_width, acc_width=acc_width)
@@ -45,7 +57,13 @@ class SystolicArray(wiring.Component):
             "row_sel": In(range(rows)),
             "row": Out(data.ArrayLayout(data.signed(out_width), cols)),
             "done": Out(1),
+            **({
+                "col_valid": Out(data.ArrayLayout(1, cols)),
+                "col_row": Out(data.ArrayLayout(range(rows), cols)),
+                "col_sum": Out(data.ArrayLayout(data.signed(acc_width), cols)),
+            } if column_readout else {}),
         })
+        self._column_readout = column_readout
 
     @staticmethod
     def _delay(m, value, cycles, name):
@@ -64,10 +82,13 @@ class SystolicArray(wiring.Component):
         def pe_kind(index):
             if kind == "pairs":
                 return "external" if index < paired else "infer"
+            if kind == "registered":
+                return "external"
             return kind
 
-        pes = [[PE(**self._widths, multiplier=pe_kind(r * cols + c)) for c in range(cols)]
-               for r in range(rows)]
+        latency = RegisteredMultiplier.latency if kind == "registered" else 1
+        pes = [[PE(**self._widths, multiplier=pe_kind(r * cols + c), product_latency=latency)
+                for c in range(cols)] for r in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -79,6 +100,11 @@ class SystolicArray(wiring.Component):
                 mul.a1.eq(flat[i + 1].a_in), mul.w1.eq(flat[i + 1].w_in),
                 flat[i].product_in.eq(mul.p0), flat[i + 1].product_in.eq(mul.p1),
             ]
+
+        if kind == "registered":
+            for i, pe in enumerate(flat):
+                m.submodules[f"mul_{i}"] = mul = RegisteredMultiplier()
+                m.d.comb += [mul.a.eq(pe.a_in), mul.w.eq(pe.w_in), pe.product_in.eq(mul.p)]
 
         for r in range(rows):
             m.d.comb += [
@@ -100,4 +126,14 @@ class SystolicArray(wiring.Component):
                 with m.Case(r):
                     m.d.comb += [self.row[c].eq(pes[r][c].result) for c in range(cols)]
         m.d.comb += self.done.eq(pes[rows - 1][cols - 1].done)
+        if self._column_readout:
+            # Every PE's capture, column by column: the PEs of a column capture a tile (or a
+            # block) one cycle apart, row 0 first, so one value a cycle leaves each column.
+            for c in range(cols):
+                m.d.comb += [
+                    self.col_valid[c].eq(Cat(pes[r][c].done for r in range(rows)).any()),
+                    self.col_row[c].eq(_any_of(Mux(pes[r][c].done, r, 0) for r in range(rows))),
+                    self.col_sum[c].eq(_any_of(Mux(pes[r][c].done, pes[r][c].result, 0)
+                                               for r in range(rows))),
+                ]
         return m

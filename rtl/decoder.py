@@ -1,6 +1,6 @@
 """Command decoder: parses frames (see `protocol`) from link words and routes their payloads."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,6 +67,14 @@ class CommandDecoder(wiring.Component):
             "busy": In(1),
             "idle": Out(1),
             "consumed": In(32),
+            **({
+                "act_scale": Out(stream.Signature(data.ArrayLayout(16, cfg.rows))),
+                "act_blocks": Out(1),
+                "wgt_words": Out(stream.Signature(8 * cfg.link_bytes)),
+                "group_blocks": Out(range(cfg.cols + 1)),
+                "fmt": Out(2),
+                "unpacker_idle": In(1),
+            } if cfg.block_formats else {}),
         })
 
     def elaborate(self, platform):
@@ -74,7 +82,9 @@ class CommandDecoder(wiring.Component):
         cfg = self._config
         lb = cfg.link_bytes
         hdr_words = -(-protocol.HEADER_BYTES // lb)
-        vec_words = -(-max(cfg.rows, cfg.cols) // lb)
+        blocks = bool(cfg.block_formats)
+        vec_bytes = max(cfg.rows, cfg.cols, 2 * cfg.rows if blocks else 0)
+        vec_words = -(-vec_bytes // lb)
         word = self.rx.payload
 
         # Header: shifted in word by word; the first word must start with MAGIC.
@@ -85,8 +95,18 @@ class CommandDecoder(wiring.Component):
         # Payload vectors: up to `vec_words` words are gathered into one vector.
         vec = Signal(8 * lb * vec_words)
         vec_next = Signal.like(vec)
-        vec_len = Signal(range(max(cfg.rows, cfg.cols) + 1))   # valid bytes in this tile's vectors
+        vec_len = Signal(range(max(cfg.rows, cfg.cols) + 1))   # valid lanes in this tile's vectors
         vec_last_word = Signal(range(vec_words))
+        # Block formats: LOAD_A's scale vectors (one before every 32 activation vectors) and
+        # GEMM's groups of weight blocks (passed to the unpacker word by word).
+        scale_phase = Signal()           # the vector being gathered is a scale vector
+        scale_last_word = Signal(range(vec_words))
+        scale_one_word = Signal()
+        group_last_word = Signal(16)
+        group_one_word = Signal()
+        group_idx = Signal(16)
+        a_blocks = Signal()              # this LOAD_A / the loaded A is in 32-blocks
+        bad_scale = Signal()
         word_idx = Signal(range(vec_words))
         step = Signal(range(cfg.max_k))                      # k within the tile
         tile = Signal(16)
@@ -105,6 +125,17 @@ class CommandDecoder(wiring.Component):
             self.wgt.payload.eq(vec_next[:8 * cfg.cols]),
             self.reply.payload.eq(reply),
         ]
+        if blocks:
+            m.d.comb += [
+                self.act_blocks.eq(a_blocks),
+                self.act_scale.payload.eq(vec_next[:16 * cfg.rows]),
+                self.wgt_words.payload.eq(word),
+                self.group_blocks.eq(vec_len),
+            ]
+            scale_lanes = data.ArrayLayout(16, cfg.rows)(vec_next[:16 * cfg.rows])
+            scale_bad = Signal()
+            m.d.comb += scale_bad.eq(Cat(
+                (scale_lanes[r][10:15] == 0x1F) & (r < vec_len) for r in range(cfg.rows)).any())
 
         # The payload path decides on registered flags only (timing): the last word of a
         # vector, the last vector (k) of a tile, the last tile.
@@ -114,7 +145,7 @@ class CommandDecoder(wiring.Component):
         step_last = Signal()
         tile_last = Signal()
 
-        def tile_shape(m, size):
+        def tile_shape(m, size, load):
             """Set up the tile that starts with ``left`` rows/cols to go (a state of its own: the
             arithmetic stays off the payload path)."""
             valid = Mux(left > size, size, left)
@@ -130,8 +161,31 @@ class CommandDecoder(wiring.Component):
                 step_last.eq(self.k_last == 0),
                 tile_last.eq(left <= size),
             ]
+            if not blocks:
+                return
+            if load:                   # LOAD_A: a scale vector of 2 bytes a row first
+                scale_last = ((2 * valid + lb - 1) >> _ceil_log2(lb)) - 1
+                m.d.sync += [
+                    scale_last_word.eq(scale_last),
+                    scale_one_word.eq(scale_last == 0),
+                    scale_phase.eq(a_blocks),
+                ]
+                with m.If(a_blocks):
+                    m.d.sync += word_last.eq(scale_last == 0)
+            else:                      # GEMM: groups of `valid` blocks, K / 32 of them
+                nbytes = Mux(self.fmt == protocol.Format.Q8_0, valid * 34,
+                             Mux(self.fmt == protocol.Format.Q4_0, valid * 18, valid * 20))
+                last = ((nbytes + lb - 1) >> _ceil_log2(lb)) - 1
+                m.d.sync += [group_last_word.eq(last), group_one_word.eq(last == 0),
+                             group_idx.eq(0)]
+                with m.If(self.fmt != protocol.Format.INT8):
+                    m.d.sync += [
+                        word_last.eq(last == 0),
+                        steps_left.eq(self.k_last >> 5),
+                        step_last.eq((self.k_last >> 5) == 0),
+                    ]
 
-        def next_vector(m, size, tile_state, done_state):
+        def next_vector(m, size, tile_state, done_state, load):
             """Advance word/step/tile counters after a vector has been taken."""
             m.d.sync += [word_idx.eq(0), word_last.eq(one_word)]
             with m.If(step_last):
@@ -143,19 +197,64 @@ class CommandDecoder(wiring.Component):
             with m.Else():
                 m.d.sync += [step.eq(step + 1), steps_left.eq(steps_left - 1),
                              step_last.eq(steps_left == 1)]
+                if blocks and load:
+                    with m.If(a_blocks & (step[:5] == 31)):   # a new block: its scales first
+                        m.d.sync += [scale_phase.eq(1), word_last.eq(scale_one_word)]
 
         def payload_state(m, out, size, tile_state, done_state):
-            m.d.comb += [
-                out.valid.eq(self.rx.valid & word_last),
-                self.rx.ready.eq(~word_last | out.ready),
-            ]
+            load = out is self.act
+            if blocks and load:
+                m.d.comb += [
+                    out.valid.eq(self.rx.valid & word_last & ~scale_phase),
+                    self.act_scale.valid.eq(self.rx.valid & word_last & scale_phase),
+                    self.rx.ready.eq(~word_last | Mux(scale_phase, self.act_scale.ready,
+                                                      out.ready)),
+                ]
+                last_word = Mux(scale_phase, scale_last_word, vec_last_word)
+            else:
+                m.d.comb += [
+                    out.valid.eq(self.rx.valid & word_last),
+                    self.rx.ready.eq(~word_last | out.ready),
+                ]
+                last_word = vec_last_word
             with m.If(self.rx.valid & self.rx.ready):
                 m.d.sync += vec.eq(vec_next)
                 with m.If(word_last):
-                    next_vector(m, size, tile_state, done_state)
+                    if blocks and load:
+                        with m.If(scale_phase):
+                            m.d.sync += [scale_phase.eq(0), word_idx.eq(0),
+                                         word_last.eq(one_word)]
+                            with m.If(scale_bad):
+                                m.d.sync += bad_scale.eq(1)
+                        with m.Else():
+                            next_vector(m, size, tile_state, done_state, load)
+                    else:
+                        next_vector(m, size, tile_state, done_state, load)
                 with m.Else():
                     m.d.sync += [word_idx.eq(word_idx + 1),
-                                 word_last.eq(word_idx + 1 == vec_last_word)]
+                                 word_last.eq(word_idx + 1 == last_word)]
+
+        def group_state(m):
+            """GEMM in a block format: words go to the unpacker, K / 32 groups a tile."""
+            m.d.comb += [
+                self.wgt_words.valid.eq(self.rx.valid),
+                self.rx.ready.eq(self.wgt_words.ready),
+            ]
+            with m.If(self.rx.valid & self.rx.ready):
+                with m.If(word_last):
+                    m.d.sync += [group_idx.eq(0), word_last.eq(group_one_word)]
+                    with m.If(step_last):
+                        with m.If(tile_last):
+                            m.next = "HEADER"
+                        with m.Else():
+                            m.d.sync += [tile.eq(tile + 1), left.eq(left - cfg.cols)]
+                            m.next = "GEMM_TILE"
+                    with m.Else():
+                        m.d.sync += [steps_left.eq(steps_left - 1),
+                                     step_last.eq(steps_left == 1)]
+                with m.Else():
+                    m.d.sync += [group_idx.eq(group_idx + 1),
+                                 word_last.eq(group_idx + 1 == group_last_word)]
 
         def send_reply(m, op, status, arg0=0, arg1=0, arg2=0):
             m.d.sync += [reply.op.eq(op | protocol.REPLY), reply.status.eq(status),
@@ -173,6 +272,9 @@ class CommandDecoder(wiring.Component):
         is_identify = Signal()
         is_load = Signal()
         is_gemm = Signal()
+        a_fmt_ok = Signal()
+        a_k32 = Signal()
+        w_fmt_ok = Signal()
 
         # LOAD_A's size check, ceil(N / rows) * K <= act_depth, done sequentially (no divider or
         # multiplier in the fabric): rows of A are counted off a tile at a time while the words
@@ -207,11 +309,16 @@ class CommandDecoder(wiring.Component):
                     bad_status.eq(hdr.status != 0),
                     n_ok.eq((hdr.arg0 >= 1) & (hdr.arg0 <= 0xFFFF)),
                     k_ok.eq((hdr.arg1 >= 1) & (hdr.arg1 <= cfg.max_k)),
-                    m_ok.eq((hdr.arg2 >= 1) & (hdr.arg2 <= 0xFFFF)),
+                    m_ok.eq((hdr.arg2[:24] >= 1) & (hdr.arg2[:24] <= 0xFFFF)),
                     matches_loaded.eq(loaded & (hdr.arg0 == loaded_n) & (hdr.arg1 == loaded_k)),
                     is_identify.eq(hdr.op == Op.IDENTIFY),
                     is_load.eq(hdr.op == Op.LOAD_A),
                     is_gemm.eq(hdr.op == Op.GEMM),
+                    a_fmt_ok.eq((hdr.arg2 == 0) | ((hdr.arg2 == 1) if blocks else 0)),
+                    a_k32.eq(hdr.arg1[:5] == 0),
+                    w_fmt_ok.eq((hdr.arg2[24:] < 4)
+                                & Const(cfg.format_mask, 4).bit_select(hdr.arg2[24:26], 1)
+                                & ((hdr.arg2[24:] != 0) == a_blocks)),
                 ]
                 m.next = "CHECK"
 
@@ -222,7 +329,9 @@ class CommandDecoder(wiring.Component):
                     send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
                                self.consumed)
                 with m.Elif(is_load):
-                    with m.If(~n_ok | ~k_ok):
+                    with m.If(~a_fmt_ok):
+                        send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
+                    with m.Elif(~n_ok | ~k_ok | ((hdr.arg2 != 0) & ~a_k32)):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Else():
                         m.d.sync += [size_rows.eq(hdr.arg0),
@@ -235,8 +344,13 @@ class CommandDecoder(wiring.Component):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Elif(~matches_loaded):
                         send_reply(m, hdr.op, Status.NOT_LOADED, hdr.arg0)
+                    with m.Elif(~w_fmt_ok):
+                        send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
                     with m.Else():
-                        m.d.sync += [self.m.eq(hdr.arg2), tile.eq(0), left.eq(hdr.arg2)]
+                        m.d.sync += [self.m.eq(hdr.arg2[:16]), tile.eq(0),
+                                     left.eq(hdr.arg2[:16])]
+                        if blocks:
+                            m.d.sync += self.fmt.eq(hdr.arg2[24:26])
                         m.next = "START_GEMM"
                 with m.Else():
                     send_reply(m, hdr.op, Status.BAD_OPCODE, hdr.arg0)
@@ -248,7 +362,7 @@ class CommandDecoder(wiring.Component):
                     m.d.sync += [
                         self.n.eq(hdr.arg0), self.k.eq(hdr.arg1), self.k_last.eq(hdr.arg1 - 1),
                         loaded.eq(0), loaded_n.eq(hdr.arg0), loaded_k.eq(hdr.arg1), tile.eq(0),
-                        left.eq(hdr.arg0),
+                        left.eq(hdr.arg0), a_blocks.eq(hdr.arg2 != 0), bad_scale.eq(0),
                     ]
                     m.next = "START_LOAD_A"
                 with m.Else():
@@ -262,31 +376,43 @@ class CommandDecoder(wiring.Component):
             # The strobes come one cycle after CHECK, once n, k, m are set.
             with m.State("START_LOAD_A"):
                 m.d.comb += self.load_start.eq(1)
-                tile_shape(m, cfg.rows)
+                tile_shape(m, cfg.rows, load=True)
                 m.next = "LOAD_A"
 
             with m.State("START_GEMM"):
                 m.d.comb += self.gemm_start.eq(1)
-                tile_shape(m, cfg.cols)
+                tile_shape(m, cfg.cols, load=False)
                 m.next = "GEMM"
 
             with m.State("LOAD_A_TILE"):
-                tile_shape(m, cfg.rows)
+                tile_shape(m, cfg.rows, load=True)
                 m.next = "LOAD_A"
 
             with m.State("GEMM_TILE"):
-                tile_shape(m, cfg.cols)
-                m.next = "GEMM"
+                # The unpacker reads a tile's C' until the tile's last block has left it.
+                with m.If((self.fmt == protocol.Format.INT8) | self.unpacker_idle
+                          if blocks else 1):
+                    tile_shape(m, cfg.cols, load=False)
+                    m.next = "GEMM"
 
             with m.State("LOAD_A"):
                 payload_state(m, self.act, cfg.rows, "LOAD_A_TILE", "LOADED")
 
             with m.State("LOADED"):
-                m.d.sync += loaded.eq(1)
-                send_reply(m, Op.LOAD_A, Status.OK, loaded_n, loaded_k)
+                with m.If(bad_scale):
+                    send_reply(m, Op.LOAD_A, Status.BAD_SCALE, loaded_n)
+                with m.Else():
+                    m.d.sync += loaded.eq(1)
+                    send_reply(m, Op.LOAD_A, Status.OK, loaded_n, loaded_k)
 
             with m.State("GEMM"):
-                payload_state(m, self.wgt, cfg.cols, "GEMM_TILE", "HEADER")
+                if blocks:
+                    with m.If(self.fmt == protocol.Format.INT8):
+                        payload_state(m, self.wgt, cfg.cols, "GEMM_TILE", "HEADER")
+                    with m.Else():
+                        group_state(m)
+                else:
+                    payload_state(m, self.wgt, cfg.cols, "GEMM_TILE", "HEADER")
 
             with m.State("REPLY"):
                 m.d.comb += self.reply.valid.eq(1)

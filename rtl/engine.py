@@ -1,14 +1,33 @@
 """GEMM engine: activation buffer, double-buffered weight tiles, sequencer, array, drain."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import C, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .array import SystolicArray
+from .block_unpacker import block_layout
 from .pe import StepControl
+from .protocol import Format
+from .scale_column import ACT_SUM_WIDTH, ScaleColumn
 
-__all__ = ["GemmEngine", "ResultRow"]
+__all__ = ["ActBlock", "GemmEngine", "ResultRow", "WeightScales"]
+
+PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
+
+
+class ActBlock(data.Struct):
+    """One activation row's 32-block: its binary16 scale and the sum of its int8 values."""
+
+    dx: 16
+    sum: data.signed(ACT_SUM_WIDTH)
+
+
+class WeightScales(data.Struct):
+    """One weight block's binary16 scale and (Q4_1) offset."""
+
+    dw: 16
+    mw: 16
 
 
 def ResultRow(config):  # noqa: N802 (a layout factory reads like a type)
@@ -52,6 +71,13 @@ class GemmEngine(wiring.Component):
             "m": In(16),
             "results": Out(stream.Signature(ResultRow(cfg))),
             "busy": Out(1),
+            **({
+                "act_scale": In(stream.Signature(data.ArrayLayout(16, cfg.rows))),
+                "act_blocks": In(1),
+                "fmt": In(2),
+                "blocks": In(stream.Signature(block_layout(cfg.cols))),
+                "bad_scale": Out(1),
+            } if cfg.block_formats else {}),
         })
 
     def elaborate(self, platform):
@@ -63,9 +89,12 @@ class GemmEngine(wiring.Component):
             shape=data.ArrayLayout(data.signed(8), rows), depth=cfg.act_depth, init=[])
         m.submodules.wgt_mem = wgt_mem = Memory(
             shape=data.ArrayLayout(data.signed(8), cols), depth=2 * max_k, init=[])
+        blocks = bool(cfg.block_formats)
         m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
                                                    multiplier=cfg.multiplier,
-                                                   out_width=cfg.acc_width)
+                                                   out_width=cfg.acc_width,
+                                                   column_readout=blocks)
+        wmode = (self.fmt != Format.INT8) if blocks else C(0, 1)   # a block-format GEMM
         act_wr = act_mem.write_port()
         act_rd = act_mem.read_port()
         wgt_wr = wgt_mem.write_port()
@@ -83,6 +112,33 @@ class GemmEngine(wiring.Component):
             m.d.sync += act_ptr.eq(0)
         with m.Elif(self.act.valid):
             m.d.sync += act_ptr.eq(act_ptr + 1)
+
+        if blocks:
+            # Activations in 32-blocks: each block's binary16 scales (a scale vector just before
+            # its 32 vectors) and the block sums Σx (Q4_1's m term), one entry a block.
+            m.submodules.act_scale_mem = act_scale_mem = Memory(
+                shape=data.ArrayLayout(ActBlock, rows), depth=cfg.act_depth // 32, init=[])
+            act_scale_wr = act_scale_mem.write_port()
+            act_scale_rd = act_scale_mem.read_port()
+            cur_dx = Signal(data.ArrayLayout(16, rows))
+            sums = Signal(data.ArrayLayout(data.signed(ACT_SUM_WIDTH), rows))
+            new_sums = Signal.like(sums)
+            block_start = act_ptr[:5] == 0
+            m.d.comb += self.act_scale.ready.eq(1)
+            with m.If(self.act_scale.valid):
+                m.d.sync += cur_dx.eq(self.act_scale.payload)
+            for r in range(rows):
+                m.d.comb += [
+                    new_sums[r].eq(Mux(block_start, 0, sums[r]) + self.act.payload[r]),
+                    act_scale_wr.data[r].dx.eq(cur_dx[r]),
+                    act_scale_wr.data[r].sum.eq(new_sums[r]),
+                ]
+            with m.If(self.act.valid):
+                m.d.sync += sums.eq(new_sums)
+            m.d.comb += [
+                act_scale_wr.addr.eq(act_ptr >> 5),
+                act_scale_wr.en.eq(self.act.valid & self.act_blocks & (act_ptr[:5] == 31)),
+            ]
 
         # Weight loader: fills bank `load_bank` with one weight tile, then the other.
         bank_full = Signal(2)
@@ -105,6 +161,54 @@ class GemmEngine(wiring.Component):
                 m.d.sync += [load_k.eq(0), load_bank.eq(~load_bank)]
             with m.Else():
                 m.d.sync += load_k.eq(load_k + 1)
+
+        if blocks:
+            # Block formats: each unpacked block (32 weights of one channel) goes to its lane of
+            # the lane memory in two halves of 16 weights; its scales to the lane's scale entry.
+            nkb = max_k // 32
+            m.submodules.lane_mem = lane_mem = Memory(
+                shape=data.ArrayLayout(data.ArrayLayout(data.signed(8), 16), cols),
+                depth=2 * max_k // 16, init=[])
+            m.submodules.wscale_mem = wscale_mem = Memory(
+                shape=data.ArrayLayout(WeightScales, cols), depth=2 * nkb, init=[])
+            lane_wr = lane_mem.write_port(granularity=1)
+            lane_rd = lane_mem.read_port()
+            wscale_wr = wscale_mem.write_port(granularity=1)
+            wscale_rd = wscale_mem.read_port()
+            blk = self.blocks.payload
+            half = Signal()
+            load_b = Signal(range(nkb))
+            writing = Signal()
+            lane_bit = Signal(cols)
+            m.d.comb += [
+                writing.eq(self.blocks.valid & ~bank_full.bit_select(load_bank, 1)),
+                self.blocks.ready.eq(writing & half),
+                lane_bit.eq(1 << blk.lane),
+                lane_wr.addr.eq(Mux(load_bank, max_k // 16, 0) + Cat(half, load_b)),
+                lane_wr.en.eq(Mux(writing, lane_bit, 0)),
+                wscale_wr.addr.eq(Mux(load_bank, nkb, 0) + load_b),
+                wscale_wr.en.eq(Mux(writing & ~half, lane_bit, 0)),
+            ]
+            q_bits = blk.q.as_value()
+            for c in range(cols):
+                m.d.comb += [
+                    lane_wr.data[c].eq(Mux(half, q_bits[128:], q_bits[:128])),
+                    wscale_wr.data[c].dw.eq(blk.d),
+                    wscale_wr.data[c].mw.eq(blk.m),
+                ]
+            with m.If(writing):
+                m.d.sync += half.eq(~half)
+            with m.If(self.gemm_start):
+                m.d.sync += [load_b.eq(0), half.eq(0), self.bad_scale.eq(0)]
+            with m.Elif(self.blocks.valid & self.blocks.ready):
+                with m.If(blk.bad_scale):
+                    m.d.sync += self.bad_scale.eq(1)
+                with m.If(blk.group_last):
+                    with m.If(load_b == (self.k_last >> 5)):
+                        m.d.comb += set_full.bit_select(load_bank, 1).eq(1)
+                        m.d.sync += [load_b.eq(0), load_bank.eq(~load_bank)]
+                    with m.Else():
+                        m.d.sync += load_b.eq(load_b + 1)
 
         # Sequencer: for each weight tile j, for each row tile i, K steps into the array.
         running = Signal()
@@ -131,10 +235,12 @@ class GemmEngine(wiring.Component):
         ]
 
         step = Signal(StepControl)    # aligned with the memories' read data
+        # Block formats: every 32-block of K is a tile of its own for the PEs.
+        block_end = seq_k[:5] == 31
         m.d.sync += [
             step.valid.eq(issue),
-            step.first.eq(seq_k == 0),
-            step.last.eq(last_step),
+            step.first.eq(Mux(wmode, seq_k[:5] == 0, seq_k == 0)),
+            step.last.eq(Mux(wmode, block_end, last_step)),
         ]
         # One more register stage between the block RAMs and the multipliers (timing: a RAM's
         # clock-to-out plus a multiplier is the longest path on the ECP5 otherwise).
@@ -143,6 +249,12 @@ class GemmEngine(wiring.Component):
             array.wgt.eq(wgt_rd.data),
             array.ctrl.eq(step),
         ]
+        if blocks:
+            m.d.comb += lane_rd.addr.eq(Mux(seq_bank, max_k // 16, 0) + (seq_k >> 4))
+            elem = Signal(4)
+            m.d.sync += elem.eq(seq_k[:4])
+            with m.If(wmode):
+                m.d.sync += [array.wgt[c].eq(lane_rd.data[c][elem]) for c in range(cols)]
 
         meta = Signal(ResultRow(cfg))   # where the tile in the result registers belongs
         with m.If(self.gemm_start):
@@ -187,16 +299,22 @@ class GemmEngine(wiring.Component):
         draining = Signal()
         drain_row = Signal(range(rows))
         row_is_last = drain_row == meta.rows - 1
+        tile_done = Signal()
+        row_data = Signal.like(array.row)
+        m.d.comb += [tile_done.eq(array.done), row_data.eq(array.row)]
+        if blocks:
+            self._scale_stage(m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
+                              act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data)
         m.d.comb += [
             array.row_sel.eq(drain_row),
             self.results.valid.eq(draining),
             self.results.payload.eq(meta),
-            self.results.payload.data.eq(array.row),
+            self.results.payload.data.eq(row_data),
             self.results.payload.first.eq(drain_row == 0),
             self.results.payload.last.eq(row_is_last),
             self.results.payload.end.eq(meta.end & row_is_last),
         ]
-        with m.If(array.done):
+        with m.If(tile_done):
             m.d.sync += [draining.eq(1), drain_row.eq(0)]
         with m.If(self.results.valid & self.results.ready):
             with m.If(row_is_last):
@@ -206,3 +324,68 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.sync += drain_row.eq(drain_row + 1)
         return m
+
+    def _scale_stage(self, m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
+                     act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data):
+        """Block formats: a `ScaleColumn` per column turns each block's integer dot products into
+        the binary32 sums; their output registers replace the array's for the drain."""
+        cfg = self._config
+        rows, cols, nkb = cfg.rows, cfg.cols, cfg.max_k // 32
+        # Where the block whose last step is issued now finds its scales; taken when that step
+        # reaches PE (0, 0). Blocks are at least 32 cycles apart, far more than the array's depth
+        # to PE (0, 0), and the scale memories read these (registered) addresses continuously.
+        pend_w = Signal(range(2 * nkb))
+        pend_a = Signal(range(cfg.act_depth // 32))
+        pend_first = Signal()
+        pend_last = Signal()
+        with m.If(issue & wmode & block_end):
+            m.d.sync += [
+                pend_w.eq(Mux(seq_bank, nkb, 0) + (seq_k >> 5)),
+                pend_a.eq((act_base + seq_k) >> 5),
+                pend_first.eq((seq_k >> 5) == 0),
+                pend_last.eq(last_step),
+            ]
+        m.d.comb += [wscale_rd.addr.eq(pend_w), act_scale_rd.addr.eq(pend_a)]
+        # The block's scales, held while its R×C dot products come out of the array (PE (r, c)
+        # r + c cycles after PE (0, 0); rows + cols <= 33 keeps that within the 32 cycles before
+        # the next block).
+        cur_w = Signal.like(wscale_rd.data)
+        cur_a = Signal.like(act_scale_rd.data)
+        cur_first = Signal()
+        cur_last = Signal()
+        with m.If(array.col_valid[0] & (array.col_row[0] == 0)):
+            m.d.sync += [cur_w.eq(wscale_rd.data), cur_a.eq(act_scale_rd.data),
+                         cur_first.eq(pend_first), cur_last.eq(pend_last)]
+        offset = Format.Q4_1 in cfg.block_formats
+        columns = []
+        for c in range(cols):
+            col = ScaleColumn(rows, PARTIAL_WIDTH, offset_term=offset)
+            m.submodules[f"scale_{c}"] = col
+            columns.append(col)
+            valid = Signal(name=f"item_valid_{c}")
+            row = Signal(range(rows), name=f"item_row_{c}")
+            partial = Signal(data.signed(PARTIAL_WIDTH), name=f"item_partial_{c}")
+            m.d.sync += [
+                valid.eq(array.col_valid[c] & wmode),
+                row.eq(array.col_row[c]),
+                partial.eq(array.col_sum[c]),
+            ]
+            m.d.comb += [
+                col.valid.eq(valid),
+                col.row.eq(row),
+                col.partial.eq(partial),
+                col.dw.eq(cur_w[c].dw),
+                col.mw.eq(cur_w[c].mw),
+                col.dx.eq(cur_a[row].dx),
+                col.act_sum.eq(cur_a[row].sum),
+                col.first.eq(cur_first),
+                col.last.eq(cur_last),
+                col.offset.eq(self.fmt == Format.Q4_1),
+                col.out_row.eq(drain_row),
+            ]
+        with m.If(wmode):
+            last = columns[-1]
+            m.d.comb += [
+                tile_done.eq(last.final & (last.final_row == rows - 1)),
+                row_data.eq(Cat(col.out for col in columns)),
+            ]

@@ -34,6 +34,7 @@ class Framer(wiring.Component):
             "gemm_start": In(1),
             "m": In(16),
             "busy": Out(1),
+            "bad_scale": In(1),    # the GEMM met an inf/NaN block scale: its reply says so
         })
 
     def elaborate(self, platform):
@@ -113,7 +114,9 @@ class Framer(wiring.Component):
                                 Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols), then=1)
                 with m.Elif(done_pending):
                     m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
-                    send_header(Op.GEMM | protocol.REPLY, 0, cycles[:32], cycles[32:], self.m)
+                    send_header(Op.GEMM | protocol.REPLY,
+                                Mux(self.bad_scale, protocol.Status.BAD_SCALE, 0),
+                                cycles[:32], cycles[32:], self.m)
 
             with m.State("CHECK"):
                 # The check byte from the registered header, in two cycles of its own (timing):

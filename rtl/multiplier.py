@@ -1,16 +1,22 @@
-"""Two signed 8×8 multipliers with a registered output, packed into one iCE40 DSP.
+"""Multipliers placed in hard DSP blocks with their registers, for PEs that take an external
+product.
 
-The iCE40UP5K has eight SB_MAC16 blocks; in their 8×8 mode each computes two independent signed
-8×8 products, so eight DSPs serve sixteen PEs. On an iCE40 platform this elaborates to that
-primitive; everywhere else (simulation, other FPGAs) to the same arithmetic in plain Amaranth, so
-the simulated board runs the same design the bitstream holds.
+* `PairMultiplier`: two signed 8×8 products with a registered output in one iCE40 SB_MAC16 (its
+  8×8 mode): the iCE40UP5K's eight DSPs serve sixteen PEs.
+* `RegisteredMultiplier`: one signed 8×8 product in an ECP5 MULT18X18D with its input and output
+  registers on, two cycles after the operands. Yosys maps a plain ``*`` to a MULT18X18D without
+  registers, and the routes into and out of the DSP column then dominate the cycle (69 MHz on the
+  ULX3S-85F); with both register stages inside the DSP only one route is on each path.
+
+On other platforms (simulation, other FPGAs) each elaborates to the same arithmetic with the same
+latency in plain Amaranth, so the simulated board runs the design the bitstream holds.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PairMultiplier"]
+__all__ = ["PairMultiplier", "RegisteredMultiplier"]
 
 
 def _is_ice40(platform):
@@ -19,6 +25,14 @@ def _is_ice40(platform):
     except ImportError:     # pragma: no cover
         return False
     return isinstance(platform, SiliconBluePlatform)
+
+
+def _is_ecp5(platform):
+    try:
+        from amaranth.vendor import LatticePlatform
+    except ImportError:     # pragma: no cover
+        return False
+    return isinstance(platform, LatticePlatform) and platform.family == "ecp5"
 
 
 class PairMultiplier(wiring.Component):
@@ -52,4 +66,46 @@ class PairMultiplier(wiring.Component):
             m.d.comb += [self.p0.eq(out[16:]), self.p1.eq(out[:16])]
         else:
             m.d.sync += [self.p0.eq(self.a0 * self.w0), self.p1.eq(self.a1 * self.w1)]
+        return m
+
+
+class RegisteredMultiplier(wiring.Component):
+    """``p = a · w`` (signed 8-bit), two cycles after the operands (input and output registers)."""
+
+    latency = 2
+
+    a: In(data.signed(8))
+    w: In(data.signed(8))
+    p: Out(data.signed(16))
+
+    def elaborate(self, platform):
+        m = Module()
+        if _is_ecp5(platform):
+            out = Signal(36)
+            a18 = Signal(18)
+            b18 = Signal(18)
+            m.d.comb += [a18.eq(self.a.as_signed()), b18.eq(self.w.as_signed())]
+            ports = {}
+            # Only what Yosys' own MULT18X18D mapping connects, plus clock 0 with its enable and
+            # reset: the cascade inputs (SRIA/SRIB) cannot be tied to constants from the fabric.
+            for i in range(18):
+                ports[f"i_A{i}"] = a18[i]
+                ports[f"i_B{i}"] = b18[i]
+                ports[f"i_C{i}"] = 0
+            for i in range(36):
+                ports[f"o_P{i}"] = out[i]
+            ports.update(i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0)
+            m.submodules.dsp = Instance(
+                "MULT18X18D",
+                p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
+                p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+                p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_SOURCEB_MODE="B_SHIFT",
+                p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
+                i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+                **ports)
+            m.d.comb += self.p.eq(out[:16])
+        else:
+            a = Signal.like(self.a)
+            w = Signal.like(self.w)
+            m.d.sync += [a.eq(self.a), w.eq(self.w), self.p.eq(a * w)]
         return m

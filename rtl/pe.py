@@ -35,16 +35,21 @@ class PE(wiring.Component):
     multiplier : "infer", "lut" or "external"
         "infer": a plain ``*`` that the synthesizer maps (to a hard DSP where there is one);
         "lut": shift-and-add partial products, which synthesizers leave in logic; "external":
-        the registered product arrives on ``product_in`` one cycle after ``a_in``/``w_in`` (from a
-        `PairMultiplier` shared with a neighbour).
+        the registered product arrives on ``product_in`` ``product_latency`` cycles after
+        ``a_in``/``w_in`` (from a `PairMultiplier` shared with a neighbour, latency 1, or a
+        `RegisteredMultiplier`, latency 2).
+    product_latency : int
+        See "external".
     """
 
-    def __init__(self, *, a_width=8, w_width=8, acc_width=32, multiplier="infer"):
+    def __init__(self, *, a_width=8, w_width=8, acc_width=32, multiplier="infer",
+                 product_latency=1):
         if multiplier not in ("infer", "lut", "external"):
             raise ValueError(f"multiplier must be 'infer', 'lut' or 'external', not "
                              f"{multiplier!r}")
         self._acc_width = acc_width
         self._multiplier = multiplier
+        self._product_latency = product_latency if multiplier == "external" else 1
         ports = {"product_in": In(data.signed(a_width + w_width))} if multiplier == "external" \
             else {}
         super().__init__({
@@ -68,8 +73,11 @@ class PE(wiring.Component):
         ]
 
         product = Signal(data.signed(self.a_in.shape().width + self.w_in.shape().width))
-        ctrl = Signal(StepControl)
-        m.d.sync += ctrl.eq(self.ctrl_in)
+        ctrl = self.ctrl_in
+        for i in range(self._product_latency):     # aligned with the product
+            stage = Signal(StepControl, name=f"ctrl_{i + 1}")
+            m.d.sync += stage.eq(ctrl)
+            ctrl = stage
         if self._multiplier == "external":
             m.d.comb += product.eq(self.product_in)
         elif self._multiplier == "infer":

@@ -45,20 +45,35 @@ Commands and replies
 ``IDENTIFY`` (args unused)
     Reply: header with arg0 = 32 (payload bytes), arg1 = ``link_bytes`` (so the host can find
     the padding) and arg2 = the device's count of received bytes once it had taken the IDENTIFY
-    header (the base for later CREDIT counts, whatever came before), then the 32-byte configuration (`Config.identify_payload`), padded to whole
-    words.
-``LOAD_A`` arg0 = N, arg1 = K
+    header (the base for later CREDIT counts, whatever came before), then the 32-byte
+    configuration (`Config.identify_payload`, which lists the weight formats carried), padded to
+    whole words.
+``LOAD_A`` arg0 = N, arg1 = K, arg2 = activation format (0: int8; 1: int8 in 32-blocks)
     Payload: the activations A (N×K int8) in row tiles of ``rows``: for tile ``i`` and each k in
     0..K-1 one vector of ``min(rows, N - i*rows)`` bytes ``A[i*rows + r, k]``. Reply: header
     with arg0 = N, arg1 = K once the payload is stored. Limits: 1 ≤ N ≤ 65535, 1 ≤ K ≤ max_k,
     ``ceil(N / rows) * K ≤ act_depth``.
-``GEMM`` arg0 = N, arg1 = K, arg2 = M
-    Multiplies the loaded A by W (K×M int8); N and K must match the last ``LOAD_A``. Payload: W
-    in column tiles of ``cols``: for tile ``j`` and each k, one vector of ``min(cols, M - j*cols)``
-    bytes ``W[k, j*cols + c]``. Each weight crosses the link once. Replies: one ``RESULT`` frame
-    per (row tile i, column tile j), j-major, then the ``GEMM`` reply.
+    In 32-blocks (devices that carry a block format; K a multiple of 32), each run of 32 vectors
+    of a row tile (k = 32b .. 32b+31) is preceded by a *scale vector*: the binary16 scale of each
+    of the tile's rows for block b, 2 bytes a row (little-endian), padded to whole words. Values
+    should lie in [-127, 127]. A scale that is inf or NaN gets a ``BAD_SCALE`` reply (the payload
+    is still consumed; nothing counts as loaded).
+``GEMM`` arg0 = N, arg1 = K, arg2 = M | format << 24
+    Multiplies the loaded A by W (K×M); N and K must match the last ``LOAD_A``. The weight
+    format (`Format`) must be one the device carries (IDENTIFY) and match the activations: int8
+    with int8 activations, a block format with block activations (else ``BAD_FORMAT``).
+    int8 payload: W in column tiles of ``cols``: for tile ``j`` and each k, one vector of
+    ``min(cols, M - j*cols)`` bytes ``W[k, j*cols + c]``. Results are int32.
+    Block-format payload: the weight tensor's GGUF blocks, unchanged, in column tiles: for tile
+    ``j`` and each block index b (K/32 of them), the blocks b of output channels ``j*cols + c``,
+    c < ``min(cols, M - j*cols)``, back to back (a *group*), padded to whole words. Results are
+    binary32 bit patterns computed as `systolica.host.block_formats` specifies; a block scale
+    that is inf or NaN makes the GEMM reply's status ``BAD_SCALE``.
+    Each weight crosses the link once. Replies: one ``RESULT`` frame per (row tile i, column
+    tile j), j-major, then the ``GEMM`` reply.
 ``RESULT`` (device only) arg0 = i, arg1 = j, arg2 = rows_valid | cols_valid << 16
-    Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 (little-endian) of C[i*rows + r, ...].
+    Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 or binary32 (little-endian) of
+    C[i*rows + r, ...].
 ``GEMM`` reply: arg0, arg1 = device cycles (low, high 32 bits) from the GEMM header being accepted
     to the last RESULT word being sent; arg2 = M.
 ``CREDIT`` (device only) arg0 = total bytes the device has taken out of its receive buffer, modulo

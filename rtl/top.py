@@ -4,6 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from .block_unpacker import BlockUnpacker
 from .decoder import CommandDecoder
 from .engine import GemmEngine
 from .framer import Framer
@@ -65,4 +66,19 @@ class Accelerator(wiring.Component):
         ]
         for name in ("n", "k", "k_last", "m"):
             m.d.comb += getattr(engine, name).eq(getattr(decoder, name))
+        if cfg.block_formats:
+            # GGUF blocks: link words → unpacker → one block a beat into the engine.
+            m.submodules.unpacker = unpacker = BlockUnpacker(cfg.link_bytes, cfg.cols,
+                                                             cfg.block_formats)
+            connect(m, decoder.wgt_words, unpacker.words)
+            connect(m, unpacker.blocks, engine.blocks)
+            connect(m, decoder.act_scale, engine.act_scale)
+            m.d.comb += [
+                unpacker.fmt.eq(decoder.fmt),
+                unpacker.group_blocks.eq(decoder.group_blocks),
+                decoder.unpacker_idle.eq(unpacker.idle),
+                engine.fmt.eq(decoder.fmt),
+                engine.act_blocks.eq(decoder.act_blocks),
+                framer.bad_scale.eq(engine.bad_scale),
+            ]
         return m

@@ -20,8 +20,10 @@ from systolica.host.frames import (
     DeviceError,
     FrameReader,
     GemmResult,
+    gemm_blocks_command,
     gemm_command,
     identify_command,
+    load_a_blocks_command,
     load_a_command,
 )
 from systolica.rtl.protocol import Op
@@ -164,3 +166,20 @@ class LinkBench:
         while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
             pass
         return result.out, result.cycles
+
+    async def load_a_blocks(self, xq, xd):
+        """LOAD_A of activations in 32-blocks with their binary16 scales."""
+        self.send(load_a_blocks_command(xq, xd, self.config))
+        frame = await self.expect(Op.LOAD_A)
+        assert frame.args[:2] == xq.shape, frame
+
+    async def gemm_blocks(self, raw, fmt, n):
+        """GEMM of GGUF block weights; returns (binary32 bit patterns as uint32, device cycles)."""
+        cfg = self.config
+        m = raw.shape[0]
+        k = raw.shape[1] // fmt.block_bytes * 32
+        self.send(gemm_blocks_command(raw, fmt, n, cfg))
+        result = GemmResult(n, m, cfg)
+        while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
+            pass
+        return result.out.astype(np.uint32), result.cycles

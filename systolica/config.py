@@ -4,7 +4,11 @@ the host tiles for."""
 import dataclasses
 import struct
 
-__all__ = ["PROTOCOL_VERSION", "Config"]
+from systolica.rtl.protocol import Format
+
+__all__ = ["FORMAT_NAMES", "PROTOCOL_VERSION", "Config"]
+
+FORMAT_NAMES = ("int8", "q8_0", "q4_0", "q4_1")
 
 PROTOCOL_VERSION = 1
 
@@ -39,11 +43,18 @@ class Config:
     rx_fifo_words : int
         Receive FIFO depth in link words; the device advertises ``rx_fifo_words * link_bytes``
         bytes of credit.
+    formats : tuple of str
+        Weight formats the device carries (`FORMAT_NAMES`; reported by IDENTIFY): "int8" always,
+        and any of the GGUF block formats "q8_0", "q4_0", "q4_1", which bring the block
+        datapath (activations in 32-blocks with binary16 scales, the unpacker and the binary32
+        scale stage; see `systolica.host.block_formats`).
     multiplier : str
         Implementation only (not reported by IDENTIFY, not compared): how the PEs multiply.
         ``"infer"``: a plain ``*`` the synthesizer maps (one hard DSP per PE where the part has
         enough, e.g. ECP5 MULT18X18D); ``"pairs"``: two PEs share one `PairMultiplier` (an iCE40
-        SB_MAC16 in its dual 8×8 mode); ``"lut"``: shift-and-add in logic.
+        SB_MAC16 in its dual 8×8 mode); ``"registered"``: one DSP per PE with its input and
+        output registers (an ECP5 MULT18X18D; two cycles of latency); ``"lut"``: shift-and-add in
+        logic.
     """
 
     rows: int = 8
@@ -58,6 +69,8 @@ class Config:
     w_width: int = 8
     acc_width: int = 32
 
+    formats: tuple = ("int8", "q8_0", "q4_0", "q4_1")
+
     multiplier: str = dataclasses.field(default="infer", compare=False)
 
     def __post_init__(self):
@@ -68,15 +81,37 @@ class Config:
         # int8·int8 sums of up to 2**17 terms fit int32 exactly.
         _check_positive("max_k", self.max_k, maximum=(1 << 17) - 1)
         _check_positive("rx_fifo_words", self.rx_fifo_words)
-        if self.multiplier not in ("infer", "pairs", "lut"):
-            raise ValueError(f"multiplier must be 'infer', 'pairs' or 'lut', not "
+        if self.multiplier not in ("infer", "pairs", "registered", "lut"):
+            raise ValueError(f"multiplier must be 'infer', 'pairs', 'registered' or 'lut', not "
                              f"{self.multiplier!r}")
         if (self.a_width, self.w_width, self.acc_width) != (8, 8, 32):
             raise ValueError("only int8 x int8 -> int32 is implemented "
                              f"(a_width=8, w_width=8, acc_width=32), not {self!r}")
+        if not isinstance(self.formats, tuple) or "int8" not in self.formats or any(
+                f not in FORMAT_NAMES for f in self.formats):
+            raise ValueError(f"formats must be a tuple of {FORMAT_NAMES} including 'int8', not "
+                             f"{self.formats!r}")
+        if self.block_formats:
+            if self.rows + self.cols > 33:
+                raise ValueError(f"block formats need rows + cols <= 33 (a block's results "
+                                 f"leave the array within 32 cycles), not {self.rows}+{self.cols}")
+            for name in ("act_depth", "max_k"):
+                if getattr(self, name) % 32:
+                    raise ValueError(f"{name} must be a multiple of 32 with block formats, not "
+                                     f"{getattr(self, name)}")
         if self.rx_bytes < 64:
             raise ValueError(f"rx_fifo_words * link_bytes must be at least 64 bytes (IDENTIFY is "
                              f"sent unacknowledged), not {self.rx_bytes}")
+
+    @property
+    def block_formats(self):
+        """The GGUF block formats carried, as `protocol.Format` codes."""
+        return tuple(Format[f.upper()] for f in self.formats if f != "int8")
+
+    @property
+    def format_mask(self):
+        """Bit f set for every `protocol.Format` code f the device carries (IDENTIFY)."""
+        return sum(1 << Format[f.upper()] for f in self.formats)
 
     @property
     def rx_bytes(self):
@@ -93,7 +128,7 @@ class Config:
         """The IDENTIFY reply payload (32 bytes) describing this configuration."""
         return struct.pack(_IDENTIFY_FORMAT, PROTOCOL_VERSION, self.rows, self.cols,
                            self.a_width, self.w_width, self.acc_width, self.link_bytes,
-                           0, 0, self.act_depth, self.max_k, self.rx_bytes, 0)
+                           self.format_mask, 0, self.act_depth, self.max_k, self.rx_bytes, 0)
 
     @classmethod
     def from_identify(cls, payload):
@@ -101,17 +136,19 @@ class Config:
         if len(payload) != struct.calcsize(_IDENTIFY_FORMAT):
             raise ValueError(f"IDENTIFY payload must be {struct.calcsize(_IDENTIFY_FORMAT)} "
                              f"bytes, not {len(payload)}")
-        (version, rows, cols, a_width, w_width, acc_width, link_bytes, _, _, act_depth, max_k,
+        (version, rows, cols, a_width, w_width, acc_width, link_bytes, mask, _, act_depth, max_k,
          rx_bytes, _) = struct.unpack(_IDENTIFY_FORMAT, payload)
         if version != PROTOCOL_VERSION:
             raise ValueError(f"device speaks protocol version {version}, "
                              f"host speaks {PROTOCOL_VERSION}")
         return cls(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=act_depth,
                    max_k=max_k, rx_fifo_words=rx_bytes // link_bytes, a_width=a_width,
-                   w_width=w_width, acc_width=acc_width)
+                   w_width=w_width, acc_width=acc_width,
+                   formats=tuple(f for f in FORMAT_NAMES if mask >> Format[f.upper()] & 1))
 
     def label(self):
         """A short name for build directories and test ids."""
         mul = "" if self.multiplier == "infer" else f"-{self.multiplier}"
+        fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
-                f"k{self.max_k}f{self.rx_fifo_words}{mul}")
+                f"k{self.max_k}f{self.rx_fifo_words}{mul}{fmt}")

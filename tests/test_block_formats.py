@@ -3,6 +3,7 @@ checked against gguf.quants and against an independent scalar implementation."""
 
 import numpy as np
 import pytest
+from block_data import random_blocks, random_halves
 from gguf import GGMLQuantizationType, quants
 
 from systolica.host.block_formats import (
@@ -14,17 +15,6 @@ from systolica.host.block_formats import (
 )
 
 FORMAT_NAMES = list(FORMATS)
-
-
-def random_blocks(fmt, rows, n_blocks, rng):
-    """Random but well-formed block bytes: finite binary16 scales of every kind."""
-    raw = rng.integers(0, 256, size=(rows, n_blocks, fmt.block_bytes), dtype=np.uint8)
-    scales = 2 if fmt.has_offset else 1
-    for s in range(scales):
-        half = rng.integers(0, 0x7C00, size=(rows, n_blocks), dtype=np.uint16)   # finite
-        half |= rng.integers(0, 2, size=half.shape, dtype=np.uint16) << 15
-        raw[..., 2 * s:2 * s + 2] = half[..., None].view(np.uint8).reshape(rows, n_blocks, 2)
-    return raw.reshape(rows, -1)
 
 
 @pytest.mark.parametrize("name", FORMAT_NAMES)
@@ -117,8 +107,7 @@ def test_block_gemm_reference_matches_scalar_arithmetic(name):
     rng = np.random.default_rng(4)
     raw = random_blocks(fmt, 5, 3, rng)
     xq = rng.integers(-127, 128, size=(4, 3 * BLOCK)).astype(np.int8)
-    xd = rng.integers(0, 0x7C00, size=(4, 3), dtype=np.uint16)
-    xd |= rng.integers(0, 2, size=xd.shape, dtype=np.uint16) << 15
+    xd = random_halves(rng, (4, 3))
     got = block_gemm_reference(xq, xd, raw, fmt)
     np.testing.assert_array_equal(got, scalar_reference(xq, xd, raw, fmt))
 

@@ -4,19 +4,10 @@ block arithmetic of host/block_formats.py, bit for bit."""
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from block_data import random_halves
 
 from systolica.rtl.fp32_model import f16_to_f32, f32_add, f32_mul, int_to_f32
 from systolica.rtl.scale_column import ScaleColumn
-
-SPECIAL_HALVES = [0x0000, 0x8000, 0x0001, 0x83FF, 0x0400, 0x7BFF, 0xFBFF, 0x3C00, 0xBC00]
-
-
-def random_halves(rng, shape):
-    """Finite binary16 patterns, a fifth of them from the special list."""
-    bits = rng.integers(0, 0x7C00, size=shape) | (rng.integers(0, 2, size=shape) << 15)
-    pick = rng.random(shape) < 0.2
-    bits[pick] = rng.choice(SPECIAL_HALVES, size=int(pick.sum()))
-    return bits.astype(np.uint16)
 
 
 def expected(items, offset):

@@ -1,0 +1,245 @@
+"""Block unpacker: GGUF weight blocks (Q8_0, Q4_0, Q4_1) from link words to one block per beat.
+
+The byte layouts are those of `systolica.host.block_formats` (32 weights per block, fields
+little-endian, exactly as in a GGUF file). On the link, the weights of one GEMM weight tile come
+as *groups*: for each 32-block index along K, the blocks of the tile's C' output channels in
+channel order, zero-padded to a whole number of link words.
+
+Structure
+---------
+One byte buffer ``buf`` of ``N = max(block_bytes) + link_bytes - 1`` bytes with a fill count
+``cnt``; byte 0 is the earliest byte held. Each cycle:
+
+* *emit*: when the buffer holds a whole block (``cnt >= block_bytes``) and the output register is
+  free (empty, or its block leaves this cycle), bytes ``0 .. block_bytes-1`` are decoded into the
+  output register and the buffer shifts down by ``block_bytes`` (one fixed shift per format);
+  after the group's last block (``lane == C' - 1``) the whole rest of the buffer is dropped
+  instead (see below), so the fill count becomes 0.
+* *accept*: a link word is taken when the current group still needs bytes and there is room for
+  it after this cycle's emit. It is written at the fill count left after the emit (``wp``): each
+  buffer byte ``j`` takes word byte ``(j - wp) mod link_bytes`` when ``wp <= j < wp + link_bytes``
+  (a ``link_bytes``:1 mux per buffer byte: the shifter into the buffer).
+
+Padding without a second shifter: a word of the next group is never accepted before the current
+group's last block has been emitted (the group "needs bytes" while ``cnt < (C' - lane) *
+block_bytes``). So when that last block leaves, whatever else the buffer holds is the padding of
+the group's last word, and the fill count simply goes to 0; the next group's first word may be
+accepted in that same cycle, at buffer byte 0. For the largest format built the room check
+implies that rule (a word fits only while the buffer holds no whole block, or one that is leaving
+and is not the group's last), so the comparison is built only for the smaller formats of a
+multi-format unpacker.
+
+Timing and throughput: the ``blocks`` payload and valid come straight from flip-flops (the
+output register); ``words.ready`` depends combinationally on ``blocks.ready`` (as in
+`StreamRegister`). Latency: a block is at the output (``blocks.valid``) two cycles after the cycle
+in which the word holding its last byte is taken (that word sits a cycle in the buffer, then the
+block is decoded into the output register). ``N`` leaves room for a word in every cycle in which
+no whole block is waiting, and in every cycle in which the one waiting leaves: with words shorter
+than a block (``link_bytes`` up to 16) a word completes at most one block, so a consumer taking
+one block per cycle lets the link run at one word (one byte with ``link_bytes = 1``) per cycle,
+group boundaries included. With words at least a block long (32 or 64 bytes for Q4_0/Q4_1, 64
+for Q8_0) the output is the limit, and within a tile it runs at one block per cycle.
+
+Contract on ``group_blocks`` (C', 1 .. cols): it must hold the tile's value from the cycle after
+the tile's first word is taken up to and including the cycle the tile's last block is emitted
+into the output register. So: set it before presenting the tile's first word, and change it only
+once the previous tile's last block is at the output (``blocks.valid`` with ``group_last``) or the
+unpacker is idle. ``fmt`` is read all the time: change it only between GEMMs, with the unpacker
+empty. A format code the unpacker was not built for gives unspecified blocks (the decoder rejects
+it first).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .protocol import Format
+
+__all__ = ["BLOCK_BYTES", "BlockUnpacker", "block_layout"]
+
+# Bytes per 32-weight block (the same numbers as `systolica.host.block_formats.FORMATS`).
+BLOCK_BYTES = {Format.Q8_0: 34, Format.Q4_0: 18, Format.Q4_1: 20}
+
+
+def block_layout(cols):
+    """The ``blocks`` payload: one unpacked block of channel ``lane`` of the current group."""
+    return data.StructLayout({
+        "lane": range(cols),        # channel within the group, 0 .. C'-1
+        "d": 16,                    # binary16 scale pattern
+        "m": 16,                    # binary16 offset pattern (Q4_1; 0 otherwise)
+        "q": data.ArrayLayout(signed(8), 32),   # the 32 weights in K order
+        "bad_scale": 1,             # d (or Q4_1's m) is inf/NaN: binary16 exponent 31
+        "group_last": 1,            # last block of the group (lane == C' - 1)
+    })
+
+
+def _nibble_q(nib, offset):
+    """A 4-bit field as an 8-bit two's-complement weight: ``nib - 8`` or ``nib``."""
+    if offset:
+        sign = ~nib[3]                      # nib - 8 == (nib ^ 8) read as signed 4-bit
+        return Cat(nib[0:3], sign, sign, sign, sign, sign)
+    return Cat(nib, Const(0, 4))
+
+
+def _decode(fmt, b):
+    """Fields of one block from its bytes ``b`` (a list of 8-bit values, byte 0 first):
+    ``(d, m, q, bad_scale)``; ``q`` is 32 × 8 bits, element 0 in the low byte."""
+    d = Cat(b[0], b[1])
+    bad = d[10:15].all()
+    if fmt == Format.Q8_0:
+        return d, Const(0, 16), Cat(*b[2:34]), bad
+    if fmt == Format.Q4_0:
+        qs = b[2:18]
+        m = Const(0, 16)
+    else:                                   # Q4_1
+        m = Cat(b[2], b[3])
+        bad = bad | m[10:15].all()
+        qs = b[4:20]
+    nibs = [qs[i][0:4] for i in range(16)] + [qs[i][4:8] for i in range(16)]
+    return d, m, Cat(*(_nibble_q(n, fmt == Format.Q4_0) for n in nibs)), bad
+
+
+class BlockUnpacker(wiring.Component):
+    """Splits link words carrying GGUF weight blocks into one decoded block per beat.
+
+    Parameters
+    ----------
+    link_bytes : int
+        Bytes per link word (a power of two, 1 .. 64); byte 0 is the earliest.
+    cols : int
+        The most blocks per group (the array's columns).
+    formats : tuple of Format
+        The block formats to carry (among Q8_0, Q4_0, Q4_1); logic is built for these only.
+
+    Ports
+    -----
+    fmt : in, the `Format` code of the current GEMM.
+    group_blocks : in, C' (1 .. cols), the blocks per group of the current tile.
+    words : stream of link words in (consecutive groups, each padded to whole words).
+    blocks : stream of unpacked blocks out (`block_layout`), one per channel per group.
+    idle : out, no bytes buffered and no group begun: ``group_blocks`` may change.
+    """
+
+    def __init__(self, link_bytes, cols, formats):
+        if link_bytes < 1 or link_bytes > 64 or link_bytes & (link_bytes - 1):
+            raise ValueError(f"link_bytes must be a power of two 1..64, not {link_bytes}")
+        if cols < 1:
+            raise ValueError(f"cols must be at least 1, not {cols}")
+        formats = tuple(dict.fromkeys(Format(f) for f in formats))
+        if not formats or any(f not in BLOCK_BYTES for f in formats):
+            raise ValueError(f"formats must be among Q8_0, Q4_0, Q4_1, not {formats}")
+        self._link_bytes = link_bytes
+        self._cols = cols
+        self._formats = formats
+        self.buffer_bytes = max(BLOCK_BYTES[f] for f in formats) + link_bytes - 1
+        super().__init__({
+            "fmt": In(2),
+            "group_blocks": In(range(cols + 1)),
+            "words": In(stream.Signature(8 * link_bytes)),
+            "blocks": Out(stream.Signature(block_layout(cols))),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lb, cols, n = self._link_bytes, self._cols, self.buffer_bytes
+        largest = max(BLOCK_BYTES[f] for f in self._formats)
+
+        buf = Signal(8 * n)
+        cnt = Signal(range(n + 1))              # bytes held, buf bytes 0 .. cnt-1
+        lane = Signal(range(cols))              # blocks of the current group emitted so far
+        byte = [buf[8 * j:8 * j + 8] for j in range(n)]
+        remaining = Signal(range(cols + 1))     # blocks of the group not yet emitted
+        m.d.comb += remaining.eq(self.group_blocks - lane)
+
+        # Per format (selected by fmt): a whole block held, the group still needs bytes, the
+        # buffer shifted down by one block, the fill count after that, the decoded block.
+        has = Signal()
+        need = Signal()
+        kept = Signal(8 * n)
+        rest = Signal(range(n + 1))
+        d, mo, q, bad = Signal(16), Signal(16), Signal(8 * 32), Signal()
+
+        def per_format(f):
+            bb = BLOCK_BYTES[f]
+            if bb == largest:
+                # The room check alone keeps the next group out: a word fits only when the
+                # buffer holds no whole block besides one leaving now, which is not the last.
+                m.d.comb += need.eq(1)
+            else:
+                # cnt < remaining * bb; for remaining > n // bb that always holds.
+                big = n // bb
+                terms = [remaining > big] if big < cols else []
+                terms += [(remaining == r) & (cnt < r * bb) for r in range(1, min(big, cols) + 1)]
+                m.d.comb += need.eq(Cat(*terms).any())
+            fd, fm, fq, fbad = _decode(f, byte[:bb])
+            m.d.comb += [
+                has.eq(cnt >= bb),
+                kept.eq(buf[8 * bb:]),
+                rest.eq(cnt - bb),
+                d.eq(fd), mo.eq(fm), q.eq(fq), bad.eq(fbad),
+            ]
+
+        if len(self._formats) == 1:
+            per_format(self._formats[0])
+        else:
+            with m.Switch(self.fmt):
+                for i, f in enumerate(self._formats):
+                    with m.Case(f) if i < len(self._formats) - 1 else m.Default():
+                        per_format(f)
+
+        out_free = ~self.blocks.valid | self.blocks.ready
+        emit = Signal()
+        last = Signal()
+        m.d.comb += [
+            emit.eq(has & out_free),
+            last.eq(lane + 1 == self.group_blocks),
+        ]
+
+        # Write position of an accepted word: the fill count after this cycle's emit.
+        wp = Signal(range(n + 1))
+        with m.If(emit & last):
+            m.d.comb += wp.eq(0)                # the rest is the group's padding: dropped
+        with m.Elif(emit):
+            m.d.comb += wp.eq(rest)
+        with m.Else():
+            m.d.comb += wp.eq(cnt)
+
+        take = Signal()
+        m.d.comb += [
+            self.words.ready.eq((need | (emit & last)) & (wp <= n - lb)),
+            take.eq(self.words.valid & self.words.ready),
+        ]
+
+        # The shifter into the buffer: byte j takes word byte (j - wp) mod lb if it lands there.
+        base = Mux(emit, kept, buf)
+        word = self.words.payload
+        lbits = (lb - 1).bit_length()
+        for j in range(n):
+            if lb == 1:
+                lands = wp == j
+                wbyte = word
+            else:
+                lands = (wp <= j) & (wp > j - lb) if j >= lb else wp <= j
+                wbyte = word.word_select((Const(j % lb, lbits) - wp[:lbits])[:lbits], 8)
+            m.d.sync += buf[8 * j:8 * j + 8].eq(Mux(take & lands, wbyte, base[8 * j:8 * j + 8]))
+        m.d.sync += cnt.eq(wp + Mux(take, lb, 0))
+
+        # Nothing buffered and no group begun: group_blocks may change (the output register
+        # may still hold the previous group's last block).
+        m.d.comb += self.idle.eq((cnt == 0) & (lane == 0))
+        with m.If(emit):
+            m.d.sync += lane.eq(Mux(last, 0, lane + 1))
+        with m.If(out_free):
+            m.d.sync += self.blocks.valid.eq(has)
+        with m.If(emit):
+            p = self.blocks.payload
+            m.d.sync += [
+                p.lane.eq(lane),
+                p.d.eq(d),
+                p.m.eq(mo),
+                p.q.eq(q),
+                p.bad_scale.eq(bad),
+                p.group_last.eq(last),
+            ]
+        return m
