@@ -13,6 +13,7 @@ from .scale_column import ACT_SUM_WIDTH, ScaleColumn
 
 __all__ = ["ActBlock", "GemmEngine", "ResultRow", "WeightScales"]
 
+RELEASE_DELAY = 8    # cycles from a bank's last step issued to the loader getting it back
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
 
 
@@ -141,24 +142,42 @@ class GemmEngine(wiring.Component):
             ]
 
         # Weight loader: fills bank `load_bank` with one weight tile, then the other.
+        # The loader's ready is a register (timing: it is on the decoder's handshake path),
+        # computed from the next values of bank_full and load_bank.
         bank_full = Signal(2)
         load_bank = Signal()
+        bank_full_next = Signal(2)
+        load_bank_next = Signal()
+        load_ready = Signal()
         load_k = Signal(range(max_k))
         m.d.comb += [
-            self.wgt.ready.eq(~bank_full.bit_select(load_bank, 1)),
+            self.wgt.ready.eq(load_ready),
             wgt_wr.addr.eq(Mux(load_bank, max_k, 0) + load_k),
             wgt_wr.data.eq(self.wgt.payload),
             wgt_wr.en.eq(self.wgt.valid & self.wgt.ready),
         ]
         set_full = Signal(2)
-        clear_full = Signal(2)
-        m.d.sync += bank_full.eq((bank_full | set_full) & ~clear_full)
+        # A bank is handed back to the loader some cycles after its last step is issued: its
+        # last reads (the registered addresses, and the block formats' scales, taken when the
+        # step reaches PE (0, 0)) happen after the issue.
+        release = Signal(2)
+        released = release
+        for i in range(RELEASE_DELAY):
+            stage = Signal(2, name=f"release_{i + 1}")
+            m.d.sync += stage.eq(released)
+            released = stage
+        m.d.comb += [bank_full_next.eq((bank_full | set_full) & ~released),
+                     load_bank_next.eq(load_bank)]
+        m.d.sync += [bank_full.eq(bank_full_next), load_bank.eq(load_bank_next),
+                     load_ready.eq(~bank_full_next.bit_select(load_bank_next, 1))]
         with m.If(self.gemm_start):
-            m.d.sync += [load_bank.eq(0), load_k.eq(0), bank_full.eq(0)]
+            m.d.comb += [load_bank_next.eq(0), bank_full_next.eq(0)]
+            m.d.sync += load_k.eq(0)
         with m.Elif(self.wgt.valid & self.wgt.ready):
             with m.If(load_k == self.k_last):
                 m.d.comb += set_full.bit_select(load_bank, 1).eq(1)
-                m.d.sync += [load_k.eq(0), load_bank.eq(~load_bank)]
+                m.d.comb += load_bank_next.eq(~load_bank)
+                m.d.sync += load_k.eq(0)
             with m.Else():
                 m.d.sync += load_k.eq(load_k + 1)
 
@@ -181,7 +200,7 @@ class GemmEngine(wiring.Component):
             writing = Signal()
             lane_bit = Signal(cols)
             m.d.comb += [
-                writing.eq(self.blocks.valid & ~bank_full.bit_select(load_bank, 1)),
+                writing.eq(self.blocks.valid & load_ready),
                 self.blocks.ready.eq(writing & half),
                 lane_bit.eq(1 << blk.lane),
                 lane_wr.addr.eq(Mux(load_bank, max_k // 16, 0) + Cat(half, load_b)),
@@ -206,7 +225,8 @@ class GemmEngine(wiring.Component):
                 with m.If(blk.group_last):
                     with m.If(load_b == (self.k_last >> 5)):
                         m.d.comb += set_full.bit_select(load_bank, 1).eq(1)
-                        m.d.sync += [load_b.eq(0), load_bank.eq(~load_bank)]
+                        m.d.comb += load_bank_next.eq(~load_bank)
+                        m.d.sync += load_b.eq(0)
                     with m.Else():
                         m.d.sync += load_b.eq(load_b + 1)
 
@@ -219,7 +239,11 @@ class GemmEngine(wiring.Component):
         act_base = Signal(range(cfg.act_depth + max_k))
         n_left = Signal(17)
         m_left = Signal(17)
-        results_busy = Signal()   # the array's result registers hold a tile not yet drained
+        # Tiles whose last step has been issued but whose results are not drained yet: the
+        # array's result registers hold one; the block formats' scale stage two (its output
+        # registers are double-buffered: its results come some 40 cycles after the array's).
+        pending = Signal(range(3))
+        pending_full = Signal()
 
         # "Last" flags are registers, updated with the counters they describe (timing).
         k_left = Signal(range(max_k))
@@ -229,18 +253,25 @@ class GemmEngine(wiring.Component):
         single_step = Signal()    # K = 1
         issue = Signal()
         m.d.comb += [
-            issue.eq(running & bank_full.bit_select(seq_bank, 1) & ~(last_step & results_busy)),
-            act_rd.addr.eq(act_base + seq_k),
-            wgt_rd.addr.eq(Mux(seq_bank, max_k, 0) + seq_k),
+            pending_full.eq(pending >= (Mux(wmode, 2, 1) if blocks else 1)),
+            issue.eq(running & bank_full.bit_select(seq_bank, 1) & ~(last_step & pending_full)),
         ]
+        # The read addresses are registered (timing: no adder in front of the block RAMs); the
+        # step's control follows them a cycle later, aligned with the memories' read data.
+        act_addr = Signal.like(act_rd.addr)
+        wgt_addr = Signal.like(wgt_rd.addr)
+        m.d.sync += [act_addr.eq(act_base + seq_k), wgt_addr.eq(Mux(seq_bank, max_k, 0) + seq_k)]
+        m.d.comb += [act_rd.addr.eq(act_addr), wgt_rd.addr.eq(wgt_addr)]
 
+        issued = Signal(StepControl)
         step = Signal(StepControl)    # aligned with the memories' read data
         # Block formats: every 32-block of K is a tile of its own for the PEs.
         block_end = seq_k[:5] == 31
         m.d.sync += [
-            step.valid.eq(issue),
-            step.first.eq(Mux(wmode, seq_k[:5] == 0, seq_k == 0)),
-            step.last.eq(Mux(wmode, block_end, last_step)),
+            issued.valid.eq(issue),
+            issued.first.eq(Mux(wmode, seq_k[:5] == 0, seq_k == 0)),
+            issued.last.eq(Mux(wmode, block_end, last_step)),
+            step.eq(issued),
         ]
         # One more register stage between the block RAMs and the multipliers (timing: a RAM's
         # clock-to-out plus a multiplier is the longest path on the ECP5 otherwise).
@@ -250,13 +281,22 @@ class GemmEngine(wiring.Component):
             array.ctrl.eq(step),
         ]
         if blocks:
-            m.d.comb += lane_rd.addr.eq(Mux(seq_bank, max_k // 16, 0) + (seq_k >> 4))
+            lane_addr = Signal.like(lane_rd.addr)
+            m.d.sync += lane_addr.eq(Mux(seq_bank, max_k // 16, 0) + (seq_k >> 4))
+            m.d.comb += lane_rd.addr.eq(lane_addr)
+            elem_issued = Signal(4)
             elem = Signal(4)
-            m.d.sync += elem.eq(seq_k[:4])
+            m.d.sync += [elem_issued.eq(seq_k[:4]), elem.eq(elem_issued)]
             with m.If(wmode):
                 m.d.sync += [array.wgt[c].eq(lane_rd.data[c][elem]) for c in range(cols)]
 
-        meta = Signal(ResultRow(cfg))   # where the tile in the result registers belongs
+        # Where the tiles in the result registers belong: written at their last step, read
+        # while they drain.
+        metas = Signal(data.ArrayLayout(ResultRow(cfg), 2))
+        meta_wr = Signal()
+        meta_rd = Signal()
+        meta = metas[meta_rd]
+        new_meta = metas[meta_wr]
         with m.If(self.gemm_start):
             m.d.sync += [
                 running.eq(1), seq_bank.eq(0), seq_k.eq(0), seq_i.eq(0), seq_j.eq(0),
@@ -269,15 +309,15 @@ class GemmEngine(wiring.Component):
             with m.If(last_step):
                 m.d.sync += [
                     seq_k.eq(0), k_left.eq(self.k_last), last_step.eq(single_step),
-                    results_busy.eq(1),
-                    meta.row_tile.eq(seq_i),
-                    meta.col_tile.eq(seq_j),
-                    meta.rows.eq(Mux(n_left > rows, rows, n_left)),
-                    meta.cols.eq(Mux(m_left > cols, cols, m_left)),
-                    meta.end.eq(last_i & last_j),
+                    meta_wr.eq(~meta_wr),
+                    new_meta.row_tile.eq(seq_i),
+                    new_meta.col_tile.eq(seq_j),
+                    new_meta.rows.eq(Mux(n_left > rows, rows, n_left)),
+                    new_meta.cols.eq(Mux(m_left > cols, cols, m_left)),
+                    new_meta.end.eq(last_i & last_j),
                 ]
                 with m.If(last_i):
-                    m.d.comb += clear_full.bit_select(seq_bank, 1).eq(1)
+                    m.d.comb += release.bit_select(seq_bank, 1).eq(1)
                     m.d.sync += [
                         seq_i.eq(0), act_base.eq(0), n_left.eq(self.n),
                         last_i.eq(self.n <= rows),
@@ -301,10 +341,26 @@ class GemmEngine(wiring.Component):
         row_is_last = drain_row == meta.rows - 1
         tile_done = Signal()
         row_data = Signal.like(array.row)
+        out_wr = Signal()       # the scale stage's output bank the next finished tile goes to
         m.d.comb += [tile_done.eq(array.done), row_data.eq(array.row)]
+        with m.If(tile_done):
+            m.d.sync += out_wr.eq(~out_wr)
         if blocks:
             self._scale_stage(m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
-                              act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data)
+                              act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data,
+                              out_wr, meta_rd)
+        # Finished tiles waiting for the drain (at most two), and the pending count.
+        ready = Signal(range(3))
+        start = Signal()
+        drained = Signal()
+        m.d.comb += [
+            start.eq(~draining & (ready != 0)),
+            drained.eq(self.results.valid & self.results.ready & row_is_last),
+        ]
+        m.d.sync += [
+            ready.eq(ready + tile_done - start),
+            pending.eq(pending + (issue & last_step) - drained),
+        ]
         m.d.comb += [
             array.row_sel.eq(drain_row),
             self.results.valid.eq(draining),
@@ -314,11 +370,11 @@ class GemmEngine(wiring.Component):
             self.results.payload.last.eq(row_is_last),
             self.results.payload.end.eq(meta.end & row_is_last),
         ]
-        with m.If(tile_done):
+        with m.If(start):
             m.d.sync += [draining.eq(1), drain_row.eq(0)]
         with m.If(self.results.valid & self.results.ready):
             with m.If(row_is_last):
-                m.d.sync += [draining.eq(0), results_busy.eq(0)]
+                m.d.sync += [draining.eq(0), meta_rd.eq(~meta_rd)]
                 with m.If(meta.end):
                     m.d.sync += self.busy.eq(0)
             with m.Else():
@@ -326,7 +382,8 @@ class GemmEngine(wiring.Component):
         return m
 
     def _scale_stage(self, m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
-                     act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data):
+                     act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data, out_wr,
+                     out_rd):
         """Block formats: a `ScaleColumn` per column turns each block's integer dot products into
         the binary32 sums; their output registers replace the array's for the drain."""
         cfg = self._config
@@ -382,6 +439,8 @@ class GemmEngine(wiring.Component):
                 col.last.eq(cur_last),
                 col.offset.eq(self.fmt == Format.Q4_1),
                 col.out_row.eq(drain_row),
+                col.out_wr.eq(out_wr),
+                col.out_rd.eq(out_rd),
             ]
         with m.If(wmode):
             last = columns[-1]

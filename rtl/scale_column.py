@@ -31,8 +31,10 @@ class ScaleColumn(wiring.Component):
         if offset: v = (f32(mw) ⊗ f32(dx)) ⊗ f32(act_sum);  acc = acc ⊕ v
 
     with ``acc`` starting from +0 on a ``first`` item (the tile's first block). On a ``last`` item
-    (the tile's last block) the sum goes to the row's output register instead, read through
-    ``out_row``/``out``, and ``final`` pulses with ``final_row``.
+    (the tile's last block) the sum goes to the row's output register instead, and ``final``
+    pulses with ``final_row``. The output registers are two banks: finished tiles go to bank
+    ``out_wr``, ``out`` shows row ``out_row`` of bank ``out_rd``, so one tile can be read out
+    while the next one finishes.
 
     One item can enter per cycle. Items of the same row must be at least `min_spacing` cycles apart
     (the accumulator is read `acc_read` cycles after an item enters and written back
@@ -72,6 +74,8 @@ class ScaleColumn(wiring.Component):
             "first": In(1),
             "last": In(1),
             "offset": In(1),
+            "out_wr": In(1),
+            "out_rd": In(1),
             "out_row": In(range(rows)),
             "out": Out(32),
             "final": Out(1),
@@ -117,7 +121,7 @@ class ScaleColumn(wiring.Component):
         tag_done = _delay(m, tag_add2, u["add"], "tag_c")
 
         acc = Signal(data.ArrayLayout(32, rows))
-        out = Signal(data.ArrayLayout(32, rows))
+        out = Signal(data.ArrayLayout(data.ArrayLayout(32, rows), 2))
 
         add1 = unit("add_t", Fp32Add())
         m.d.comb += [
@@ -147,12 +151,12 @@ class ScaleColumn(wiring.Component):
 
         with m.If(tag_done.valid):
             with m.If(tag_done.last):
-                m.d.sync += out[tag_done.row].eq(total)
+                m.d.sync += out[self.out_wr][tag_done.row].eq(total)
             with m.Else():
                 m.d.sync += acc[tag_done.row].eq(total)
         m.d.sync += [
             self.final.eq(tag_done.valid & tag_done.last),
             self.final_row.eq(tag_done.row),
         ]
-        m.d.comb += self.out.eq(out[self.out_row])
+        m.d.comb += self.out.eq(out[self.out_rd][self.out_row])
         return m

@@ -55,13 +55,15 @@ class CocotbBuild:
         if not source.exists() or source.read_text() != text:
             source.write_text(text)
         self.runner = get_runner(self.sim)
+        # The runner must be told the sources in every process; with the stamp from an earlier
+        # finished build it only checks the build is up to date instead of rebuilding.
         stamp = self.dir / "built.ok"
-        if not stamp.exists():
-            self.runner.build(
-                sources=[source], hdl_toplevel=verilog.TOPLEVEL, build_dir=self.dir,
-                build_args=args, waves=self.waves, always=True, timescale=("1ns", "1ps"),
-            )
-            stamp.touch()
+        self.runner.build(
+            sources=[source], hdl_toplevel=verilog.TOPLEVEL, build_dir=self.dir,
+            build_args=args, waves=self.waves, always=not stamp.exists(),
+            timescale=("1ns", "1ps"),
+        )
+        stamp.touch()
 
     def run(self, test_module, test_dir, case, *, testcase=None):
         """Run cocotb ``test_module`` (a module in ``test_dir``) with ``case`` (JSON-able) in the

@@ -72,26 +72,48 @@ def cmd_gemm(args):
 BENCH_SHAPES = [(64, 576, 64), (256, 64, 64), (256, 256, 64), (256, 576, 64)]
 
 
+def _random_q4_1(rng, m, k):
+    """A random Q4_1 tensor (m, k) as GGUF blocks, made by gguf.quants from Gaussian weights."""
+    from gguf import GGMLQuantizationType, quants
+
+    return quants.quantize(rng.standard_normal((m, k)).astype(np.float32),
+                           GGMLQuantizationType.Q4_1)
+
+
 def cmd_bench(args):
-    """Simulated-board speed and MAC utilization on a few GEMM shapes."""
+    """Simulated-board speed and MAC utilization on a few GEMM shapes, int8 and (when the device
+    carries it) native Q4_1 blocks."""
+    from systolica.host.block_formats import block_gemm_reference, quantize_activations
+
     rng = np.random.default_rng(0)
     drv = _open_driver(args)
     cfg = drv.config
     print(f"device: {cfg.rows}x{cfg.cols} array, link {cfg.link_bytes} B/cycle "
-          f"({drv.link.name})")
-    print(f"{'GEMM N x K x M':>18} {'cycles':>9} {'MAC util':>9} {'wall s':>7} "
-          f"{'cycles/s':>10} exact")
+          f"({drv.link.name}); formats {', '.join(cfg.formats)}")
+    print(f"{'GEMM N x K x M':>18} {'format':>6} {'cycles':>9} {'MAC util':>9} {'wall s':>7} "
+          f"{'cycles/s':>10} {'B/weight':>8} exact")
     for n, k, m in BENCH_SHAPES:
-        a = rng.integers(-128, 128, (n, k), dtype=np.int8)
-        w = rng.integers(-128, 128, (k, m), dtype=np.int8)
-        drv.stats.device_cycles = drv.stats.macs = 0
-        started = time.monotonic()
-        got = drv.gemm(a, w)
-        wall = time.monotonic() - started
-        exact = np.array_equal(got, a.astype(np.int64) @ w)
-        cycles = drv.stats.device_cycles
-        print(f"{f'{n} x {k} x {m}':>18} {cycles:>9} {drv.stats.utilization(cfg):>9.1%} "
-              f"{wall:>7.3f} {cycles / wall:>10.3g} {'yes' if exact else 'NO'}")
+        runs = ["int8"] + (["q4_1"] if "q4_1" in cfg.formats else [])
+        for fmt in runs:
+            stats = drv.stats
+            stats.device_cycles = stats.macs = stats.weight_bytes_out = 0
+            started = time.monotonic()
+            if fmt == "int8":
+                a = rng.integers(-128, 128, (n, k), dtype=np.int8)
+                w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+                got = drv.gemm(a, w)
+                exact = np.array_equal(got, a.astype(np.int64) @ w)
+            else:
+                raw = _random_q4_1(rng, m, k)
+                xq, xd = quantize_activations(rng.standard_normal((n, k)))
+                got = drv.gemm_blocks(xq, xd, raw, fmt)
+                exact = np.array_equal(got.view(np.uint32),
+                                       block_gemm_reference(xq, xd, raw, fmt))
+            wall = time.monotonic() - started
+            cycles = stats.device_cycles
+            print(f"{f'{n} x {k} x {m}':>18} {fmt:>6} {cycles:>9} "
+                  f"{stats.utilization(cfg):>9.1%} {wall:>7.3f} {cycles / wall:>10.3g} "
+                  f"{stats.weight_bytes_out / (k * m):>8.4f} {'yes' if exact else 'NO'}")
     drv.close()
     stats = getattr(drv.link, "stats", None)
     if stats:

@@ -39,13 +39,34 @@ def test_rope_rotates_adjacent_pairs():
     np.testing.assert_allclose(out[1, 0], [np.cos(1), np.sin(1), 0, 0], atol=1e-6)
 
 
-def test_layer0_on_simulated_board_matches_float():
+def test_layer0_native_q4_1_on_simulated_board():
+    """All seven layer-0 linears with their Q4_1 blocks straight from the file: every device GEMM
+    bit-exact with the block model; the layer within 0.9999 cosine of the float reference
+    (gguf.quants dequantization); the bytes the link carried per weight measured."""
     report = run_layer(SimulatedBoardLink(Config()), layer=0, prompt=PROMPT, timeout=60)
+    assert report.kind == "native"
+    assert report.all_exact
+    assert len(report.records) == 7
+    assert report.cosine >= 0.9999, report.cosine
+    for record in report.records:
+        assert record.cosine >= 0.9995, record
+    assert report.weights == 3 * 576 * 576 + 2 * 576 * 192 + 3 * 576 * 1536
+    assert 0.625 <= report.stats.weight_bytes_out / report.weights <= 0.66
+    assert 0.625 <= report.decode.weight_bytes_out / report.weights <= 0.66
+
+
+def test_layer0_w8a8_on_simulated_board():
+    report = run_layer(SimulatedBoardLink(Config()), layer=0, prompt=PROMPT, timeout=60,
+                       linears="w8a8", decode_step=False)
     assert report.all_exact
     assert len(report.records) == 7
     assert report.cosine >= 0.998, report.cosine
-    for record in report.records:
-        assert record.cosine >= 0.995, record
+    assert report.decode is None
+
+
+def test_bad_linears_kind_is_rejected():
+    with pytest.raises(ValueError, match="linears must be one of native, w8a8"):
+        run_layer(None, linears="q2_k")
 
 
 def test_missing_model_file_says_how_to_install(tmp_path):
