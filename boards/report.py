@@ -27,6 +27,14 @@ def _pair(value):
     return f"{value[0]} / {value[1]}" if value else "–"
 
 
+# Issue 4's targets per device: (int8 MACs per cycle, MHz).
+TARGETS = {
+    "iCE40UP5K": {"minimum": (16, 30), "aim": (24, 45)},
+    "LFE5U-85F": {"minimum": (128, 100), "aim": (256, 150)},
+    "LFE5UM5G-85F": {"minimum": (128, 100), "aim": (256, 150)},
+}
+
+
 def render_markdown(results, command="make bitstreams", missing=()):
     lines = [
         "# Boards",
@@ -54,6 +62,23 @@ def render_markdown(results, command="make bitstreams", missing=()):
             f"{r['clock_mhz']:g} | {fmax:.1f}{verdict} | {_pair(r.get('logic'))} | "
             f"{r.get('flip_flops', '–')} | {_pair(r.get('dsp'))} | {_pair(r.get('bram'))} | "
             f"{gops:.2f} | {r.get('luts_per_pe', 0):.0f} | {tps:.4f} |")
+    lines += ["", "Targets (issue 4; the minimum is required, the aim is what we are after):", "",
+              "| board | target | MACs × MHz | met |", "|---|---|---|---|"]
+    for r in results:
+        target = TARGETS.get(r.get("device"))
+        if not r.get("ok"):
+            continue
+        fmax = r.get("fmax_mhz") or 0
+        achieved = r["clock_mhz"] if fmax >= r["clock_mhz"] else 0   # the clock it runs at
+        for kind, (macs, mhz) in (target or {}).items():
+            ok = r["macs"] >= macs and achieved >= mhz
+            lines.append(f"| {r['board']} | {kind}: ≥ {macs} MACs at ≥ {mhz} MHz | "
+                         f"{r['macs']} × {r['clock_mhz']:g} (Fmax {fmax:.1f}) | "
+                         f"{'yes' if ok else 'no'} |")
+        if r.get("device", "").startswith("LFE5"):
+            lpp = r.get("luts_per_pe", 0)
+            lines.append(f"| {r['board']} | aim: ≤ 40 LUTs per DSP-backed PE | {lpp:.1f} | "
+                         f"{'yes' if lpp <= 40 else 'no'} |")
     if missing:
         lines += ["", f"Not built yet: {', '.join(missing)} (`make bitstreams` builds them)."]
     lines += ["", "UART: 8N1 at each board's `baudrate`; the divisor is `round(clock / baud)` and "
