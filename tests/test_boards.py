@@ -59,3 +59,17 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
     """What the board runs is what was tested: its configuration (1-byte link, 4x4 array, its
     buffers), simulated, behind a pseudo-terminal opened by the serial Link."""
     gemm_over_pty(BOARDS["icebreaker"].config(), 6, 40, 9, seed=3)
+
+
+def test_report_prints_targets_and_verdicts():
+    from systolica.boards.report import render_markdown
+
+    ecp5 = dict(board="ulx3s-85f", device="LFE5U-85F", rows=8, cols=16, macs=128, clock_mhz=80.0,
+                fmax_mhz=87.5, ok=True, logic=[13000, 83640], flip_flops=12000, dsp=[128, 156],
+                bram=[63, 208], luts_per_pe=45.0, baudrate=3_000_000)
+    ice = dict(ecp5, board="icebreaker", device="iCE40UP5K", rows=4, cols=4, macs=16,
+               clock_mhz=30.0, fmax_mhz=31.3)
+    text = render_markdown([ice, ecp5])
+    assert "| icebreaker | minimum: ≥ 16 MACs at ≥ 30 MHz | 16 × 30 (Fmax 31.3) | yes |" in text
+    assert "| ulx3s-85f | minimum: ≥ 128 MACs at ≥ 100 MHz | 128 × 80 (Fmax 87.5) | no |" in text
+    assert "| ulx3s-85f | aim: ≤ 40 LUTs per DSP-backed PE | 45.0 | no |" in text
