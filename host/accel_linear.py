@@ -46,6 +46,14 @@ class LinearRecord:
     wall: float
 
 
+def _record(layer, weight, x_shape, m, exact, max_err, cosine, stats, before, wall):
+    """A `LinearRecord`; ``before`` holds (device cycles, bytes out, bytes in) at the start."""
+    return LinearRecord(
+        layer=layer, weight=weight, n=x_shape[0], k=x_shape[1], m=m, exact=exact,
+        max_abs_error=max_err, cosine=cosine, device_cycles=stats.device_cycles - before[0],
+        bytes_out=stats.bytes_out - before[1], bytes_in=stats.bytes_in - before[2], wall=wall)
+
+
 class AcceleratorLinear:
     """``linear(x, layer, weight_name)`` computed on the device behind ``driver``.
 
@@ -83,11 +91,8 @@ class AcceleratorLinear:
         y = acc.astype(np.float32) * x_scale * w_scale
         reference = x @ self.model_file.dequantized(name).T
         max_err, cosine = compare(y, reference)
-        self.records.append(LinearRecord(
-            layer=layer, weight=weight, n=xq.shape[0], k=xq.shape[1], m=w_t.shape[1],
-            exact=exact, max_abs_error=max_err, cosine=cosine,
-            device_cycles=stats.device_cycles - before[0], bytes_out=stats.bytes_out - before[1],
-            bytes_in=stats.bytes_in - before[2], wall=wall))
+        self.records.append(_record(layer, weight, xq.shape, w_t.shape[1], exact, max_err,
+                                    cosine, stats, before, wall))
         return y
 
 
@@ -127,9 +132,6 @@ class BlockLinear:
         reference = x @ self.model_file.dequantized(name).T
         max_err, cosine = compare(y, reference)
         self.weights += raw.shape[0] * xq.shape[1]
-        self.records.append(LinearRecord(
-            layer=layer, weight=weight, n=xq.shape[0], k=xq.shape[1], m=raw.shape[0],
-            exact=exact, max_abs_error=max_err, cosine=cosine,
-            device_cycles=stats.device_cycles - before[0], bytes_out=stats.bytes_out - before[1],
-            bytes_in=stats.bytes_in - before[2], wall=wall))
+        self.records.append(_record(layer, weight, xq.shape, raw.shape[0], exact, max_err,
+                                    cosine, stats, before, wall))
         return y

@@ -3,10 +3,11 @@
 import functools
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .delay import delay
 from .multiplier import PairMultiplier, RegisteredMultiplier
 from .pe import PE, StepControl
 
@@ -65,14 +66,6 @@ class SystolicArray(wiring.Component):
         })
         self._column_readout = column_readout
 
-    @staticmethod
-    def _delay(m, value, cycles, name):
-        for i in range(cycles):
-            stage = Signal.like(value, name=f"{name}_d{i}")
-            m.d.sync += stage.eq(value)
-            value = stage
-        return value
-
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._rows, self._cols
@@ -108,8 +101,8 @@ class SystolicArray(wiring.Component):
 
         for r in range(rows):
             m.d.comb += [
-                pes[r][0].a_in.eq(self._delay(m, self.act[r], r, f"act{r}")),
-                pes[r][0].ctrl_in.eq(self._delay(m, self.ctrl, r, f"ctrl{r}")),
+                pes[r][0].a_in.eq(delay(m, self.act[r], r, f"act{r}")),
+                pes[r][0].ctrl_in.eq(delay(m, self.ctrl, r, f"ctrl{r}")),
             ]
             for c in range(1, cols):
                 m.d.comb += [
@@ -117,7 +110,7 @@ class SystolicArray(wiring.Component):
                     pes[r][c].ctrl_in.eq(pes[r][c - 1].ctrl_out),
                 ]
         for c in range(cols):
-            m.d.comb += pes[0][c].w_in.eq(self._delay(m, self.wgt[c], c, f"wgt{c}"))
+            m.d.comb += pes[0][c].w_in.eq(delay(m, self.wgt[c], c, f"wgt{c}"))
             for r in range(1, rows):
                 m.d.comb += pes[r][c].w_in.eq(pes[r - 1][c].w_out)
 

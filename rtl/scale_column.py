@@ -4,19 +4,12 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .delay import delay
 from .fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
 
 __all__ = ["ScaleColumn"]
 
 ACT_SUM_WIDTH = 13   # |Σ x| over a 32-block of int8 in [-127, 127] is at most 4064
-
-
-def _delay(m, value, cycles, name):
-    for i in range(cycles):
-        stage = Signal.like(value, name=f"{name}_d{i}")
-        m.d.sync += stage.eq(value)
-        value = stage
-    return value
 
 
 class ScaleColumn(wiring.Component):
@@ -100,11 +93,11 @@ class ScaleColumn(wiring.Component):
         m.d.comb += [ds.a.eq(cvt["dw"].result), ds.b.eq(cvt["dx"].result)]
 
         scale_ready = max(u["f16"] + u["mul"], u["int"])
-        ds_out = _delay(m, ds.result, scale_ready - u["f16"] - u["mul"], "ds")
+        ds_out = delay(m, ds.result, scale_ready - u["f16"] - u["mul"], "ds")
 
         pf = unit("cvt_partial", IntToFp32(self._partial_width))
         m.d.comb += [pf.value.eq(self.partial), pf.valid.eq(self.valid)]
-        pf_out = _delay(m, pf.result, scale_ready - u["int"], "pf")
+        pf_out = delay(m, pf.result, scale_ready - u["int"], "pf")
 
         t = unit("mul_t", Fp32Multiply())
         m.d.comb += [t.a.eq(pf_out), t.b.eq(ds_out)]
@@ -116,9 +109,9 @@ class ScaleColumn(wiring.Component):
         m.d.comb += [tag_in.valid.eq(self.valid), tag_in.row.eq(self.row),
                      tag_in.first.eq(self.first), tag_in.last.eq(self.last),
                      tag_in.offset.eq(self.offset if self._offset_term else 0)]
-        tag_add1 = _delay(m, tag_in, self.acc_read, "tag_a")
-        tag_add2 = _delay(m, tag_add1, u["add"], "tag_b")
-        tag_done = _delay(m, tag_add2, u["add"], "tag_c")
+        tag_add1 = delay(m, tag_in, self.acc_read, "tag_a")
+        tag_add2 = delay(m, tag_add1, u["add"], "tag_b")
+        tag_done = delay(m, tag_add2, u["add"], "tag_c")
 
         acc = Signal(data.ArrayLayout(32, rows))
         out = Signal(data.ArrayLayout(data.ArrayLayout(32, rows), 2))
@@ -134,18 +127,18 @@ class ScaleColumn(wiring.Component):
         if self._offset_term:
             uu = unit("mul_u", Fp32Multiply())
             m.d.comb += [uu.a.eq(cvt["mw"].result), uu.b.eq(cvt["dx"].result)]
-            uu_out = _delay(m, uu.result, scale_ready - u["f16"] - u["mul"], "u")
+            uu_out = delay(m, uu.result, scale_ready - u["f16"] - u["mul"], "u")
             sf = unit("cvt_sum", IntToFp32(ACT_SUM_WIDTH))
             m.d.comb += [sf.value.eq(self.act_sum), sf.valid.eq(self.valid)]
-            sf_out = _delay(m, sf.result, scale_ready - u["int"], "sf")
+            sf_out = delay(m, sf.result, scale_ready - u["int"], "sf")
             v = unit("mul_v", Fp32Multiply())
             m.d.comb += [v.a.eq(uu_out), v.b.eq(sf_out)]
-            v_out = _delay(m, v.result, u["add"], "v")
+            v_out = delay(m, v.result, u["add"], "v")
         # Without the offset term the second adder adds +0, which leaves every value but -0 as
         # it is; -0 + +0 would be +0, so the sum bypasses the adder instead.
-        sum1 = _delay(m, add1.result, 0, "sum1")
+        sum1 = delay(m, add1.result, 0, "sum1")
         m.d.comb += [add2.a.eq(sum1), add2.b.eq(v_out)]
-        sum1_late = _delay(m, sum1, u["add"], "sum1_late")
+        sum1_late = delay(m, sum1, u["add"], "sum1_late")
         total = Signal(32)
         m.d.comb += total.eq(Mux(tag_done.offset, add2.result, sum1_late))
 
