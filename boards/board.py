@@ -35,6 +35,9 @@ class Board:
     synth_opts, env : extra Yosys options and environment for the build.
     formats : tuple of str
         Weight formats the bitstream carries (`Config.formats`).
+    buffer_piece_depth, scale_share, scale_multiplier
+        Implementation choices for the part (`Config`): buffers in registered pieces, and how the
+        block formats' scale stage is built.
     """
 
     name: str
@@ -54,12 +57,17 @@ class Board:
     env: tuple = ()
     dsp_available: int = 0
     formats: tuple = ("int8",)
+    buffer_piece_depth: int = 0
+    scale_share: int = 1
+    scale_multiplier: str = "infer"
 
     def config(self):
         """The accelerator configuration of this board: a 1-byte link behind the UART."""
         return Config(rows=self.rows, cols=self.cols, link_bytes=1, act_depth=self.act_depth,
                       max_k=self.max_k, rx_fifo_words=self.rx_fifo_words,
-                      multiplier=self.multiplier, formats=self.formats)
+                      multiplier=self.multiplier, formats=self.formats,
+                      buffer_piece_depth=self.buffer_piece_depth, scale_share=self.scale_share,
+                      scale_multiplier=self.scale_multiplier)
 
     def make_platform(self):
         module, _, cls = self.platform.partition(":")

@@ -114,8 +114,13 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
           f"{board.clk_freq / 1e6:g} MHz target", file=log, flush=True)
     # Timing failures still produce a bitstream and a report: the Fmax is then reported (and
     # `systolica bitstream` fails) instead of the build stopping without figures.
+    overrides = {}
+    if board.family == "ecp5":
+        # Yosys 0.70's ABC9 step asserts on a duplicate wire name with this design unless the
+        # nets are split into bits first (YosysHQ/yosys#4349, #4451: the fix proposed there).
+        overrides["script_after_read"] = "proc\nsplitnets"
     plan = platform.prepare(top, name="systolica", synth_opts=board.synth_opts,
-                            nextpnr_opts="--report report.json --timing-allow-fail")
+                            nextpnr_opts="--report report.json --timing-allow-fail", **overrides)
     plan.extract(out_dir)
     started = time.monotonic()
     code, output = _run_script("build_systolica.sh", out_dir, env, log)

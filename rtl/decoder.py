@@ -261,10 +261,12 @@ class CommandDecoder(wiring.Component):
                          reply.arg0.eq(arg0), reply.arg1.eq(arg1), reply.arg2.eq(arg2)]
             m.next = "REPLY"
 
-        # The header's checks are registered in a VALIDATE cycle before CHECK acts on them.
+        # The header's checks are registered in a VALIDATE cycle and a CHECK cycle before DECIDE
+        # acts on them.
         check_lo = Signal(8)
         check_hi = Signal(8)
         bad_status = Signal()
+        bad_header = Signal()        # the check failed or the status field is not 0
         n_ok = Signal()
         k_ok = Signal()
         m_ok = Signal()
@@ -274,6 +276,7 @@ class CommandDecoder(wiring.Component):
         is_gemm = Signal()
         a_fmt_ok = Signal()
         a_k32 = Signal()
+        load_blocks = Signal()       # this LOAD_A asks for 32-blocks
         w_fmt_ok = Signal()
 
         # LOAD_A's size check, ceil(N / rows) * K <= act_depth, done sequentially (no divider or
@@ -316,6 +319,7 @@ class CommandDecoder(wiring.Component):
                     is_gemm.eq(hdr.op == Op.GEMM),
                     a_fmt_ok.eq((hdr.arg2 == 0) | ((hdr.arg2 == 1) if blocks else 0)),
                     a_k32.eq(hdr.arg1[:5] == 0),
+                    load_blocks.eq(hdr.arg2 != 0),
                     w_fmt_ok.eq((hdr.arg2[24:] < 4)
                                 & Const(cfg.format_mask, 4).bit_select(hdr.arg2[24:26], 1)
                                 & ((hdr.arg2[24:] != 0) == a_blocks)),
@@ -323,7 +327,13 @@ class CommandDecoder(wiring.Component):
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                with m.If(bad_status | ((check_lo + check_hi)[:8] != 0)):
+                # The check's total gets a cycle of its own (timing: its carry chain in front of
+                # the decision below is the iCE40's longest path otherwise).
+                m.d.sync += bad_header.eq(bad_status | ((check_lo + check_hi)[:8] != 0))
+                m.next = "DECIDE"
+
+            with m.State("DECIDE"):
+                with m.If(bad_header):
                     send_reply(m, hdr.op, Status.BAD_CHECK, hdr.arg0)
                 with m.Elif(is_identify):
                     send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
@@ -331,7 +341,7 @@ class CommandDecoder(wiring.Component):
                 with m.Elif(is_load):
                     with m.If(~a_fmt_ok):
                         send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
-                    with m.Elif(~n_ok | ~k_ok | ((hdr.arg2 != 0) & ~a_k32)):
+                    with m.Elif(~n_ok | ~k_ok | (load_blocks & ~a_k32)):
                         send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
                     with m.Else():
                         m.d.sync += [size_rows.eq(hdr.arg0),
@@ -362,7 +372,7 @@ class CommandDecoder(wiring.Component):
                     m.d.sync += [
                         self.n.eq(hdr.arg0), self.k.eq(hdr.arg1), self.k_last.eq(hdr.arg1 - 1),
                         loaded.eq(0), loaded_n.eq(hdr.arg0), loaded_k.eq(hdr.arg1), tile.eq(0),
-                        left.eq(hdr.arg0), a_blocks.eq(hdr.arg2 != 0), bad_scale.eq(0),
+                        left.eq(hdr.arg0), a_blocks.eq(load_blocks), bad_scale.eq(0),
                     ]
                     m.next = "START_LOAD_A"
                 with m.Else():
@@ -373,7 +383,7 @@ class CommandDecoder(wiring.Component):
                         size_last.eq(size_rows <= 2 * cfg.rows),
                     ]
 
-            # The strobes come one cycle after CHECK, once n, k, m are set.
+            # The strobes come one cycle after DECIDE, once n, k, m are set.
             with m.State("START_LOAD_A"):
                 m.d.comb += self.load_start.eq(1)
                 tile_shape(m, cfg.rows, load=True)

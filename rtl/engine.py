@@ -7,13 +7,17 @@ from amaranth.lib.wiring import In, Out
 
 from .array import SystolicArray
 from .block_unpacker import block_layout
+from .buffer_memory import BufferMemory
+from .delay import delay
 from .pe import StepControl
 from .protocol import Format
-from .scale_column import ACT_SUM_WIDTH, ScaleColumn
+from .scale_unit import ACT_SUM_WIDTH, ScaleUnit
 
 __all__ = ["ActBlock", "GemmEngine", "ResultRow", "WeightScales"]
 
-RELEASE_DELAY = 8    # cycles from a bank's last step issued to the loader getting it back
+# Cycles from a bank's last step issued to the loader getting it back, beyond the buffers' read
+# latency (`BufferMemory.latency`).
+RELEASE_DELAY = 7
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
 
 
@@ -86,28 +90,25 @@ class GemmEngine(wiring.Component):
         cfg = self._config
         rows, cols, max_k = cfg.rows, cfg.cols, cfg.max_k
 
-        m.submodules.act_mem = act_mem = Memory(
-            shape=data.ArrayLayout(data.signed(8), rows), depth=cfg.act_depth, init=[])
-        m.submodules.wgt_mem = wgt_mem = Memory(
-            shape=data.ArrayLayout(data.signed(8), cols), depth=2 * max_k, init=[])
+        m.submodules.act_mem = act_mem = BufferMemory(
+            data.ArrayLayout(data.signed(8), rows), cfg.act_depth,
+            piece_depth=cfg.buffer_piece_depth)
+        m.submodules.wgt_mem = wgt_mem = BufferMemory(
+            data.ArrayLayout(data.signed(8), cols), 2 * max_k, piece_depth=cfg.buffer_piece_depth)
         blocks = bool(cfg.block_formats)
         m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
                                                    multiplier=cfg.multiplier,
                                                    out_width=cfg.acc_width,
                                                    column_readout=blocks)
         wmode = (self.fmt != Format.INT8) if blocks else C(0, 1)   # a block-format GEMM
-        act_wr = act_mem.write_port()
-        act_rd = act_mem.read_port()
-        wgt_wr = wgt_mem.write_port()
-        wgt_rd = wgt_mem.read_port()
 
         # Activation buffer: written in order from the last LOAD_A's start.
         act_ptr = Signal(range(cfg.act_depth))
         m.d.comb += [
             self.act.ready.eq(1),
-            act_wr.addr.eq(act_ptr),
-            act_wr.data.eq(self.act.payload),
-            act_wr.en.eq(self.act.valid),
+            act_mem.w_addr.eq(act_ptr),
+            act_mem.w_data.eq(self.act.payload),
+            act_mem.w_en.eq(self.act.valid),
         ]
         with m.If(self.load_start):
             m.d.sync += act_ptr.eq(0)
@@ -152,9 +153,9 @@ class GemmEngine(wiring.Component):
         load_k = Signal(range(max_k))
         m.d.comb += [
             self.wgt.ready.eq(load_ready),
-            wgt_wr.addr.eq(Mux(load_bank, max_k, 0) + load_k),
-            wgt_wr.data.eq(self.wgt.payload),
-            wgt_wr.en.eq(self.wgt.valid & self.wgt.ready),
+            wgt_mem.w_addr.eq(Mux(load_bank, max_k, 0) + load_k),
+            wgt_mem.w_data.eq(self.wgt.payload),
+            wgt_mem.w_en.eq(self.wgt.valid & self.wgt.ready),
         ]
         set_full = Signal(2)
         # A bank is handed back to the loader some cycles after its last step is issued: its
@@ -162,7 +163,7 @@ class GemmEngine(wiring.Component):
         # step reaches PE (0, 0)) happen after the issue.
         release = Signal(2)
         released = release
-        for i in range(RELEASE_DELAY):
+        for i in range(RELEASE_DELAY + act_mem.latency):
             stage = Signal(2, name=f"release_{i + 1}")
             m.d.sync += stage.eq(released)
             released = stage
@@ -258,37 +259,45 @@ class GemmEngine(wiring.Component):
         ]
         # The read addresses are registered (timing: no adder in front of the block RAMs); the
         # step's control follows them a cycle later, aligned with the memories' read data.
-        act_addr = Signal.like(act_rd.addr)
-        wgt_addr = Signal.like(wgt_rd.addr)
+        act_addr = Signal.like(act_mem.r_addr)
+        wgt_addr = Signal.like(wgt_mem.r_addr)
         m.d.sync += [act_addr.eq(act_base + seq_k), wgt_addr.eq(Mux(seq_bank, max_k, 0) + seq_k)]
-        m.d.comb += [act_rd.addr.eq(act_addr), wgt_rd.addr.eq(wgt_addr)]
+        m.d.comb += [act_mem.r_addr.eq(act_addr), wgt_mem.r_addr.eq(wgt_addr)]
 
+        # The step's control, delayed to the buffers' read data (`BufferMemory.latency` cycles
+        # after the registered addresses).
         issued = Signal(StepControl)
-        step = Signal(StepControl)    # aligned with the memories' read data
         # Block formats: every 32-block of K is a tile of its own for the PEs.
         block_end = seq_k[:5] == 31
         m.d.sync += [
             issued.valid.eq(issue),
             issued.first.eq(Mux(wmode, seq_k[:5] == 0, seq_k == 0)),
             issued.last.eq(Mux(wmode, block_end, last_step)),
-            step.eq(issued),
         ]
-        # One more register stage between the block RAMs and the multipliers (timing: a RAM's
-        # clock-to-out plus a multiplier is the longest path on the ECP5 otherwise).
-        m.d.sync += [
-            array.act.eq(act_rd.data),
-            array.wgt.eq(wgt_rd.data),
-            array.ctrl.eq(step),
-        ]
+        read_latency = act_mem.latency
+        step = delay(m, issued, read_latency, "step")
+        read_wgt = Signal.like(wgt_mem.r_data)
+        m.d.comb += read_wgt.eq(wgt_mem.r_data)
         if blocks:
+            # Block formats: element k mod 16 of each column's lane, taken from the lane memory's
+            # read data (and registered there, like the pieces of the weight buffer, when the
+            # buffers have two cycles of read latency).
             lane_addr = Signal.like(lane_rd.addr)
             m.d.sync += lane_addr.eq(Mux(seq_bank, max_k // 16, 0) + (seq_k >> 4))
             m.d.comb += lane_rd.addr.eq(lane_addr)
-            elem_issued = Signal(4)
-            elem = Signal(4)
-            m.d.sync += [elem_issued.eq(seq_k[:4]), elem.eq(elem_issued)]
+            elem = delay(m, seq_k[:4], 2, "elem")
+            lane_wgt = Signal.like(read_wgt)
+            m.d.comb += [lane_wgt[c].eq(lane_rd.data[c][elem]) for c in range(cols)]
+            lane_wgt = delay(m, lane_wgt, read_latency - 1, "lane_wgt")
             with m.If(wmode):
-                m.d.sync += [array.wgt[c].eq(lane_rd.data[c][elem]) for c in range(cols)]
+                m.d.comb += read_wgt.eq(lane_wgt)
+        # One more register stage, the array's inputs, between the buffers and the multipliers
+        # (timing: a block RAM's clock-to-out plus a multiplier is the longest path otherwise).
+        m.d.sync += [
+            array.act.eq(act_mem.r_data),
+            array.wgt.eq(read_wgt),
+            array.ctrl.eq(step),
+        ]
 
         # Where the tiles in the result registers belong: written at their last step, read
         # while they drain.
@@ -384,8 +393,9 @@ class GemmEngine(wiring.Component):
     def _scale_stage(self, m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
                      act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data, out_wr,
                      out_rd):
-        """Block formats: a `ScaleColumn` per column turns each block's integer dot products into
-        the binary32 sums; their output registers replace the array's for the drain."""
+        """Block formats: `ScaleUnit`s, each serving ``cfg.scale_share`` columns, turn each block's
+        integer dot products into the binary32 sums; their output registers replace the array's
+        for the drain."""
         cfg = self._config
         rows, cols, nkb = cfg.rows, cfg.cols, cfg.max_k // 32
         # Where the block whose last step is issued now finds its scales; taken when that step
@@ -414,37 +424,45 @@ class GemmEngine(wiring.Component):
             m.d.sync += [cur_w.eq(wscale_rd.data), cur_a.eq(act_scale_rd.data),
                          cur_first.eq(pend_first), cur_last.eq(pend_last)]
         offset = Format.Q4_1 in cfg.block_formats
-        columns = []
-        for c in range(cols):
-            col = ScaleColumn(rows, PARTIAL_WIDTH, offset_term=offset)
-            m.submodules[f"scale_{c}"] = col
-            columns.append(col)
-            valid = Signal(name=f"item_valid_{c}")
-            row = Signal(range(rows), name=f"item_row_{c}")
-            partial = Signal(data.signed(PARTIAL_WIDTH), name=f"item_partial_{c}")
-            m.d.sync += [
-                valid.eq(array.col_valid[c] & wmode),
-                row.eq(array.col_row[c]),
-                partial.eq(array.col_sum[c]),
-            ]
+        share = cfg.scale_share
+        units = []
+        for first_col in range(0, cols, share):
+            unit = ScaleUnit(rows, share, PARTIAL_WIDTH, offset_term=offset,
+                             multiplier=cfg.scale_multiplier)
+            m.submodules[f"scale_{first_col // share}"] = unit
+            units.append(unit)
             m.d.comb += [
-                col.valid.eq(valid),
-                col.row.eq(row),
-                col.partial.eq(partial),
-                col.dw.eq(cur_w[c].dw),
-                col.mw.eq(cur_w[c].mw),
-                col.dx.eq(cur_a[row].dx),
-                col.act_sum.eq(cur_a[row].sum),
-                col.first.eq(cur_first),
-                col.last.eq(cur_last),
-                col.offset.eq(self.fmt == Format.Q4_1),
-                col.out_row.eq(drain_row),
-                col.out_wr.eq(out_wr),
-                col.out_rd.eq(out_rd),
+                unit.first.eq(cur_first),
+                unit.last.eq(cur_last),
+                unit.offset.eq(self.fmt == Format.Q4_1),
+                unit.out_row.eq(drain_row),
+                unit.out_wr.eq(out_wr),
+                unit.out_rd.eq(out_rd),
             ]
+            for g in range(share):
+                c = first_col + g
+                valid = Signal(name=f"item_valid_{c}")
+                row = Signal(range(rows), name=f"item_row_{c}")
+                partial = Signal(data.signed(PARTIAL_WIDTH), name=f"item_partial_{c}")
+                m.d.sync += [
+                    valid.eq(array.col_valid[c] & wmode),
+                    row.eq(array.col_row[c]),
+                    partial.eq(array.col_sum[c]),
+                ]
+                m.d.comb += [
+                    unit.valid[g].eq(valid),
+                    unit.row[g].eq(row),
+                    unit.partial[g].eq(partial),
+                    unit.dw[g].eq(cur_w[c].dw),
+                    unit.mw[g].eq(cur_w[c].mw),
+                    unit.dx[g].eq(cur_a[row].dx),
+                    unit.act_sum[g].eq(cur_a[row].sum),
+                ]
         with m.If(wmode):
-            last = columns[-1]
+            # The last unit's last column, last row finishes a tile last.
+            last = units[-1]
             m.d.comb += [
-                tile_done.eq(last.final & (last.final_row == rows - 1)),
-                row_data.eq(Cat(col.out for col in columns)),
+                tile_done.eq(last.final & (last.final_row == rows - 1) &
+                             (last.final_col == share - 1)),
+                row_data.eq(Cat(unit.out for unit in units)),
             ]

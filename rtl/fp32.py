@@ -176,9 +176,23 @@ class IntToFp32(wiring.Component):
 class Fp32Multiply(wiring.Component):
     """``result`` = ``a · b`` in binary32, round to nearest even, flush-to-zero; latency 5.
 
-    Stages: 1. unpack (registered significands, sign, exponent sum); 2. four 12×12 partial
-    products; 3. their sum, the 48-bit product; 4. one-bit normalization, guard and sticky bits,
-    the rounding decision; 5. rounding increment, flush, overflow and packing.
+    Stages: 1. unpack (registered significands, sign, exponent sum); 2. partial products of
+    significand pieces of at most 12 bits; 3. their sum, the 48-bit product; 4. one-bit
+    normalization, guard and sticky bits, the rounding decision; 5. rounding increment, flush,
+    overflow and packing.
+
+    Parameters
+    ----------
+    a_bits, b_bits : int
+        Significant bits of each operand's 24-bit significand (implicit one included) that can be
+        nonzero: the caller guarantees the low ``24 - a_bits`` fraction bits of ``a`` are zero
+        (a binary16 value converted to binary32 has 11, an integer below ``2**n`` in magnitude
+        at most ``n``). Fewer bits, fewer and smaller partial products: 24 × 24 is four
+        12 × 12, 11 × 11 is one.
+    multiplier : "infer" or "lut"
+        "infer": each partial product is a plain ``*`` (a DSP on an FPGA that has them);
+        "lut": shift-and-add, which synthesizers build in logic (Yosys as a carry-save tree),
+        for boards whose DSPs all serve the array.
     """
 
     latency = 5
@@ -189,40 +203,59 @@ class Fp32Multiply(wiring.Component):
     result: Out(32)
     result_valid: Out(1)
 
+    def __init__(self, *, a_bits=24, b_bits=24, multiplier="infer"):
+        for name, bits in (("a_bits", a_bits), ("b_bits", b_bits)):
+            if not (isinstance(bits, int) and 1 <= bits <= 24):
+                raise ValueError(f"{name} must be an integer in 1..24, not {bits!r}")
+        if multiplier not in ("infer", "lut"):
+            raise ValueError(f"multiplier must be 'infer' or 'lut', not {multiplier!r}")
+        self._a_bits, self._b_bits, self._multiplier = a_bits, b_bits, multiplier
+        super().__init__()
+
+    def _product(self, x, y):
+        if self._multiplier == "infer":
+            return x * y
+        return sum(Mux(y[i], x << i, 0) for i in range(len(y)))
+
     def elaborate(self, platform):
         m = Module()
         a_exp, b_exp = self.a[23:31], self.b[23:31]
+        a_bits, b_bits = self._a_bits, self._b_bits
 
-        # Stage 1: unpack. The exponent is biased and assumes a product in [1, 2).
+        # Stage 1: unpack. The exponent is biased and assumes a product in [1, 2). Only the top
+        # a_bits (b_bits) of each significand are kept: the rest are zero.
         s1_sign = Signal()
         s1_zero = Signal()
         s1_exp = Signal(signed(10))
-        s1_a = Signal(24)
-        s1_b = Signal(24)
+        s1_a = Signal(a_bits)
+        s1_b = Signal(b_bits)
         m.d.sync += [
             s1_sign.eq(self.a[31] ^ self.b[31]),
             s1_zero.eq((a_exp == 0) | (b_exp == 0)),
             s1_exp.eq(a_exp + b_exp - 127),
-            s1_a.eq(Cat(self.a[:23], 1)),
-            s1_b.eq(Cat(self.b[:23], 1)),
+            s1_a.eq(Cat(self.a[24 - a_bits:23], 1)),
+            s1_b.eq(Cat(self.b[24 - b_bits:23], 1)),
         ]
 
-        # Stage 2: partial products of 12-bit halves.
+        # Stage 2: partial products of pieces of at most 12 bits.
+        def pieces(value):
+            return [(lo, value[lo:lo + 12]) for lo in range(0, len(value), 12)]
+
         s2_sign, s2_zero, s2_exp = Signal(), Signal(), Signal(signed(10))
-        s2_ll, s2_lh, s2_hl, s2_hh = (Signal(24, name=f"s2_{n}") for n in ("ll", "lh", "hl", "hh"))
-        a_lo, a_hi, b_lo, b_hi = s1_a[:12], s1_a[12:], s1_b[:12], s1_b[12:]
-        m.d.sync += [
-            s2_sign.eq(s1_sign), s2_zero.eq(s1_zero), s2_exp.eq(s1_exp),
-            s2_ll.eq(a_lo * b_lo), s2_lh.eq(a_lo * b_hi),
-            s2_hl.eq(a_hi * b_lo), s2_hh.eq(a_hi * b_hi),
-        ]
+        partials = []
+        m.d.sync += [s2_sign.eq(s1_sign), s2_zero.eq(s1_zero), s2_exp.eq(s1_exp)]
+        for a_lo, a_piece in pieces(s1_a):
+            for b_lo, b_piece in pieces(s1_b):
+                p = Signal(len(a_piece) + len(b_piece), name=f"s2_p{a_lo}_{b_lo}")
+                m.d.sync += p.eq(self._product(a_piece, b_piece))
+                partials.append((a_lo + b_lo, p))
 
-        # Stage 3: the product of the significands, in [2**46, 2**48).
+        # Stage 3: the product of the full significands, in [2**46, 2**48).
         s3_sign, s3_zero, s3_exp = Signal(), Signal(), Signal(signed(10))
         s3_prod = Signal(48)
         m.d.sync += [
             s3_sign.eq(s2_sign), s3_zero.eq(s2_zero), s3_exp.eq(s2_exp),
-            s3_prod.eq(Cat(s2_ll, s2_hh) + ((s2_lh + s2_hl) << 12)),
+            s3_prod.eq(sum(p << shift for shift, p in partials) << (48 - a_bits - b_bits)),
         ]
 
         # Stage 4: normalize to [1, 2) (a product >= 2 shifts right by one), decide rounding.

@@ -5,6 +5,7 @@ import dataclasses
 import struct
 
 from systolica.rtl.protocol import Format
+from systolica.rtl.scale_unit import MULTIPLIERS as SCALE_MULTIPLIERS
 
 __all__ = ["FORMAT_NAMES", "PROTOCOL_VERSION", "Config"]
 
@@ -55,6 +56,21 @@ class Config:
         SB_MAC16 in its dual 8×8 mode); ``"registered"``: one DSP per PE with its input and
         output registers (an ECP5 MULT18X18D; two cycles of latency); ``"lut"``: shift-and-add in
         logic.
+    buffer_piece_depth : int
+        Implementation only: 0 keeps the activation and weight buffers one memory each, read in
+        one cycle; a power of two P cuts them into memories of at most P words whose read data
+        are registered before the read mux (`BufferMemory`; one more cycle of read latency), for
+        FPGAs whose block RAMs are slow to show their data (ECP5: 2048).
+    scale_share : int
+        Implementation only, like ``multiplier``: array columns that share one binary32 scale
+        unit of the block formats (`ScaleUnit`). A unit takes one block dot product a cycle, so
+        ``rows * scale_share`` must be at most 32 (a PE finishes a block every 32 cycles); sharing
+        saves logic and multipliers where the part is short of them.
+    scale_multiplier : str
+        Implementation only: how the scale units multiply their significands
+        (`systolica.rtl.scale_unit.MULTIPLIERS`): ``"infer"`` (hard DSPs where there are any),
+        ``"lut"`` (in logic, for parts whose DSPs all serve the array), ``"mixed"`` (the
+        binary16 × binary16 products in logic, the wider ones on DSPs).
     """
 
     rows: int = 8
@@ -72,6 +88,9 @@ class Config:
     formats: tuple = ("int8", "q8_0", "q4_0", "q4_1")
 
     multiplier: str = dataclasses.field(default="infer", compare=False)
+    buffer_piece_depth: int = dataclasses.field(default=0, compare=False)
+    scale_share: int = dataclasses.field(default=1, compare=False)
+    scale_multiplier: str = dataclasses.field(default="infer", compare=False)
 
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
@@ -84,6 +103,13 @@ class Config:
         if self.multiplier not in ("infer", "pairs", "registered", "lut"):
             raise ValueError(f"multiplier must be 'infer', 'pairs', 'registered' or 'lut', not "
                              f"{self.multiplier!r}")
+        if self.scale_multiplier not in SCALE_MULTIPLIERS:
+            raise ValueError(f"scale_multiplier must be one of {SCALE_MULTIPLIERS}, not "
+                             f"{self.scale_multiplier!r}")
+        _check_positive("scale_share", self.scale_share)
+        p = self.buffer_piece_depth
+        if not isinstance(p, int) or p < 0 or p & (p - 1):
+            raise ValueError(f"buffer_piece_depth must be 0 or a power of two, not {p!r}")
         if (self.a_width, self.w_width, self.acc_width) != (8, 8, 32):
             raise ValueError("only int8 x int8 -> int32 is implemented "
                              f"(a_width=8, w_width=8, acc_width=32), not {self!r}")
@@ -95,6 +121,10 @@ class Config:
             if self.rows + self.cols > 33:
                 raise ValueError(f"block formats need rows + cols <= 33 (a block's results "
                                  f"leave the array within 32 cycles), not {self.rows}+{self.cols}")
+            if self.cols % self.scale_share or self.rows * self.scale_share > 32:
+                raise ValueError(f"scale_share must divide cols ({self.cols}) and keep "
+                                 f"rows * scale_share <= 32 (one scale unit takes a block dot "
+                                 f"product a cycle), not {self.scale_share}")
             for name in ("act_depth", "max_k"):
                 if getattr(self, name) % 32:
                     raise ValueError(f"{name} must be a multiple of 32 with block formats, not "
@@ -149,6 +179,10 @@ class Config:
     def label(self):
         """A short name for build directories and test ids."""
         mul = "" if self.multiplier == "infer" else f"-{self.multiplier}"
+        if self.buffer_piece_depth:
+            mul += f"-p{self.buffer_piece_depth}"
+        if self.block_formats and (self.scale_share, self.scale_multiplier) != (1, "infer"):
+            mul += f"-s{self.scale_share}{self.scale_multiplier}"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
                 f"k{self.max_k}f{self.rx_fifo_words}{mul}{fmt}")

@@ -21,14 +21,20 @@ SMALL = dict(act_depth=512, max_k=160, rx_fifo_words=32)
 
 INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the time
 
-# 1x1, 4x4 and 3x5 carry every format; 8x8 and 2x8 int8 only (the 8x8 block path runs in the
-# simulated board: tests/test_model.py, `systolica bench`).
+# 1x1, 4x4, 3x5 and 8x4 carry every format; 8x8 and 2x8 int8 only (the 8x8 block path runs in
+# the simulated board: tests/test_model.py, `systolica bench`). 3x5 shares one scale unit among
+# its 5 columns, with multipliers in logic; 8x4 shares one among 4 columns as the ULX3S-85F does
+# (rows × share = 32: the shared unit has no idle cycle when blocks come back to back), and its
+# buffers are in registered pieces as on the ECP5 boards.
 CONFIGS = {
     "1x1": Config(rows=1, cols=1, link_bytes=1, **SMALL | {"rx_fifo_words": 64}),
     "4x4": Config(rows=4, cols=4, link_bytes=4, **SMALL),
     "8x8": Config(rows=8, cols=8, link_bytes=8, **SMALL, **INT8),
     "2x8": Config(rows=2, cols=8, link_bytes=8, **SMALL, **INT8),
-    "3x5-wide": Config(rows=3, cols=5, link_bytes=16, **SMALL),
+    "3x5-wide": Config(rows=3, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
+                       **SMALL),
+    "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
+                         buffer_piece_depth=128, **SMALL),
 }
 
 # (config, gemms as (N, K, M, A kind, W kind), idle, backpressure)
@@ -49,6 +55,8 @@ CASES = {
     "2x8-stress": ("2x8", [(9, 7, 9, "random", "random")], 0.7, 0.3),
     "3x5-wide-link": ("3x5-wide", [(7, 9, 7, "random", "random"), (1, 1, 1, "min", "min")],
                       0.2, 0.2),
+    "8x4-pieces": ("8x4-shared", [(17, 160, 9, "random", "random"), (9, 1, 5, "max", "min")],
+                   0.2, 0.3),
 }
 
 
@@ -63,6 +71,10 @@ BLOCK_CASES = {
                                 (1, 96, 8, "q4_0", "max")], 0.0, 0.0),
     "3x5-wide-blocks": ("3x5-wide", [(4, 64, 6, "q4_1", "random"), (3, 32, 5, "q8_0", "random")],
                         0.2, 0.2),
+    "8x4-shared-blocks": ("8x4-shared", [(24, 160, 5, "q4_1", "random"),
+                                         (9, 64, 4, "q4_0", "random"),
+                                         (16, 96, 3, "q8_0", "max")], 0.0, 0.0),
+    "8x4-shared-blocks-stress": ("8x4-shared", [(17, 96, 9, "q4_1", "random")], 0.4, 0.6),
 }
 
 

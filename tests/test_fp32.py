@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The binary32 units in Amaranth's simulator, one operation per cycle, bit-exact against the numpy
 model (`systolica.rtl.fp32_model`), and the model itself against plain numpy float32 arithmetic
 and hand-worked values."""
@@ -394,6 +395,35 @@ def _check_binary(dut, vectors, model, kind, n, seed, bubbles=False):
 @pytest.mark.parametrize(("kind", "n"), MUL_KINDS.items())
 def test_multiply(kind, n):
     _check_binary(Fp32Multiply(), mul_vectors, f32_mul, kind, n, seed=list(MUL_KINDS).index(kind))
+
+
+# The scale stage's narrow multipliers (binary16 × binary16, and products of those with
+# integers), with partial products inferred or built from logic.
+NARROW = [(11, 11, "infer"), (11, 11, "lut"), (20, 22, "lut"), (22, 12, "lut"), (22, 12, "infer"),
+          (24, 24, "lut")]
+
+
+@pytest.mark.parametrize(("a_bits", "b_bits", "multiplier"), NARROW)
+@pytest.mark.parametrize("kind", ["uniform", "ties", "underflow", "overflow"])
+def test_multiply_narrow(a_bits, b_bits, multiplier, kind):
+    """Operands whose low significand bits are zero, as the caller promises."""
+    rng = np.random.default_rng(a_bits * 100 + b_bits)
+    a, b = mul_vectors(kind, rng, 600)
+    a = a & np.uint32(~((1 << (24 - a_bits)) - 1) & 0xFFFFFFFF)
+    b = b & np.uint32(~((1 << (24 - b_bits)) - 1) & 0xFFFFFFFF)
+    dut = Fp32Multiply(a_bits=a_bits, b_bits=b_bits, multiplier=multiplier)
+    got = run_unit(dut, {"a": a, "b": b})["result"]
+    assert_bits_equal(got, f32_mul(a, b), {"a": a, "b": b})
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"a_bits": 0}, "a_bits must be an integer in 1..24"),
+    ({"b_bits": 25}, "b_bits must be an integer in 1..24"),
+    ({"multiplier": "dsp"}, "multiplier must be 'infer' or 'lut'"),
+])
+def test_multiply_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        Fp32Multiply(**args)
 
 
 @pytest.mark.parametrize(("kind", "n"), ADD_KINDS.items())

@@ -1,0 +1,243 @@
+"""The scale stage of a group of array columns: block partial sums × block scales, accumulated in
+binary32."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .delay import delay
+from .fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
+
+__all__ = ["MULTIPLIERS", "ScaleUnit"]
+
+ACT_SUM_WIDTH = 13   # |Σ x| over a 32-block of int8 in [-127, 127] is at most 4064
+
+# How the unit's binary32 multipliers form their partial products (`Fp32Multiply`):
+# "infer": all inferred (hard DSPs where the FPGA has them); "lut": all in logic; "mixed": the
+# two binary16 × binary16 products in logic, the two wider ones inferred.
+MULTIPLIERS = ("infer", "lut", "mixed")
+
+
+class ScaleUnit(wiring.Component):
+    """Turns the integer block dot products of ``cols`` array columns into binary32 results.
+
+    Each *item* is one PE's dot product ``partial`` = Σ x·q over one 32-block, for array row
+    ``row[g]`` of column ``g`` of the group, with that block's binary16 scales (``dw[g]``,
+    ``mw[g]`` of the column's weight block, ``dx[g]`` of the row's activation block) and the
+    activation block's sum ``act_sum[g]``. The arithmetic is the one
+    `systolica.host.block_formats` writes down:
+
+        t = f32(partial) ⊗ (f32(dw) ⊗ f32(dx));  acc = acc ⊕ t
+        if offset: v = (f32(mw) ⊗ f32(dx)) ⊗ f32(act_sum);  acc = acc ⊕ v
+
+    with ``acc`` (one per row and column) starting from +0 on a ``first`` item (the tile's first
+    block). On a ``last`` item (the tile's last block) the sum goes to the output register of its
+    row and column instead, and ``final`` pulses with ``final_row`` and ``final_col``. The
+    output registers are two banks: finished tiles go to bank ``out_wr``; ``out`` shows row
+    ``out_row`` of bank ``out_rd`` (one value a column), so one tile can be read out while the
+    next one finishes.
+
+    Each column may offer one item per cycle (``valid[g]``); ``first``, ``last`` are taken with
+    it. With one column the item goes straight into the datapath. With more, the columns share
+    it: each column's items wait in a small FIFO, and every cycle the lowest-numbered column
+    with one waiting sends it on. The datapath takes one item a cycle, so a group keeps up when
+    its ``rows × cols`` items of a block arrive within the 32 cycles before the next block's;
+    the array delivers a column's ``rows`` items on consecutive cycles, column ``g`` one cycle
+    after column ``g - 1``. The items of one row and column must be at least `min_spacing`
+    cycles apart (the accumulator is read `acc_read` cycles after an item enters the datapath
+    and written back ``latency`` cycles after); blocks 32 cycles apart keep that.
+
+    Parameters
+    ----------
+    rows : int
+        Array rows.
+    cols : int
+        Array columns served by this unit.
+    partial_width : int
+        Width of the signed dot products.
+    offset_term : bool
+        Build the Q4_1 offset term (``mw``, ``act_sum``, ``offset``); without it those inputs are
+        ignored.
+    multiplier : str
+        One of `MULTIPLIERS`. Each multiplier is only as wide as its operands' significands can
+        be: 11 bits for a binary16 scale, 22 for a product of two, ``partial_width - 1`` for
+        ``f32(partial)``, 12 for ``f32(act_sum)``.
+    """
+
+    def __init__(self, rows, cols, partial_width, *, offset_term=True, multiplier="infer"):
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {MULTIPLIERS}, not {multiplier!r}")
+        self._rows, self._cols = rows, cols
+        self._partial_width = partial_width
+        self._offset_term = offset_term
+        self._multiplier = multiplier
+        self._units = {"f16": Fp16ToFp32.latency, "int": IntToFp32.latency,
+                       "mul": Fp32Multiply.latency, "add": Fp32Add.latency}
+        u = self._units
+        scale_ready = max(u["f16"] + u["mul"], u["int"])   # ds, u and f32(partial) all ready
+        self.acc_read = scale_ready + u["mul"]             # t ready: acc is read
+        self.latency = self.acc_read + 2 * u["add"]        # written back (registered)
+        self.min_spacing = self.latency - self.acc_read + 1
+        self.item_layout = data.StructLayout({
+            "row": range(rows),
+            "partial": signed(partial_width),
+            "act_sum": signed(ACT_SUM_WIDTH),
+            "dw": 16,
+            "mw": 16,
+            "dx": 16,
+            "first": 1,
+            "last": 1,
+        })
+        super().__init__({
+            "valid": In(data.ArrayLayout(1, cols)),
+            "row": In(data.ArrayLayout(range(rows), cols)),
+            "partial": In(data.ArrayLayout(signed(partial_width), cols)),
+            "act_sum": In(data.ArrayLayout(signed(ACT_SUM_WIDTH), cols)),
+            "dw": In(data.ArrayLayout(16, cols)),
+            "mw": In(data.ArrayLayout(16, cols)),
+            "dx": In(data.ArrayLayout(16, cols)),
+            "first": In(1),
+            "last": In(1),
+            "offset": In(1),
+            "out_wr": In(1),
+            "out_rd": In(1),
+            "out_row": In(range(rows)),
+            "out": Out(data.ArrayLayout(32, cols)),
+            "final": Out(1),
+            "final_row": Out(range(rows)),
+            "final_col": Out(range(cols)),
+        })
+
+    def _select_item(self, m):
+        """One item a cycle from the columns: (valid, column, item)."""
+        cols = self._cols
+        offered = []
+        for g in range(cols):
+            item = Signal(self.item_layout, name=f"offered_{g}")
+            m.d.comb += [
+                item.row.eq(self.row[g]), item.partial.eq(self.partial[g]),
+                item.act_sum.eq(self.act_sum[g]), item.dw.eq(self.dw[g]),
+                item.mw.eq(self.mw[g]), item.dx.eq(self.dx[g]),
+                item.first.eq(self.first), item.last.eq(self.last),
+            ]
+            offered.append(item)
+        if cols == 1:
+            return self.valid[0], 0, offered[0]
+        valid = Signal()
+        col = Signal(range(cols))
+        item = Signal(self.item_layout)
+        waiting = []
+        for g in range(cols):
+            fifo = SyncFIFO(width=self.item_layout.size, depth=self._rows + 1)
+            m.submodules[f"queue_{g}"] = fifo
+            m.d.comb += [fifo.w_data.eq(offered[g]), fifo.w_en.eq(self.valid[g])]
+            # Lowest-numbered column first.
+            m.d.comb += fifo.r_en.eq(fifo.r_rdy & ~Cat(waiting).any())
+            waiting.append(fifo.r_rdy)
+            with m.If(fifo.r_en):
+                m.d.sync += [col.eq(g), item.eq(fifo.r_data)]
+        m.d.sync += valid.eq(Cat(waiting).any())
+        return valid, col, item
+
+    def elaborate(self, platform):
+        m = Module()
+        u = self._units
+        rows, cols = self._rows, self._cols
+        valid, col, item = self._select_item(m)
+
+        def unit(name, component):
+            m.submodules[name] = component
+            return component
+
+        def multiply(name, a_bits, b_bits):
+            lut = self._multiplier == "lut" or (self._multiplier == "mixed" and
+                                                max(a_bits, b_bits) <= 12)
+            return unit(name, Fp32Multiply(a_bits=a_bits, b_bits=b_bits,
+                                           multiplier="lut" if lut else "infer"))
+
+        # Binary16 scales to binary32 (exact), then the exact binary16 products ds and u.
+        cvt = {}
+        for name in ("dw", "mw", "dx"):
+            c = cvt[name] = unit(f"cvt_{name}", Fp16ToFp32())
+            m.d.comb += [c.half.eq(getattr(item, name)), c.valid.eq(valid)]
+        ds = multiply("mul_ds", 11, 11)
+        m.d.comb += [ds.a.eq(cvt["dw"].result), ds.b.eq(cvt["dx"].result)]
+
+        scale_ready = max(u["f16"] + u["mul"], u["int"])
+        ds_out = delay(m, ds.result, scale_ready - u["f16"] - u["mul"], "ds")
+
+        pf = unit("cvt_partial", IntToFp32(self._partial_width))
+        m.d.comb += [pf.value.eq(item.partial), pf.valid.eq(valid)]
+        pf_out = delay(m, pf.result, scale_ready - u["int"], "pf")
+
+        t = multiply("mul_t", self._partial_width - 1, 22)
+        m.d.comb += [t.a.eq(pf_out), t.b.eq(ds_out)]
+
+        # Item tags, delayed to the two adds.
+        tag = data.StructLayout({"valid": 1, "row": range(rows), "col": range(cols), "first": 1,
+                                 "last": 1, "offset": 1})
+        tag_in = Signal(tag)
+        m.d.comb += [tag_in.valid.eq(valid), tag_in.row.eq(item.row), tag_in.col.eq(col),
+                     tag_in.first.eq(item.first), tag_in.last.eq(item.last),
+                     tag_in.offset.eq(self.offset if self._offset_term else 0)]
+        tag_add1 = delay(m, tag_in, self.acc_read, "tag_a")
+        tag_add2 = delay(m, tag_add1, u["add"], "tag_b")
+        tag_done = delay(m, tag_add2, u["add"], "tag_c")
+
+        # The accumulators and the output registers are small memories read without a clock
+        # (LUT RAM on an FPGA): the accumulators addressed by row and column, the outputs one
+        # memory per column, addressed by bank and row.
+        col_bits = (cols - 1).bit_length()
+        m.submodules.acc = acc = Memory(shape=32, depth=rows << col_bits, init=[])
+        acc_rd = acc.read_port(domain="comb")
+        acc_wr = acc.write_port()
+        m.d.comb += [acc_rd.addr.eq(Cat(tag_add1.col[:col_bits], tag_add1.row)),
+                     acc_wr.addr.eq(Cat(tag_done.col[:col_bits], tag_done.row))]
+        outs = []
+        for g in range(cols):
+            m.submodules[f"out_{g}"] = out = Memory(shape=32, depth=2 * rows, init=[])
+            out_rd, out_wr = out.read_port(domain="comb"), out.write_port()
+            m.d.comb += [out_rd.addr.eq(self.out_row + self.out_rd * rows),
+                         out_wr.addr.eq(tag_done.row + self.out_wr * rows),
+                         self.out[g].eq(out_rd.data)]
+            outs.append(out_wr)
+
+        add1 = unit("add_t", Fp32Add())
+        m.d.comb += [
+            add1.a.eq(Mux(tag_add1.first, 0, acc_rd.data)),
+            add1.b.eq(t.result),
+        ]
+
+        add2 = unit("add_v", Fp32Add())
+        v_out = 0
+        if self._offset_term:
+            uu = multiply("mul_u", 11, 11)
+            m.d.comb += [uu.a.eq(cvt["mw"].result), uu.b.eq(cvt["dx"].result)]
+            uu_out = delay(m, uu.result, scale_ready - u["f16"] - u["mul"], "u")
+            sf = unit("cvt_sum", IntToFp32(ACT_SUM_WIDTH))
+            m.d.comb += [sf.value.eq(item.act_sum), sf.valid.eq(valid)]
+            sf_out = delay(m, sf.result, scale_ready - u["int"], "sf")
+            v = multiply("mul_v", 22, ACT_SUM_WIDTH - 1)
+            m.d.comb += [v.a.eq(uu_out), v.b.eq(sf_out)]
+            v_out = delay(m, v.result, u["add"], "v")
+        # Without the offset term the second adder adds +0, which leaves every value but -0 as
+        # it is; -0 + +0 would be +0, so the sum bypasses the adder instead.
+        sum1 = delay(m, add1.result, 0, "sum1")
+        m.d.comb += [add2.a.eq(sum1), add2.b.eq(v_out)]
+        sum1_late = delay(m, sum1, u["add"], "sum1_late")
+        total = Signal(32)
+        m.d.comb += total.eq(Mux(tag_done.offset, add2.result, sum1_late))
+
+        m.d.comb += acc_wr.data.eq(total)
+        m.d.comb += acc_wr.en.eq(tag_done.valid & ~tag_done.last)
+        for g, out_wr in enumerate(outs):
+            m.d.comb += [out_wr.data.eq(total),
+                         out_wr.en.eq(tag_done.valid & tag_done.last & (tag_done.col == g))]
+        m.d.sync += [
+            self.final.eq(tag_done.valid & tag_done.last),
+            self.final_row.eq(tag_done.row),
+            self.final_col.eq(tag_done.col),
+        ]
+        return m
