@@ -1,14 +1,21 @@
 """Boards: PLL arithmetic, the catalog, the iCEBreaker bitstream (built with the PyPI toolchain,
-checked against its targets), and the simulated board at the iCEBreaker's configuration behind a
-serial link."""
+checked against its targets), and the simulated board at the iCEBreaker's and the ULX3S-85F's
+configurations behind a serial link."""
 
+import numpy as np
 import pytest
+from block_data import random_activations, random_blocks
 from pty_gemm import gemm_over_pty
 
 from systolica.boards.catalog import BOARDS, board_by_name
 from systolica.boards.pll import ECP5PLL, ICE40PLL
 from systolica.boards.report import render_markdown
+from systolica.config import FORMAT_NAMES
+from systolica.host.block_formats import FORMATS, block_gemm_reference
+from systolica.host.driver import Driver
+from systolica.host.link import SerialLink
 from systolica.rtl.uart import baud_divisor
+from systolica.sim.pty_board import PtyBoard
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
@@ -59,6 +66,33 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
     """What the board runs is what was tested: its configuration (1-byte link, 4x4 array, its
     buffers), simulated, behind a pseudo-terminal opened by the serial Link."""
     gemm_over_pty(BOARDS["icebreaker"].config(), 6, 40, 9, seed=3)
+
+
+@pytest.mark.parametrize("name", [n for n, b in BOARDS.items() if b.family == "ecp5"])
+def test_ecp5_boards_carry_every_format(name):
+    assert BOARDS[name].config().formats == FORMAT_NAMES
+
+
+def test_simulated_ulx3s_runs_block_gemms_over_serial():
+    """The ULX3S-85F's configuration (8×16, one scale unit per 4 columns, buffers in registered
+    pieces, every format), simulated behind the serial link: Q4_1 and Q8_0 GEMMs bit-exact with
+    the block model, and an int8 GEMM exact."""
+    cfg = BOARDS["ulx3s-85f"].config()
+    rng = np.random.default_rng(85)
+    with PtyBoard(cfg) as board:
+        drv = Driver(SerialLink(board.port, 3_000_000), timeout=60)
+        try:
+            assert drv.config == cfg
+            for fmt, (n, k, m) in (("q4_1", (9, 96, 18)), ("q8_0", (3, 64, 5))):
+                xq, xd = random_activations(rng, n, k)
+                raw = random_blocks(FORMATS[fmt], m, k // 32, rng)
+                got = drv.gemm_blocks(xq, xd, raw, fmt)
+                assert np.array_equal(got.view(np.uint32), block_gemm_reference(xq, xd, raw, fmt))
+            a = rng.integers(-128, 128, (10, 40), dtype=np.int8)
+            w = rng.integers(-128, 128, (40, 17), dtype=np.int8)
+            np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+        finally:
+            drv.close()
 
 
 def test_report_prints_targets_and_verdicts():
