@@ -177,7 +177,7 @@ class Fp32Multiply(wiring.Component):
     """``result`` = ``a · b`` in binary32, round to nearest even, flush-to-zero; latency 5.
 
     Stages: 1. unpack (registered significands, sign, exponent sum); 2. partial products of
-    significand pieces of at most 12 bits; 3. their sum, the 48-bit product; 4. one-bit
+    significand pieces (12 × 12 bits, or a × 6 bits in logic); 3. their sum, the 48-bit product; 4. one-bit
     normalization, guard and sticky bits, the rounding decision; 5. rounding increment, flush,
     overflow and packing.
 
@@ -237,15 +237,18 @@ class Fp32Multiply(wiring.Component):
             s1_b.eq(Cat(self.b[24 - b_bits:23], 1)),
         ]
 
-        # Stage 2: partial products of pieces of at most 12 bits.
-        def pieces(value):
-            return [(lo, value[lo:lo + 12]) for lo in range(0, len(value), 12)]
+        # Stage 2: partial products of pieces of at most 12 × 12 bits (one DSP each), or in logic
+        # of all of a by 6 bits of b (a shallow adder tree each); stage 3 sums at most four.
+        lut = self._multiplier == "lut"
+
+        def pieces(value, width):
+            return [(lo, value[lo:lo + width]) for lo in range(0, len(value), width)]
 
         s2_sign, s2_zero, s2_exp = Signal(), Signal(), Signal(signed(10))
         partials = []
         m.d.sync += [s2_sign.eq(s1_sign), s2_zero.eq(s1_zero), s2_exp.eq(s1_exp)]
-        for a_lo, a_piece in pieces(s1_a):
-            for b_lo, b_piece in pieces(s1_b):
+        for a_lo, a_piece in pieces(s1_a, a_bits if lut else 12):
+            for b_lo, b_piece in pieces(s1_b, 6 if lut else 12):
                 p = Signal(len(a_piece) + len(b_piece), name=f"s2_p{a_lo}_{b_lo}")
                 m.d.sync += p.eq(self._product(a_piece, b_piece))
                 partials.append((a_lo + b_lo, p))
