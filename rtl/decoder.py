@@ -172,18 +172,22 @@ class CommandDecoder(wiring.Component):
                 ]
                 with m.If(a_blocks):
                     m.d.sync += word_last.eq(scale_last == 0)
-            else:                      # GEMM: groups of `valid` blocks, K / 32 of them
-                nbytes = Mux(self.fmt == protocol.Format.Q8_0, valid * 34,
-                             Mux(self.fmt == protocol.Format.Q4_0, valid * 18, valid * 20))
-                last = ((nbytes + lb - 1) >> _ceil_log2(lb)) - 1
-                m.d.sync += [group_last_word.eq(last), group_one_word.eq(last == 0),
-                             group_idx.eq(0)]
-                with m.If(self.fmt != protocol.Format.INT8):
-                    m.d.sync += [
-                        word_last.eq(last == 0),
-                        steps_left.eq(self.k_last >> 5),
-                        step_last.eq((self.k_last >> 5) == 0),
-                    ]
+
+        def group_shape(m):
+            """GEMM in a block format: the tile's groups of ``vec_len`` blocks, K / 32 of them (a
+            state after `tile_shape`, from its registered ``vec_len``; timing)."""
+            v = vec_len
+            # Bytes of a group: 34, 18 or 20 a block, as shifts and adds (no multiplier).
+            nbytes = Mux(self.fmt == protocol.Format.Q8_0, (v << 5) + (v << 1),
+                         Mux(self.fmt == protocol.Format.Q4_0, (v << 4) + (v << 1),
+                             (v << 4) + (v << 2)))
+            last = ((nbytes + lb - 1) >> _ceil_log2(lb)) - 1
+            m.d.sync += [
+                group_last_word.eq(last), group_one_word.eq(last == 0), group_idx.eq(0),
+                word_last.eq(last == 0),
+                steps_left.eq(self.k_last >> 5),
+                step_last.eq((self.k_last >> 5) == 0),
+            ]
 
         def next_vector(m, size, tile_state, done_state, load):
             """Advance word/step/tile counters after a vector has been taken."""
@@ -389,10 +393,19 @@ class CommandDecoder(wiring.Component):
                 tile_shape(m, cfg.rows, load=True)
                 m.next = "LOAD_A"
 
+            def after_gemm_tile_shape(m):
+                if blocks:
+                    with m.If(self.fmt == protocol.Format.INT8):
+                        m.next = "GEMM"
+                    with m.Else():
+                        m.next = "GEMM_GROUPS"
+                else:
+                    m.next = "GEMM"
+
             with m.State("START_GEMM"):
                 m.d.comb += self.gemm_start.eq(1)
                 tile_shape(m, cfg.cols, load=False)
-                m.next = "GEMM"
+                after_gemm_tile_shape(m)
 
             with m.State("LOAD_A_TILE"):
                 tile_shape(m, cfg.rows, load=True)
@@ -403,6 +416,11 @@ class CommandDecoder(wiring.Component):
                 with m.If((self.fmt == protocol.Format.INT8) | self.unpacker_idle
                           if blocks else 1):
                     tile_shape(m, cfg.cols, load=False)
+                    after_gemm_tile_shape(m)
+
+            if blocks:
+                with m.State("GEMM_GROUPS"):
+                    group_shape(m)
                     m.next = "GEMM"
 
             with m.State("LOAD_A"):
