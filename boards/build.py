@@ -130,6 +130,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         "device": platform.device, "rows": board.rows, "cols": board.cols, "macs": board.macs,
         "multiplier": board.multiplier, "clock_mhz": top.pll.f_out / 1e6,
         "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
+        "formats": list(board.formats),
         "build_seconds": round(time.monotonic() - started), "ok": code == 0,
     }
     report_path = out_dir / "report.json"

@@ -4,11 +4,12 @@ from .board import Board
 
 __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 
-# ECP5 clocks are 80 MHz for now. With each PE's product in a MULT18X18D with its input and
-# output registers (multiplier="registered"), the ULX3S-85F build asked for 100 MHz routed at
-# 87.5 MHz (from 69.4 MHz with inferred DSPs); the critical path is a weight-bank block RAM's
-# clock-to-out (5.8 ns) and the route to the array's input register. 3 Mbaud from 80 MHz: divisor
-# 27, 1.2 % error.
+# ECP5 clocks are 100 MHz. Each PE's product is in a MULT18X18D with its input and output
+# registers (multiplier="registered"), and the weight and activation buffers are cut into
+# 2048-word pieces whose read data is registered before the depth mux (buffer_piece_depth):
+# before that, a block RAM's clock-to-out (5.8 ns) plus the route to the mux was the critical path
+# (87.5 MHz). With the pieces the next one was the decoder's ready into the receive FIFO's read
+# enable (92.3 MHz), now cut by a skid buffer. 3 Mbaud from 100 MHz: divisor 33, 1.0 % error.
 #
 # The ECP5 boards are meant to carry every weight format; the scale stage is planned for them:
 # the array takes one MULT18X18D per PE, so one scale unit serves 4 columns on the 85F parts
@@ -28,24 +29,24 @@ BOARDS = {b.name: b for b in [
     Board(
         name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        clk_freq=80e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
-        formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
+        buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ulx3s-25f", description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5",
-        clk_freq=80e6, baudrate=3_000_000, rows=4, cols=6, act_depth=4096, max_k=1536,
+        clk_freq=100e6, baudrate=3_000_000, rows=4, cols=6, act_depth=4096, max_k=1536,
         rx_fifo_words=2048, dsp_available=28, multiplier="registered",
-        formats=ECP5_FORMATS, scale_share=6, scale_multiplier="lut",
+        buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=6, scale_multiplier="lut",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
                                        "FT2232H UART)",
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
-        clk_freq=80e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
-        formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
+        buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),)),
 ]}

@@ -3,15 +3,20 @@ SmolLM2 at the board's UART rate; a Markdown table and a roofline plot."""
 
 import pathlib
 
-__all__ = ["SMOLLM2_WEIGHTS_PER_TOKEN", "link_tokens_per_s", "render_markdown", "roofline_png"]
+from systolica.host.block_formats import FORMATS as BLOCK_FORMATS
+
+__all__ = ["SMOLLM2_WEIGHTS_PER_TOKEN", "bytes_per_weight", "link_tokens_per_s", "render_markdown", "roofline_png"]
 
 # Weights one decode token reads in SmolLM2-135M (d 576, d_ff 1536, 9/3 heads of 64, 30 layers,
 # tied 49152-token LM head): per layer q,o 576·576, k,v 192·576, gate,up,down 1536·576.
 _PER_LAYER = 2 * 576 * 576 + 2 * 192 * 576 + 3 * 1536 * 576
 SMOLLM2_WEIGHTS_PER_TOKEN = 30 * _PER_LAYER + 49152 * 576
 
-# Weight formats the device carries, with the bytes per weight they cost on a 1-byte link.
-FORMATS = {"int8 (W8A8)": 1.0}
+
+
+def bytes_per_weight(fmt):
+    """Link bytes per weight of a weight format: 1 for int8, a GGUF block's bytes / 32."""
+    return 1.0 if fmt == "int8" else BLOCK_FORMATS[fmt].bytes_per_weight
 
 
 def link_bytes_per_s(baudrate):
@@ -45,7 +50,7 @@ def render_markdown(results, command="make bitstreams", missing=()):
         f"({SMOLLM2_WEIGHTS_PER_TOKEN / 1e6:.1f} M weights per token) at the board's UART rate.",
         "",
         "| board | device | array | MACs | clock MHz | Fmax MHz | logic | FFs | DSP | BRAM | "
-        "peak GOPS | LUTs/PE | tokens/s (int8) |",
+        "peak GOPS | LUTs/PE | tokens/s by weight format |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -56,12 +61,13 @@ def render_markdown(results, command="make bitstreams", missing=()):
         fmax = r.get("fmax_mhz")
         verdict = "" if fmax is None else (" ✓" if fmax >= r["clock_mhz"] else " ✗")
         gops = 2 * r["macs"] * r["clock_mhz"] / 1e3
-        tps = link_tokens_per_s(r["baudrate"], FORMATS["int8 (W8A8)"])
+        tps = ", ".join(f"{f} {link_tokens_per_s(r['baudrate'], bytes_per_weight(f)):.4f}"
+                        for f in r.get("formats", ["int8"]))
         lines.append(
             f"| {r['board']} | {r['device']} | {r['rows']}x{r['cols']} | {r['macs']} | "
             f"{r['clock_mhz']:g} | {fmax:.1f}{verdict} | {_pair(r.get('logic'))} | "
             f"{r.get('flip_flops', '–')} | {_pair(r.get('dsp'))} | {_pair(r.get('bram'))} | "
-            f"{gops:.2f} | {r.get('luts_per_pe', 0):.0f} | {tps:.4f} |")
+            f"{gops:.2f} | {r.get('luts_per_pe', 0):.0f} | {tps} |")
     lines += ["", "Targets (issue 4; the minimum is required, the aim is what we are after):", "",
               "| board | target | MACs × MHz | met |", "|---|---|---|---|"]
     for r in results:

@@ -14,6 +14,17 @@ from .pe import PE, StepControl
 __all__ = ["SystolicArray"]
 
 
+def _mux_tree(sel, values):
+    """``values[sel]`` as a tree of 2:1 multiplexers, one level per bit of ``sel`` (what the
+    ECP5's LUT4 + PFUMX + L6MUX21 build best; a ``Switch`` here cost twice the LUTs). Indices
+    past the end give the last value."""
+    level = list(values)
+    for bit in range(len(sel)):
+        level = [Mux(sel[bit], level[min(i + 1, len(level) - 1)], level[i])
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def _any_of(values):
     """Bitwise OR of one-hot-selected values (at most one is nonzero)."""
     return functools.reduce(operator.or_, values)
@@ -114,10 +125,9 @@ class SystolicArray(wiring.Component):
             for r in range(1, rows):
                 m.d.comb += pes[r][c].w_in.eq(pes[r - 1][c].w_out)
 
-        with m.Switch(self.row_sel):
-            for r in range(rows):
-                with m.Case(r):
-                    m.d.comb += [self.row[c].eq(pes[r][c].result) for c in range(cols)]
+        for c in range(cols):
+            m.d.comb += self.row[c].eq(_mux_tree(self.row_sel, [pes[r][c].result
+                                                                for r in range(rows)]))
         m.d.comb += self.done.eq(pes[rows - 1][cols - 1].done)
         if self._column_readout:
             # Every PE's capture, column by column: the PEs of a column capture a tile (or a

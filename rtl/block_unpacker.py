@@ -30,9 +30,9 @@ and is not the group's last), so the comparison is built only for the smaller fo
 multi-format unpacker.
 
 Timing and throughput: the ``blocks`` payload and valid come straight from flip-flops (the
-output register); ``words.ready`` depends combinationally on ``blocks.ready`` (as in
-`StreamRegister`). Latency: a block is at the output (``blocks.valid``) two cycles after the cycle
-in which the word holding its last byte is taken (that word sits a cycle in the buffer, then the
+output register); ``words.ready`` depends combinationally on ``blocks.ready`` (as in a
+one-entry register stage). Latency: a block is at the output (``blocks.valid``) two cycles after
+the cycle in which the word holding its last byte is taken (that word sits a cycle in the buffer, then the
 block is decoded into the output register). ``N`` leaves room for a word in every cycle in which
 no whole block is waiting, and in every cycle in which the one waiting leaves: with words shorter
 than a block (``link_bytes`` up to 16) a word completes at most one block, so a consumer taking

@@ -271,7 +271,6 @@ class GemmEngine(wiring.Component):
         block_end = seq_k[:5] == 31
         m.d.sync += [
             issued.valid.eq(issue),
-            issued.first.eq(Mux(wmode, seq_k[:5] == 0, seq_k == 0)),
             issued.last.eq(Mux(wmode, block_end, last_step)),
         ]
         read_latency = act_mem.latency

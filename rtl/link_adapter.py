@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from .stream_register import StreamRegister
+from .skid_buffer import SkidBuffer
 
 __all__ = ["LinkAdapter"]
 
@@ -45,9 +45,11 @@ class LinkAdapter(wiring.Component):
         m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(
             width=8 * cfg.link_bytes, depth=cfg.rx_fifo_words)
         connect(m, wiring.flipped(self.link_rx), rx_fifo.w_stream)
-        # The FIFO's read data comes from a block RAM with a long clock-to-out: a register stage
-        # keeps it off the decoder's logic. It holds one word more than the advertised credit.
-        m.submodules.rx_reg = rx_reg = StreamRegister(8 * cfg.link_bytes)
+        # The FIFO's read data comes from a block RAM with a long clock-to-out, and its read
+        # enable goes back into it: a skid buffer keeps both off the decoder's logic (the
+        # decoder's ready, which depends on its state, the engine and the framer, was the ECP5
+        # build's critical path into the FIFO). It holds words beyond the advertised credit.
+        m.submodules.rx_reg = rx_reg = SkidBuffer(8 * cfg.link_bytes)
         connect(m, rx_fifo.r_stream, rx_reg.i)
         connect(m, rx_reg.o, wiring.flipped(self.rx))
         # A small transmit FIFO registers the path from the framer's word select to the link.

@@ -10,12 +10,11 @@ __all__ = ["PE", "StepControl"]
 class StepControl(data.Struct):
     """Control that travels with an activation through a row of the array.
 
-    ``valid`` marks a real step (bubbles carry 0), ``first`` the step k = 0 of a tile (the
-    accumulator restarts), ``last`` the step k = K-1 (the sum is captured into ``result``).
+    ``valid`` marks a real step (bubbles carry 0), ``last`` the step k = K-1 of a tile (the sum
+    is captured into ``result`` and the accumulator restarts from zero).
     """
 
     valid: 1
-    first: 1
     last: 1
 
 
@@ -25,8 +24,9 @@ class PE(wiring.Component):
     Activations and control enter from the left and leave to the right one cycle later; weights
     enter from the top and leave at the bottom one cycle later. The product is registered before
     it is accumulated (a pipeline register after the multiplier). On a ``last`` step the finished
-    sum is copied to ``result`` and ``done`` pulses, so the accumulator can start the next tile
-    while ``result`` is read out.
+    sum is copied to ``result``, ``done`` pulses and the accumulator is cleared (a synchronous
+    reset of its flip-flops, no logic in front of the adder), so the next tile may start on the
+    next cycle while ``result`` is read out. A tile therefore always ends with a ``last`` step.
 
     Parameters
     ----------
@@ -91,13 +91,13 @@ class PE(wiring.Component):
 
         acc = Signal(data.signed(self._acc_width))
         total = Signal(data.signed(self._acc_width))
-        m.d.comb += total.eq(Mux(ctrl.first, 0, acc) + product)
-        m.d.sync += self.done.eq(0)
-        with m.If(ctrl.valid):
+        m.d.comb += total.eq(acc + product)
+        # The clear is written as a reset over the enable: the form ECP5 flip-flops take as is.
+        finish = Signal()
+        m.d.comb += finish.eq(ctrl.valid & ctrl.last)
+        m.d.sync += self.done.eq(finish)
+        with m.If(finish):
+            m.d.sync += [acc.eq(0), self.result.eq(total)]
+        with m.Elif(ctrl.valid):
             m.d.sync += acc.eq(total)
-            with m.If(ctrl.last):
-                m.d.sync += [
-                    self.result.eq(total),
-                    self.done.eq(1),
-                ]
         return m

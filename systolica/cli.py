@@ -197,10 +197,12 @@ def _print_result(r):
           f"DSP {r['dsp'][0]}/{r['dsp'][1]}, BRAM {r['bram'][0]}/{r['bram'][1]}")
     print(f"  peak {2 * r['macs'] * r['clock_mhz'] / 1e3:.2f} GOPS; "
           f"LUTs per PE {r.get('luts_per_pe', 0):.1f}")
-    from systolica.boards.report import FORMATS, link_tokens_per_s
-    for name, bpw in FORMATS.items():
-        print(f"  UART {r['baudrate']} baud (divisor {r['baud_divisor']}, error "
-              f"{r['baud_error']:.2%}): SmolLM2 link-bound decode {name}: "
+    from systolica.boards.report import bytes_per_weight, link_tokens_per_s
+    print(f"  UART {r['baudrate']} baud (divisor {r['baud_divisor']}, error "
+          f"{r['baud_error']:.2%}); SmolLM2 link-bound decode:")
+    for name in r.get("formats", ["int8"]):
+        bpw = bytes_per_weight(name)
+        print(f"    {name} ({bpw:.4g} bytes/weight): "
               f"{link_tokens_per_s(r['baudrate'], bpw):.4f} tokens/s")
     print(f"  bitstream: {r['bitstream']} (built in {r['build_seconds']} s)")
 

@@ -25,7 +25,7 @@ def run_tiles(rows, cols, tiles, bubble_rate, seed=0, multiplier="infer"):
                     ctx.set(dut.act[r], int(a[r, k]))
                 for c in range(cols):
                     ctx.set(dut.wgt[c], int(w[k, c]))
-                ctx.set(dut.ctrl, {"valid": 1, "first": k == 0, "last": k == k_len - 1})
+                ctx.set(dut.ctrl, {"valid": 1, "last": k == k_len - 1})
                 await ctx.tick()
             ctx.set(dut.ctrl.valid, 0)
             await ctx.tick().until(dut.done)
@@ -69,7 +69,7 @@ def test_pe_products_and_sums(multiplier):
         for a, w in pairs:
             ctx.set(dut.a_in, int(a))
             ctx.set(dut.w_in, int(w))
-            ctx.set(dut.ctrl_in, {"valid": 1, "first": 1, "last": 1})
+            ctx.set(dut.ctrl_in, {"valid": 1, "last": 1})
             await ctx.tick()
             ctx.set(dut.ctrl_in.valid, 0)
             await ctx.tick().until(dut.done)
@@ -95,3 +95,35 @@ def test_multiplier_kinds_in_an_array(multiplier):
     got = run_tiles(3, 1, tiles, 0.0, multiplier=multiplier)
     for (a, w), block in zip(tiles, got, strict=True):
         np.testing.assert_array_equal(block, a.astype(np.int64) @ w)
+
+
+@pytest.mark.parametrize("multiplier", ["infer", "lut"])
+def test_pe_tiles_back_to_back(multiplier):
+    """Tiles of random length (1..4 steps) with no gap between them: each tile's sum starts from
+    zero right after the previous tile's ``last`` step cleared the accumulator."""
+    rng = np.random.default_rng(7)
+    tiles = [rng.integers(-128, 128, (int(rng.integers(1, 5)), 2)) for _ in range(60)]
+    dut = PE(multiplier=multiplier)
+    got = []
+
+    async def collect(ctx):
+        async for _clk, _rst, done, result in ctx.tick().sample(dut.done, dut.result):
+            if done:
+                got.append(result)
+
+    async def feed(ctx):
+        for tile in tiles:
+            for k, (a, w) in enumerate(tile):
+                ctx.set(dut.a_in, int(a))
+                ctx.set(dut.w_in, int(w))
+                ctx.set(dut.ctrl_in, {"valid": 1, "last": k == len(tile) - 1})
+                await ctx.tick()
+        ctx.set(dut.ctrl_in.valid, 0)
+        await ctx.tick().repeat(4)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_process(collect)
+    sim.add_testbench(feed)
+    sim.run()
+    assert got == [int(np.sum(t[:, 0].astype(np.int64) * t[:, 1])) for t in tiles]

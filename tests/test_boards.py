@@ -107,3 +107,8 @@ def test_report_prints_targets_and_verdicts():
     assert "| icebreaker | minimum: ≥ 16 MACs at ≥ 30 MHz | 16 × 30 (Fmax 31.3) | yes |" in text
     assert "| ulx3s-85f | minimum: ≥ 128 MACs at ≥ 100 MHz | 128 × 80 (Fmax 87.5) | no |" in text
     assert "| ulx3s-85f | aim: ≤ 40 LUTs per DSP-backed PE | 45.0 | no |" in text
+    # Link-bound tokens/s per format carried: 300 kB/s over 134.48 M weights a token, at 1 byte
+    # per weight for int8 and 20/32 for Q4_1 (the default: int8 only).
+    assert "| int8 0.0022 |" in text
+    text = render_markdown([dict(ecp5, formats=["int8", "q4_1"])])
+    assert "| int8 0.0022, q4_1 0.0036 |" in text
