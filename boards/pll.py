@@ -5,7 +5,7 @@ import dataclasses
 
 from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, ResetSignal, Signal
 
-__all__ = ["ECP5PLL", "ICE40PLL", "add_sync_domain", "pll_for"]
+__all__ = ["ECP5PLL", "ICE40PLL", "GowinPLL", "add_sync_domain", "pll_for"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +132,84 @@ class ECP5PLL:
         return clk, lock
 
 
+@dataclasses.dataclass(frozen=True)
+class GowinPLL:
+    """rPLL with internal feedback: f_out = f_in · (FBDIV_SEL+1) / (IDIV_SEL+1), VCO = f_out ·
+    ODIV_SEL.
+
+    Ranges for the GW1N(R)-9C (Gowin DS117 GW1N datasheet and UG286 clock user guide, as apycula's
+    gowin_pack checks them in ``_permitted_freqs["GW1N-9C"]`` and refuses a setting outside them):
+    phase detector input (FCLKIN / (IDIV_SEL+1)) 3–400 MHz, VCO 400–1200 MHz, output above 3.125
+    and up to 600 MHz; IDIV_SEL and FBDIV_SEL 0–63, ODIV_SEL one of 2, 4, 8, 16, 32, 48, …, 128.
+
+    The search keeps only settings within ``TOLERANCE`` of the asked frequency, so a target out
+    of reach (above 600 MHz, say) finds none and `pll_for` says so, instead of the board quietly
+    running at the nearest clock the PLL can make.
+    """
+
+    ODIV_VALUES = (2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)
+    TOLERANCE = 0.01
+
+    f_in: float
+    idiv_sel: int
+    fbdiv_sel: int
+    odiv_sel: int
+
+    @property
+    def f_pfd(self):
+        return self.f_in / (self.idiv_sel + 1)
+
+    @property
+    def f_out(self):
+        return self.f_pfd * (self.fbdiv_sel + 1)
+
+    @property
+    def f_vco(self):
+        return self.f_out * self.odiv_sel
+
+    @classmethod
+    def search(cls, f_in, f_out):
+        best = None
+        for idiv_sel in range(64):
+            if not 3e6 <= f_in / (idiv_sel + 1) <= 400e6:
+                continue
+            for fbdiv_sel in range(64):
+                for odiv_sel in cls.ODIV_VALUES:
+                    pll = cls(f_in, idiv_sel, fbdiv_sel, odiv_sel)
+                    if not (400e6 <= pll.f_vco <= 1200e6 and 3.125e6 < pll.f_out <= 600e6
+                            and abs(pll.f_out - f_out) <= cls.TOLERANCE * f_out):
+                        continue
+                    # Closest frequency first, then a VCO in the middle of its range.
+                    key = (abs(pll.f_out - f_out), abs(pll.f_vco - 800e6))
+                    if best is None or key < best[0]:
+                        best = (key, pll)
+        return best and best[1]
+
+    def elaborate(self, m, clk_port):
+        from amaranth.lib import io
+
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_port)
+        # Named, so that the SDC's ``get_nets`` (boards/gowin.py) finds the clock net by name.
+        clk = Signal(name="pll_clk")
+        lock = Signal(name="pll_lock")
+        m.submodules.pll = Instance(
+            "rPLL",
+            p_FCLKIN=f"{self.f_in / 1e6:g}", p_DEVICE="GW1NR-9C",
+            p_IDIV_SEL=self.idiv_sel, p_FBDIV_SEL=self.fbdiv_sel, p_ODIV_SEL=self.odiv_sel,
+            p_DYN_IDIV_SEL="false", p_DYN_FBDIV_SEL="false", p_DYN_ODIV_SEL="false",
+            p_CLKFB_SEL="internal", p_DYN_DA_EN="false", p_PSDA_SEL="0000",
+            p_DUTYDA_SEL="1000", p_CLKOUT_BYPASS="false", p_CLKOUTP_BYPASS="false",
+            p_CLKOUTD_BYPASS="false", p_DYN_SDIV_SEL=2, p_CLKOUTD_SRC="CLKOUT",
+            p_CLKOUTD3_SRC="CLKOUT",
+            i_CLKIN=clk_buf.i, i_CLKFB=Const(0), i_RESET=Const(0), i_RESET_P=Const(0),
+            i_FBDSEL=Const(0, 6), i_IDSEL=Const(0, 6), i_ODSEL=Const(0, 6),
+            i_PSDA=Const(0, 4), i_DUTYDA=Const(0, 4), i_FDLY=Const(0, 4),
+            o_CLKOUT=clk, o_LOCK=lock)
+        return clk, lock
+
+
 def pll_for(family, f_in, f_out):
-    pll = {"ice40": ICE40PLL, "ecp5": ECP5PLL}[family].search(f_in, f_out)
+    pll = {"ice40": ICE40PLL, "ecp5": ECP5PLL, "gowin": GowinPLL}[family].search(f_in, f_out)
     if pll is None:
         raise ValueError(f"no {family} PLL setting makes {f_out / 1e6:g} MHz from "
                          f"{f_in / 1e6:g} MHz")

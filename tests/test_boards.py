@@ -10,8 +10,9 @@ from block_data import random_activations, random_blocks
 from pty_gemm import gemm_over_pty
 
 from systolica.boards.catalog import BOARDS, board_by_name
-from systolica.boards.pll import ECP5PLL, ICE40PLL
+from systolica.boards.pll import ECP5PLL, ICE40PLL, GowinPLL, pll_for
 from systolica.boards.report import render_markdown
+from systolica.boards.top import BoardTop
 from systolica.config import FORMAT_NAMES
 from systolica.host.block_formats import FORMATS, block_gemm_reference
 from systolica.host.driver import Driver
@@ -25,15 +26,57 @@ def test_board_clock_and_uart_are_reachable(name):
     board = BOARDS[name]
     platform = board.make_platform()
     f_in = platform.resources[platform.default_clk, 0].clock.frequency
-    pll = {"ice40": ICE40PLL, "ecp5": ECP5PLL}[board.family].search(f_in, board.clk_freq)
+    pll = {"ice40": ICE40PLL, "ecp5": ECP5PLL,
+           "gowin": GowinPLL}[board.family].search(f_in, board.clk_freq)
     assert pll.f_out == pytest.approx(board.clk_freq, rel=1e-3)
     if board.family == "ice40":
         assert 533e6 <= pll.f_vco <= 1066e6 and 10e6 <= pll.f_pfd <= 133e6
+    elif board.family == "gowin":
+        assert 400e6 <= pll.f_vco <= 1200e6 and 3e6 <= pll.f_pfd <= 400e6
     else:
         assert 400e6 <= pll.f_vco <= 800e6
     _, error = baud_divisor(pll.f_out, board.baudrate)
     assert error < 0.02
     assert board.config().link_bytes == 1
+
+
+@pytest.mark.parametrize(("f_out", "expect"), [
+    (81e6, (0, 2, 8)),          # the Tang Nano 9K's clock: 27 MHz × 3, VCO 648 MHz
+    (54e6, (0, 1, 16)),         # × 2, VCO 864 MHz
+    (100e6, None), (33.333e6, None), (12e6, None), (594e6, None), (3.4e6, None),
+])
+def test_gowin_pll_settings_are_in_range(f_out, expect):
+    """The rPLL search from the Tang Nano 9K's 27 MHz crystal: every setting inside GW1N-9C's
+    documented ranges (the ones gowin_pack enforces), the output within 1 % of the target."""
+    pll = pll_for("gowin", 27e6, f_out)
+    assert 0 <= pll.idiv_sel <= 63 and 0 <= pll.fbdiv_sel <= 63
+    assert pll.odiv_sel in (2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)
+    assert 3e6 <= pll.f_pfd <= 400e6
+    assert 400e6 <= pll.f_vco <= 1200e6
+    assert 3.125e6 < pll.f_out <= 600e6
+    assert pll.f_out == pytest.approx(f_out, rel=0.01)
+    assert pll.f_out == pytest.approx(27e6 * (pll.fbdiv_sel + 1) / (pll.idiv_sel + 1))
+    if expect is not None:
+        assert (pll.idiv_sel, pll.fbdiv_sel, pll.odiv_sel) == expect
+
+
+@pytest.mark.parametrize("f_out", [700e6, 3e6, 1e6])
+def test_gowin_pll_out_of_reach_says_so(f_out):
+    with pytest.raises(ValueError, match=r"no gowin PLL setting makes .* MHz from 27 MHz"):
+        pll_for("gowin", 27e6, f_out)
+
+
+def test_gowin_board_builds_with_nextpnr_himbaechel():
+    """The Tang Nano 9K's platform runs Amaranth's Apicula flow with nextpnr-himbaechel and an SDC
+    file that constrains the PLL's clock net by name."""
+    board = BOARDS["tang-nano-9k"]
+    top = BoardTop(board)
+    files = board.make_platform().prepare(top, name="systolica").files
+    script = files["build_systolica.sh"]
+    assert "NEXTPNR_HIMBAECHEL" in script and "--vopt family=GW1N-9C" in script
+    assert "--sdc systolica.sdc" in script and "GOWIN_PACK" in script
+    assert 'create_clock -period 12.345679012345679 [get_nets "pll_clk"]' in files["systolica.sdc"]
+    assert top.divisor == 27 and top.baud_error == 0
 
 
 @pytest.mark.parametrize(("name", "match"), [("orangecrab", "no USB-serial"),
@@ -112,3 +155,13 @@ def test_report_prints_targets_and_verdicts():
     assert "| int8 0.0022 |" in text
     text = render_markdown([dict(ecp5, formats=["int8", "q4_1"])])
     assert "| int8 0.0022, q4_1 0.0036 |" in text
+
+
+def test_report_takes_a_gowin_result():
+    """A Gowin build's figures in the boards table (the Tang Nano has no issue target)."""
+    tang = dict(board="tang-nano-9k", device="GW1NR-9C", rows=8, cols=4, macs=32, clock_mhz=81.0,
+                fmax_mhz=83.9, ok=True, logic=[5059, 8640], flip_flops=4282, dsp=[32, 40],
+                bram=[7, 26], luts_per_pe=20.0, baudrate=3_000_000, formats=["int8"])
+    text = render_markdown([tang])
+    assert "| tang-nano-9k | GW1NR-9C | 8x4 | 32 | 81 | 83.9 ✓ | 5059 / 8640 | 4282 |" in text
+    assert "| tang-nano-9k | minimum" not in text
