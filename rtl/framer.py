@@ -47,10 +47,15 @@ class Framer(wiring.Component):
         def words(nbytes):
             return -(-nbytes // lb)
 
-        # What goes out is picked a word at a time from one of three sources, never shifted.
+        # What goes out (a header, a result row or the IDENTIFY payload) is loaded into one
+        # shift register and leaves from its low word, one word per handshake: the link word
+        # comes straight from flip-flops (timing: a word select over a whole row, plus the choice
+        # of source, was the ECP5 build's critical path into the transmit FIFO).
         hdr = Signal(Header)
         row_bits = 8 * lb * words(4 * cfg.cols)
         ident_bits = 8 * lb * words(len(identify))
+        hdr_bits = 8 * lb * words(16)
+        out = Signal(max(row_bits, ident_bits, hdr_bits))
         idx = Signal(range(max(words(16), words(4 * cfg.cols), words(len(identify)))))
         last_idx = Signal.like(idx)
         source = Signal(2)      # 0 header, 1 result row, 2 identify payload
@@ -78,7 +83,6 @@ class Framer(wiring.Component):
 
         res = self.results.payload
         row = Signal(row_bits)
-        row_reg = Signal(row_bits)     # the row being sent, latched (timing)
         part_lo = Signal(8)
         part_hi = Signal(8)
         for c in range(cfg.cols):
@@ -88,15 +92,7 @@ class Framer(wiring.Component):
             m.d.comb += row.word_select(c, 32).eq(value)
         row_words = ((res.cols << 2) + lb - 1) >> log_lb
 
-        with m.Switch(source):
-            with m.Case(0):
-                hdr_bits = Cat(hdr.as_value(), Const(0, 8 * lb * words(16) - 128))
-                m.d.comb += self.tx.payload.eq(hdr_bits.word_select(idx, 8 * lb))
-            with m.Case(1):
-                m.d.comb += self.tx.payload.eq(row_reg.word_select(idx, 8 * lb))
-            with m.Case(2):
-                const = Const(int.from_bytes(identify, "little"), ident_bits)
-                m.d.comb += self.tx.payload.eq(const.word_select(idx, 8 * lb))
+        m.d.comb += self.tx.payload.eq(out[:8 * lb])
 
         with m.FSM():
             with m.State("IDLE"):
@@ -128,19 +124,21 @@ class Framer(wiring.Component):
                 m.next = "CHECK_SUM"
 
             with m.State("CHECK_SUM"):
-                m.d.sync += hdr.check.eq(-(part_lo + part_hi))
+                checked = Signal(Header)
+                m.d.comb += [checked.eq(hdr), checked.check.eq(-(part_lo + part_hi))]
+                m.d.sync += out.eq(checked)
                 m.next = "SEND"
 
             with m.State("ROW"):
                 with m.If(self.results.valid):
-                    m.d.sync += [row_reg.eq(row), source.eq(1), idx.eq(0),
+                    m.d.sync += [out.eq(row), source.eq(1), idx.eq(0),
                                  last_idx.eq(row_words - 1)]
                     m.next = "SEND"
 
             with m.State("SEND"):
                 m.d.comb += self.tx.valid.eq(1)
                 with m.If(self.tx.valid & self.tx.ready):
-                    m.d.sync += idx.eq(idx + 1)
+                    m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb))]
                     with m.If(idx == last_idx):
                         m.d.sync += idx.eq(0)
                         with m.Switch(source):
@@ -151,8 +149,9 @@ class Framer(wiring.Component):
                                     with m.Case(1):
                                         m.next = "ROW"
                                     with m.Case(2):
-                                        m.d.sync += [source.eq(2),
-                                                     last_idx.eq(words(len(identify)) - 1)]
+                                        m.d.sync += [
+                                            source.eq(2), last_idx.eq(words(len(identify)) - 1),
+                                            out.eq(int.from_bytes(identify, "little"))]
                             with m.Case(1):          # a result row done: take it
                                 m.d.comb += self.results.ready.eq(1)
                                 with m.If(res.end):
