@@ -4,12 +4,15 @@ from .board import Board
 
 __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 
-# ECP5 clocks are 100 MHz. Each PE's product is in a MULT18X18D with its input and output
-# registers (multiplier="registered"), and the weight and activation buffers are cut into
-# 2048-word pieces whose read data is registered before the depth mux (buffer_piece_depth):
-# before that, a block RAM's clock-to-out (5.8 ns) plus the route to the mux was the critical path
-# (87.5 MHz). With the pieces the next one was the decoder's ready into the receive FIFO's read
-# enable (92.3 MHz), now cut by a skid buffer. 3 Mbaud from 100 MHz: divisor 33, 1.0 % error.
+# ECP5 clocks. Each PE's product is in a MULT18X18D with its input and output registers
+# (multiplier="registered"), and the weight and activation buffers are cut into 2048-word pieces
+# whose read data is registered before the depth mux (buffer_piece_depth); the receive FIFO
+# feeds the decoder through a skid buffer and the framer sends from a shift register. Asked for
+# 100 MHz (`systolica bitstream`): the ECPIX-5 (LFE5UM5G, speed grade 8) routes at 113.6 MHz and
+# the ULX3S-25F at 110.5 MHz, but the ULX3S-85F (speed grade 6) at 93.1 MHz: a weight piece's
+# block RAM clock-to-out (5.8 ns) plus 4.6 ns of route to its read register. So the ULX3S-85F
+# runs at 90 MHz until the DP16KD's own output register is used. 3 Mbaud: divisor 33 at 100 MHz
+# (1.0 % error), 30 at 90 MHz (exact).
 #
 # The ECP5 boards are meant to carry every weight format; the scale stage is planned for them:
 # the array takes one MULT18X18D per PE, so one scale unit serves 4 columns on the 85F parts
@@ -29,7 +32,7 @@ BOARDS = {b.name: b for b in [
     Board(
         name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        clk_freq=90e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
         buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
