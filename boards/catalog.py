@@ -10,9 +10,11 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # feeds the decoder through a skid buffer and the framer sends from a shift register. Asked for
 # 100 MHz (`systolica bitstream`): the ECPIX-5 (LFE5UM5G, speed grade 8) routes at 113.6 MHz and
 # the ULX3S-25F at 110.5 MHz, but the ULX3S-85F (speed grade 6) at 93.1 MHz: a weight piece's
-# block RAM clock-to-out (5.8 ns) plus 4.6 ns of route to its read register. So the ULX3S-85F
-# runs at 90 MHz until the DP16KD's own output register is used. 3 Mbaud: divisor 33 at 100 MHz
-# (1.0 % error), 30 at 90 MHz (exact).
+# block RAM clock-to-out (5.8 ns) plus 4.6 ns of route to its read register; asked for 90 MHz
+# it routed at 89.7 MHz (the same path, 4.95 ns of route). So the ULX3S-85F runs at 80 MHz until
+# the DP16KD's own output register (REGMODE OUTREG, about 1 ns clock-to-out; Yosys' inference
+# always picks NOREG, YosysHQ/yosys#5814) is used by instantiating it. 3 Mbaud: divisor 33 at
+# 100 MHz (1.0 % error), 27 at 80 MHz (1.2 %).
 #
 # The ECP5 boards are meant to carry every weight format; the scale stage is planned for them:
 # the array takes one MULT18X18D per PE, so one scale unit serves 4 columns on the 85F parts
@@ -32,7 +34,7 @@ BOARDS = {b.name: b for b in [
     Board(
         name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        clk_freq=90e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        clk_freq=80e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
         buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
@@ -52,13 +54,15 @@ BOARDS = {b.name: b for b in [
         buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),)),
-    # Gowin: 27 MHz crystal, rPLL at 81 MHz (×3); every PE an inferred 8x8 product in a MULT9X9.
-    # Flip-flops bound the array: 8x4 places (6x6 and 7x5 did not in trial builds). 3 Mbaud is
-    # divisor 27 exactly.
+    # Gowin: 27 MHz crystal, rPLL at 54 MHz (×2); every PE an inferred 8x8 product in a MULT9X9.
+    # Placement bounds the array: 8x4 placed and routed at 83.9 and 68.0 MHz asked for 81 MHz
+    # (the decoder's header check sum behind a 4.8 ns route), then failed to place at all asked
+    # for 54 MHz ("design is probably at utilisation limit"); 6x6 and 7x5 never placed. So 6x4,
+    # at 54 MHz. 3 Mbaud is divisor 18 exactly.
     Board(
         name="tang-nano-9k", description="Sipeed Tang Nano 9K (Gowin GW1NR-9C, BL702 USB-UART)",
         platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
-        clk_freq=81e6, baudrate=3_000_000, rows=8, cols=4, act_depth=1024, max_k=512,
+        clk_freq=54e6, baudrate=3_000_000, rows=6, cols=4, act_depth=1024, max_k=512,
         rx_fifo_words=512, multiplier="infer", dsp_available=40,
         leds=(("led", 0), ("led", 1), ("led", 2))),
 ]}
