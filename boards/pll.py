@@ -8,6 +8,13 @@ from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, ResetSignal,
 __all__ = ["ECP5PLL", "ICE40PLL", "GowinPLL", "add_sync_domain", "pll_for"]
 
 
+def _closest(candidates, f_out, *, vco_centre):
+    """The PLL setting nearest ``f_out``; among equals, the one whose VCO is nearest
+    ``vco_centre`` (the middle of its range), then the first found. None if there is none."""
+    return min(candidates, key=lambda pll: (abs(pll.f_out - f_out), abs(pll.f_vco - vco_centre)),
+               default=None)
+
+
 @dataclasses.dataclass(frozen=True)
 class ICE40PLL:
     """SB_PLL40 in SIMPLE feedback: f_out = f_in · (DIVF+1) / ((DIVR+1) · 2**DIVQ).
@@ -94,20 +101,14 @@ class ECP5PLL:
 
     @classmethod
     def search(cls, f_in, f_out):
-        best = None
-        for clki_div in range(1, 129):
-            if not 3.125e6 <= f_in / clki_div <= 400e6:
-                continue
-            for clkfb_div in range(1, 81):
-                for clkop_div in range(1, 129):
-                    pll = cls(f_in, clki_div, clkfb_div, clkop_div)
-                    if not (400e6 <= pll.f_vco <= 800e6 and 3.125e6 <= pll.f_out <= 400e6):
-                        continue
-                    # Closest frequency first, then a VCO in the middle of its range.
-                    key = (abs(pll.f_out - f_out), abs(pll.f_vco - 600e6))
-                    if best is None or key < best[0]:
-                        best = (key, pll)
-        return best and best[1]
+        candidates = (
+            pll
+            for clki_div in range(1, 129) if 3.125e6 <= f_in / clki_div <= 400e6
+            for clkfb_div in range(1, 81)
+            for clkop_div in range(1, 129)
+            for pll in [cls(f_in, clki_div, clkfb_div, clkop_div)]
+            if 400e6 <= pll.f_vco <= 800e6 and 3.125e6 <= pll.f_out <= 400e6)
+        return _closest(candidates, f_out, vco_centre=600e6)
 
     def elaborate(self, m, clk_port):
         from amaranth.lib import io
@@ -169,21 +170,15 @@ class GowinPLL:
 
     @classmethod
     def search(cls, f_in, f_out):
-        best = None
-        for idiv_sel in range(64):
-            if not 3e6 <= f_in / (idiv_sel + 1) <= 400e6:
-                continue
-            for fbdiv_sel in range(64):
-                for odiv_sel in cls.ODIV_VALUES:
-                    pll = cls(f_in, idiv_sel, fbdiv_sel, odiv_sel)
-                    if not (400e6 <= pll.f_vco <= 1200e6 and 3.125e6 < pll.f_out <= 600e6
-                            and abs(pll.f_out - f_out) <= cls.TOLERANCE * f_out):
-                        continue
-                    # Closest frequency first, then a VCO in the middle of its range.
-                    key = (abs(pll.f_out - f_out), abs(pll.f_vco - 800e6))
-                    if best is None or key < best[0]:
-                        best = (key, pll)
-        return best and best[1]
+        candidates = (
+            pll
+            for idiv_sel in range(64) if 3e6 <= f_in / (idiv_sel + 1) <= 400e6
+            for fbdiv_sel in range(64)
+            for odiv_sel in cls.ODIV_VALUES
+            for pll in [cls(f_in, idiv_sel, fbdiv_sel, odiv_sel)]
+            if 400e6 <= pll.f_vco <= 1200e6 and 3.125e6 < pll.f_out <= 600e6
+            and abs(pll.f_out - f_out) <= cls.TOLERANCE * f_out)
+        return _closest(candidates, f_out, vco_centre=800e6)
 
     def elaborate(self, m, clk_port):
         from amaranth.lib import io
