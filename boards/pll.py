@@ -213,7 +213,8 @@ def pll_for(family, f_in, f_out):
 
 def add_sync_domain(m, platform, pll, clk_port):
     """Drive the ``sync`` domain from ``pll``; reset is held until the PLL locks (and a few
-    cycles after)."""
+    cycles after). The reset comes straight from a flip-flop: it reaches every register of the
+    design, so no logic between it and that long route."""
     clk, lock = pll.elaborate(m, clk_port)
     m.domains.sync = ClockDomain("sync")
     m.d.comb += ClockSignal("sync").eq(clk)
@@ -221,10 +222,12 @@ def add_sync_domain(m, platform, pll, clk_port):
     hold = Signal(4, init=0xF)
     m.domains.por = ClockDomain("por", reset_less=True)
     m.d.comb += ClockSignal("por").eq(clk)
+    reset = Signal(init=1)
     with m.If(~lock):
         m.d.por += hold.eq(0xF)
     with m.Elif(hold != 0):
         m.d.por += hold.eq(hold - 1)
-    m.d.comb += ResetSignal("sync").eq(hold != 0)
+    m.d.por += reset.eq(~lock | (hold != 0))
+    m.d.comb += ResetSignal("sync").eq(reset)
     return clk
 

@@ -15,25 +15,26 @@ One byte buffer ``buf`` of ``N = max(block_bytes) + link_bytes - 1`` bytes with 
   output register and the buffer shifts down by ``block_bytes`` (one fixed shift per format);
   after the group's last block (``lane == C' - 1``) the whole rest of the buffer is dropped
   instead (see below), so the fill count becomes 0.
-* *accept*: a link word is taken when the current group still needs bytes and there is room for
-  it after this cycle's emit. It is written at the fill count left after the emit (``wp``): each
-  buffer byte ``j`` takes word byte ``(j - wp) mod link_bytes`` when ``wp <= j < wp + link_bytes``
-  (a ``link_bytes``:1 mux per buffer byte: the shifter into the buffer).
+* *accept*: a link word is taken when, after this cycle's emit, the buffer holds less than one
+  block of the current format (``block_bytes + link_bytes - 1`` bytes of the buffer are in use,
+  whatever ``N``). It is written at the fill count left after the emit (``wp``): each buffer
+  byte ``j`` takes word byte ``(j - wp) mod link_bytes`` when ``wp <= j < wp + link_bytes`` (a
+  ``link_bytes``:1 mux per buffer byte: the shifter into the buffer).
 
 Padding without a second shifter: a word of the next group is never accepted before the current
-group's last block has been emitted (the group "needs bytes" while ``cnt < (C' - lane) *
-block_bytes``). So when that last block leaves, whatever else the buffer holds is the padding of
-the group's last word, and the fill count simply goes to 0; the next group's first word may be
-accepted in that same cycle, at buffer byte 0. For the largest format built the room check
-implies that rule (a word fits only while the buffer holds no whole block, or one that is leaving
-and is not the group's last), so the comparison is built only for the smaller formats of a
-multi-format unpacker.
+group's last block has been emitted. The room rule sees to that: while that block has not left,
+the buffer holds at least one whole block after this cycle's emit (the group's remaining blocks
+are all in once its last word is). So when that last block leaves, whatever else the buffer holds
+is the padding of the group's last word, and the fill count simply goes to 0; the next group's
+first word may be accepted in that same cycle, at buffer byte 0.
 
 Timing and throughput: the ``blocks`` payload and valid come straight from flip-flops (the
-output register); ``words.ready`` depends combinationally on ``blocks.ready`` (as in a
-one-entry register stage). Latency: a block is at the output (``blocks.valid``) two cycles after
-the cycle in which the word holding its last byte is taken (that word sits a cycle in the buffer, then the
-block is decoded into the output register). ``N`` leaves room for a word in every cycle in which
+output register), and so does ``words.ready``: words enter through a `SkidBuffer`, and "a word
+fits" (which depends combinationally on ``blocks.ready``, as in a one-entry register stage)
+is the skid buffer's ready, not the producer's. Latency: a block is at the output
+(``blocks.valid``) three cycles after the cycle in which the word holding its last byte is taken
+(a cycle in the skid buffer, one in the byte buffer, then the block is decoded into the output
+register). ``N`` leaves room for a word in every cycle in which
 no whole block is waiting, and in every cycle in which the one waiting leaves: with words shorter
 than a block (``link_bytes`` up to 16) a word completes at most one block, so a consumer taking
 one block per cycle lets the link run at one word (one byte with ``link_bytes = 1``) per cycle,
@@ -51,9 +52,10 @@ it first).
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect
 
 from .protocol import Format
+from .skid_buffer import SkidBuffer
 
 __all__ = ["BLOCK_BYTES", "BlockUnpacker", "block_layout"]
 
@@ -117,7 +119,7 @@ class BlockUnpacker(wiring.Component):
     group_blocks : in, C' (1 .. cols), the blocks per group of the current tile.
     words : stream of link words in (consecutive groups, each padded to whole words).
     blocks : stream of unpacked blocks out (`block_layout`), one per channel per group.
-    idle : out, no bytes buffered and no group begun: ``group_blocks`` may change.
+    idle : out, no word or byte buffered and no group begun: ``group_blocks`` may change.
     """
 
     def __init__(self, link_bytes, cols, formats):
@@ -143,40 +145,38 @@ class BlockUnpacker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lb, cols, n = self._link_bytes, self._cols, self.buffer_bytes
-        largest = max(BLOCK_BYTES[f] for f in self._formats)
+
+        # Words come in through a skid buffer: its ready is a register, so whether a word fits
+        # (which depends on the fill count, the format and the consumer) stays off the
+        # producer's logic (the decoder's, on the ECP5 builds' critical path).
+        m.submodules.skid = skid = SkidBuffer(8 * lb)
+        connect(m, wiring.flipped(self.words), skid.i)
+        words = skid.o
 
         buf = Signal(8 * n)
         cnt = Signal(range(n + 1))              # bytes held, buf bytes 0 .. cnt-1
         lane = Signal(range(cols))              # blocks of the current group emitted so far
         byte = [buf[8 * j:8 * j + 8] for j in range(n)]
-        remaining = Signal(range(cols + 1))     # blocks of the group not yet emitted
-        m.d.comb += remaining.eq(self.group_blocks - lane)
 
-        # Per format (selected by fmt): a whole block held, the group still needs bytes, the
-        # buffer shifted down by one block, the fill count after that, the decoded block.
+        # Per format (selected by fmt): a whole block held, the buffer shifted down by one
+        # block, the fill count after that (and with a word added), a word fits after an emit
+        # (less than a block left), the decoded block.
         has = Signal()
-        need = Signal()
         kept = Signal(8 * n)
         rest = Signal(range(n + 1))
+        rest_plus = Signal(range(n + lb + 1))
+        room_after_emit = Signal()
         d, mo, q, bad = Signal(16), Signal(16), Signal(8 * 32), Signal()
 
         def per_format(f):
             bb = BLOCK_BYTES[f]
-            if bb == largest:
-                # The room check alone keeps the next group out: a word fits only when the
-                # buffer holds no whole block besides one leaving now, which is not the last.
-                m.d.comb += need.eq(1)
-            else:
-                # cnt < remaining * bb; for remaining > n // bb that always holds.
-                big = n // bb
-                terms = [remaining > big] if big < cols else []
-                terms += [(remaining == r) & (cnt < r * bb) for r in range(1, min(big, cols) + 1)]
-                m.d.comb += need.eq(Cat(*terms).any())
             fd, fm, fq, fbad = _decode(f, byte[:bb])
             m.d.comb += [
                 has.eq(cnt >= bb),
                 kept.eq(buf[8 * bb:]),
                 rest.eq(cnt - bb),
+                rest_plus.eq(cnt + (lb - bb)),
+                room_after_emit.eq(cnt < 2 * bb),
                 d.eq(fd), mo.eq(fm), q.eq(fq), bad.eq(fbad),
             ]
 
@@ -196,38 +196,48 @@ class BlockUnpacker(wiring.Component):
             last.eq(lane + 1 == self.group_blocks),
         ]
 
-        # Write position of an accepted word: the fill count after this cycle's emit.
-        wp = Signal(range(n + 1))
-        with m.If(emit & last):
-            m.d.comb += wp.eq(0)                # the rest is the group's padding: dropped
-        with m.Elif(emit):
-            m.d.comb += wp.eq(rest)
-        with m.Else():
-            m.d.comb += wp.eq(cnt)
-
+        # The cycle ends in one of three ways: no emit (an accepted word is written at cnt),
+        # an emit within the group (at cnt - block bytes), the group's last emit (at 0: the
+        # rest is the group's padding and is dropped). What each means for the room check, the
+        # word's position in the buffer and the next fill count is computed for all three
+        # from the registered cnt, side by side, and only selected by emit and last: no chain
+        # of compare, subtract, compare and add from cnt back to cnt (timing).
         take = Signal()
         m.d.comb += [
-            self.words.ready.eq((need | (emit & last)) & (wp <= n - lb)),
-            take.eq(self.words.valid & self.words.ready),
+            words.ready.eq(Mux(emit, last | room_after_emit, ~has)),
+            take.eq(words.valid & words.ready),
         ]
 
-        # The shifter into the buffer: byte j takes word byte (j - wp) mod lb if it lands there.
+        # The shifter into the buffer: byte j takes word byte (j - wp) mod lb if it lands there,
+        # wp being the write position (cnt, rest or 0).
         base = Mux(emit, kept, buf)
-        word = self.words.payload
+        word = words.payload
         lbits = (lb - 1).bit_length()
-        for j in range(n):
+
+        def lands(wp, j):
             if lb == 1:
-                lands = wp == j
-                wbyte = word
-            else:
-                lands = (wp <= j) & (wp > j - lb) if j >= lb else wp <= j
-                wbyte = word.word_select((Const(j % lb, lbits) - wp[:lbits])[:lbits], 8)
-            m.d.sync += buf[8 * j:8 * j + 8].eq(Mux(take & lands, wbyte, base[8 * j:8 * j + 8]))
-        m.d.sync += cnt.eq(wp + Mux(take, lb, 0))
+                return wp == j
+            return (wp <= j) & (wp > j - lb) if j >= lb else wp <= j
+
+        def word_byte(wp, j):
+            if lb == 1:
+                return word
+            return word.word_select((Const(j % lb, lbits) - wp[:lbits])[:lbits], 8)
+
+        for j in range(n):
+            hit = Mux(emit, Mux(last, j < lb, lands(rest, j)), lands(cnt, j))
+            wbyte = Mux(emit & ~last, word_byte(rest, j), word_byte(cnt, j))
+            if j < lb:
+                wbyte = Mux(emit & last, word.word_select(j, 8) if lb > 1 else word, wbyte)
+            m.d.sync += buf[8 * j:8 * j + 8].eq(Mux(take & hit, wbyte, base[8 * j:8 * j + 8]))
+        with m.If(take):
+            m.d.sync += cnt.eq(Mux(emit, Mux(last, lb, rest_plus), cnt + lb))
+        with m.Else():
+            m.d.sync += cnt.eq(Mux(emit, Mux(last, 0, rest), cnt))
 
         # Nothing buffered and no group begun: group_blocks may change (the output register
         # may still hold the previous group's last block).
-        m.d.comb += self.idle.eq((cnt == 0) & (lane == 0))
+        m.d.comb += self.idle.eq((cnt == 0) & (lane == 0) & ~words.valid)
         with m.If(emit):
             m.d.sync += lane.eq(Mux(last, 0, lane + 1))
         with m.If(out_free):

@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .array import SystolicArray
+from .block_ram import BlockRam
 from .block_unpacker import block_layout
 from .buffer_memory import BufferMemory
 from .delay import delay
@@ -186,13 +187,14 @@ class GemmEngine(wiring.Component):
             # Block formats: each unpacked block (32 weights of one channel) goes to its lane of
             # the lane memory in two halves of 16 weights; its scales to the lane's scale entry.
             nkb = max_k // 32
-            m.submodules.lane_mem = lane_mem = Memory(
-                shape=data.ArrayLayout(data.ArrayLayout(data.signed(8), 16), cols),
-                depth=2 * max_k // 16, init=[])
+            # Addressed by Cat(k // 16, bank) (no adder in front of its read port, which is not
+            # registered: see the sequencer), so a bank is a power of two of lane words deep.
+            lane_bank = 1 << ((max_k - 1) >> 4).bit_length()
+            m.submodules.lane_mem = lane_mem = BlockRam(
+                data.ArrayLayout(data.ArrayLayout(data.signed(8), 16), cols), 2 * lane_bank,
+                registered=act_mem.latency == 2, granularity=128)
             m.submodules.wscale_mem = wscale_mem = Memory(
                 shape=data.ArrayLayout(WeightScales, cols), depth=2 * nkb, init=[])
-            lane_wr = lane_mem.write_port(granularity=1)
-            lane_rd = lane_mem.read_port()
             wscale_wr = wscale_mem.write_port(granularity=1)
             wscale_rd = wscale_mem.read_port()
             blk = self.blocks.payload
@@ -204,15 +206,15 @@ class GemmEngine(wiring.Component):
                 writing.eq(self.blocks.valid & load_ready),
                 self.blocks.ready.eq(writing & half),
                 lane_bit.eq(1 << blk.lane),
-                lane_wr.addr.eq(Mux(load_bank, max_k // 16, 0) + Cat(half, load_b)),
-                lane_wr.en.eq(Mux(writing, lane_bit, 0)),
+                lane_mem.w_addr.eq(Cat(half, load_b, load_bank)),
+                lane_mem.w_en.eq(Mux(writing, lane_bit, 0)),
                 wscale_wr.addr.eq(Mux(load_bank, nkb, 0) + load_b),
                 wscale_wr.en.eq(Mux(writing & ~half, lane_bit, 0)),
             ]
             q_bits = blk.q.as_value()
             for c in range(cols):
                 m.d.comb += [
-                    lane_wr.data[c].eq(Mux(half, q_bits[128:], q_bits[:128])),
+                    lane_mem.w_data[c].eq(Mux(half, q_bits[128:], q_bits[:128])),
                     wscale_wr.data[c].dw.eq(blk.d),
                     wscale_wr.data[c].mw.eq(blk.m),
                 ]
@@ -278,16 +280,17 @@ class GemmEngine(wiring.Component):
         read_wgt = Signal.like(wgt_mem.r_data)
         m.d.comb += read_wgt.eq(wgt_mem.r_data)
         if blocks:
-            # Block formats: element k mod 16 of each column's lane, taken from the lane memory's
-            # read data (and registered there, like the pieces of the weight buffer, when the
-            # buffers have two cycles of read latency).
-            lane_addr = Signal.like(lane_rd.addr)
-            m.d.sync += lane_addr.eq(Mux(seq_bank, max_k // 16, 0) + (seq_k >> 4))
-            m.d.comb += lane_rd.addr.eq(lane_addr)
-            elem = delay(m, seq_k[:4], 2, "elem")
+            # Block formats: element k mod 16 of each column's lane, selected from the lane
+            # memory's read data into a register. The lane memory has the buffers' read latency
+            # and its address is not registered, so the selected weights meet the activations
+            # read through the registered address. (With two cycles of latency its read data is
+            # registered, on ECP5 by the block RAMs' own output registers, so the 16:1 select
+            # starts from a register, not from a block RAM's clock-to-out.)
+            m.d.comb += lane_mem.r_addr.eq(Cat(seq_k[4:], seq_bank))
+            elem = delay(m, seq_k[:4], read_latency, "elem")
             lane_wgt = Signal.like(read_wgt)
-            m.d.comb += [lane_wgt[c].eq(lane_rd.data[c][elem]) for c in range(cols)]
-            lane_wgt = delay(m, lane_wgt, read_latency - 1, "lane_wgt")
+            for c in range(cols):
+                m.d.sync += lane_wgt[c].eq(lane_mem.r_data[c].as_value().word_select(elem, 8))
             with m.If(wmode):
                 m.d.comb += read_wgt.eq(lane_wgt)
         # One more register stage, the array's inputs, between the buffers and the multipliers

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from .block_ram_fifo import BlockRamFifo
 from .skid_buffer import SkidBuffer
 
 __all__ = ["LinkAdapter"]
@@ -42,15 +43,14 @@ class LinkAdapter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(
-            width=8 * cfg.link_bytes, depth=cfg.rx_fifo_words)
-        connect(m, wiring.flipped(self.link_rx), rx_fifo.w_stream)
-        # The FIFO's read data comes from a block RAM with a long clock-to-out, and its read
-        # enable goes back into it: a skid buffer keeps both off the decoder's logic (the
+        m.submodules.rx_fifo = rx_fifo = BlockRamFifo(8 * cfg.link_bytes, cfg.rx_fifo_words)
+        connect(m, wiring.flipped(self.link_rx), rx_fifo.w)
+        # A skid buffer keeps the FIFO's read data and read enable off the decoder's logic (the
         # decoder's ready, which depends on its state, the engine and the framer, was the ECP5
-        # build's critical path into the FIFO). It holds words beyond the advertised credit.
+        # build's critical path into the FIFO). It and the FIFO's output queue hold words beyond
+        # the advertised credit.
         m.submodules.rx_reg = rx_reg = SkidBuffer(8 * cfg.link_bytes)
-        connect(m, rx_fifo.r_stream, rx_reg.i)
+        connect(m, rx_fifo.r, rx_reg.i)
         connect(m, rx_reg.o, wiring.flipped(self.rx))
         # A small transmit FIFO registers the path from the framer's word select to the link.
         m.submodules.tx_fifo = tx_fifo = fifo.SyncFIFOBuffered(
@@ -64,7 +64,7 @@ class LinkAdapter(wiring.Component):
         with m.If(self.credit_sent):
             m.d.sync += reported.eq(self.consumed)
 
-        m.d.comb += self.rx_empty.eq(~rx_fifo.r_rdy & ~rx_reg.o.valid)
+        m.d.comb += self.rx_empty.eq(rx_fifo.empty & ~rx_reg.o.valid)
 
         # credit_due is registered (it starts a long path in the framer); it drops the cycle
         # after a CREDIT is taken and is recomputed from the new count the cycle after that.

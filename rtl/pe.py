@@ -89,7 +89,11 @@ class PE(wiring.Component):
             m.d.sync += product.eq(sum(Mux(w[i], a << i, 0) for i in range(top))
                                    - Mux(w[top], a << top, 0))
 
-        acc = Signal(data.signed(self._acc_width))
+        # The accumulator is left out of the domain reset: its clear is then the only thing on
+        # its flip-flops' reset input (not the clear or'ed with a design-wide reset net, which
+        # was the ULX3S-85F's critical path at 97 MHz). It starts at 0 from configuration and
+        # after every tile; the control that clears it is reset.
+        acc = Signal(data.signed(self._acc_width), reset_less=True)
         total = Signal(data.signed(self._acc_width))
         m.d.comb += total.eq(acc + product)
         # The clear is written as a reset over the enable: the form ECP5 flip-flops take as is.

@@ -1,10 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""The engine's buffers (rtl/buffer_memory.py) in Amaranth's simulator: whole or in registered
-pieces, every word reads back what was written, `latency` cycles after its address."""
+"""The engine's buffers (rtl/buffer_memory.py): in Amaranth's simulator, whole or in registered
+pieces, every word reads back what was written, `latency` cycles after its address; on ECP5, the
+pieces' block RAMs as Yosys synthesizes them (their pins: tests/test_block_ram.py)."""
 
 import numpy as np
 import pytest
+from amaranth.lib import data
 from amaranth.sim import Simulator
+from test_block_ram import _ecp5_netlist
 
 from systolica.rtl.buffer_memory import BufferMemory
 
@@ -44,3 +47,16 @@ def test_reads_back_what_was_written(depth, piece_depth):
 def test_piece_depth_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="piece_depth must be 0 or a power of two"):
         BufferMemory(8, 64, piece_depth=24)
+
+
+
+def test_ecp5_pieces_are_registered_block_rams(tmp_path):
+    """Two full 2048-word pieces of 16-bit words (2048 × 9 RAMs, two a piece) and a short one
+    of 100 words (one 512 × 36 RAM); the only flip-flops hold the piece number for the read
+    mux (two stages of two bits): the read registers are the RAMs' own."""
+    dut = BufferMemory(data.ArrayLayout(data.signed(8), 2), 4096 + 100, piece_depth=2048)
+    module, rams, _ = _ecp5_netlist(dut, tmp_path, "pieces")
+    widths = sorted(int(ram["parameters"]["DATA_WIDTH_B"], 2) for ram in rams)
+    assert widths == [9, 9, 9, 9, 36]
+    assert all(ram["parameters"]["REGMODE_B"] == "OUTREG" for ram in rams)
+    assert len([c for c in module["cells"].values() if c["type"] == "TRELLIS_FF"]) == 4
