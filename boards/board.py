@@ -33,7 +33,9 @@ class Board:
         PEs per iCE40 SB_MAC16).
     leds : tuple of (name, number)
         LED resources: heartbeat, receive activity, framing error.
-    synth_opts, env : extra Yosys options and environment for the build.
+    synth_opts, nextpnr_opts, env : extra Yosys and nextpnr options, and environment, for the
+        build (a ``--seed`` in ``nextpnr_opts`` picks the placement; the result of a given
+        seed is reproducible with the same tools).
     formats : tuple of str
         Weight formats the bitstream carries (`Config.formats`).
     buffer_piece_depth, scale_share, scale_multiplier
@@ -55,6 +57,7 @@ class Board:
     multiplier: str = "infer"
     leds: tuple = (("led", 0), ("led", 1))
     synth_opts: str = ""
+    nextpnr_opts: str = ""
     env: tuple = ()
     dsp_available: int = 0
     formats: tuple = ("int8",)

@@ -143,7 +143,8 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         # nets are split into bits first (YosysHQ/yosys#4349, #4451: the fix proposed there).
         overrides["script_after_read"] = "proc\nsplitnets"
     plan = platform.prepare(top, name="systolica", synth_opts=board.synth_opts,
-                            nextpnr_opts="--report report.json --timing-allow-fail", **overrides)
+                            nextpnr_opts=f"--report report.json --timing-allow-fail "
+                                         f"{board.nextpnr_opts}".strip(), **overrides)
     plan.extract(out_dir)
     started = time.monotonic()
     code, output = _run_script("build_systolica.sh", out_dir, env, log)
