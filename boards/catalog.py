@@ -1,29 +1,30 @@
 """The boards systolica builds for, and the ones it does not (yet), with the reason."""
 
+from systolica.config import FORMAT_NAMES
+
 from .board import Board
 
 __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 
 # ECP5 clocks. Each PE's product is in a MULT18X18D with its input and output registers
-# (multiplier="registered"), and the weight and activation buffers are cut into 2048-word pieces
-# whose read data is registered before the depth mux (buffer_piece_depth); the receive FIFO
-# feeds the decoder through a skid buffer and the framer sends from a shift register. Asked for
-# 100 MHz (`systolica bitstream`): the ECPIX-5 (LFE5UM5G, speed grade 8) routes at 113.6 MHz and
-# the ULX3S-25F at 110.5 MHz, but the ULX3S-85F (speed grade 6) at 93.1 MHz: a weight piece's
-# block RAM clock-to-out (5.8 ns) plus 4.6 ns of route to its read register; asked for 90 MHz
-# it routed at 89.7 MHz (the same path, 4.95 ns of route). So the ULX3S-85F runs at 80 MHz until
-# the DP16KD's own output register (REGMODE OUTREG, about 1 ns clock-to-out; Yosys' inference
-# always picks NOREG, YosysHQ/yosys#5814) is used by instantiating it. 3 Mbaud: divisor 33 at
-# 100 MHz (1.0 % error), 27 at 80 MHz (1.2 %).
+# (multiplier="registered"), the weight and activation buffers are cut into 2048-word pieces
+# (buffer_piece_depth), and every block RAM that is read on a critical path is a DP16KD with its
+# own output register (rtl/block_ram.py: Yosys only infers them without it, and a DP16KD's data
+# then takes 5.8 ns from the clock): the buffer pieces, the block formats' lane memory and the
+# receive FIFO (rtl/block_ram_fifo.py). The receive path goes through a skid buffer and the
+# framer sends from a shift register. Asked for 100 MHz (`systolica bitstream`), the ULX3S-85F
+# (speed grade 6) routes at 100.2 MHz: before the output registers it made 93.1 (asked for 100)
+# and 89.7 (asked for 90). 3 Mbaud: divisor 33 at 100 MHz (1.0 % error).
 #
-# The ECP5 boards are meant to carry every weight format; the scale stage is planned for them:
-# the array takes one MULT18X18D per PE, so one scale unit serves 4 columns on the 85F parts
-# (8 rows × 4 = 32 block dot products per 32 cycles) with its binary16 products in logic and its
-# two wider ones on 6 DSPs (128 + 4 × 6 = 152 of 156), and one unit in logic serves all 6 columns
-# on the 25F. The simulated board runs that configuration (tests/test_boards.py), but a ULX3S-85F
-# build of it asked for 100 MHz placed at an estimated 51 MHz (46 MHz before the decoder's group
-# length left its DSP multiplier), so the bitstreams carry int8 only until that timing is done.
-ECP5_FORMATS = ("int8",)
+# Block formats: the ULX3S-25F carries every format (one scale unit in logic serves its 6
+# columns) and routes at 101.4 MHz; the unpacker's room rule and the lane memory's registered
+# read were its critical paths (81.6 MHz before). The 8x16 boards carry int8 only: their
+# planned scale stage (one unit per 4 columns, the binary16 products in logic and the two wider
+# ones on 6 DSPs, 152 of 156 DSPs in all) placed at an estimated 56.8 MHz on the ULX3S-85F
+# (84.8 on the ECPIX-5), with thousands of failing endpoints; the simulated board runs that
+# configuration (tests/test_boards.py).
+INT8_FORMATS = ("int8",)
+
 BOARDS = {b.name: b for b in [
     Board(
         name="icebreaker", description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
@@ -38,16 +39,16 @@ BOARDS = {b.name: b for b in [
     Board(
         name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
-        clk_freq=80e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
+        clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
-        buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
+        buffer_piece_depth=2048, formats=INT8_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ulx3s-25f", description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, rows=4, cols=6, act_depth=4096, max_k=1536,
         rx_fifo_words=2048, dsp_available=28, multiplier="registered",
-        buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=6, scale_multiplier="lut",
+        buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=6, scale_multiplier="lut",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
@@ -55,7 +56,7 @@ BOARDS = {b.name: b for b in [
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
-        buffer_piece_depth=2048, formats=ECP5_FORMATS, scale_share=4, scale_multiplier="mixed",
+        buffer_piece_depth=2048, formats=INT8_FORMATS, scale_share=4, scale_multiplier="mixed",
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),)),
     # Gowin: 27 MHz crystal, rPLL at 54 MHz (×2); every PE an inferred 8x8 product in a MULT9X9.

@@ -46,7 +46,7 @@ def test_every_word_once_in_order(depth, p_valid, p_ready):
     dut = BlockRamFifo(8, depth)
     out, trace = _run(dut, words, p_valid, p_ready, depth, 3000)
     assert out == words
-    for w_ready, empty, inside in trace:
+    for _, empty, inside in trace:
         assert bool(empty) == (inside == 0)
         assert inside <= depth + QUEUE_WORDS
 

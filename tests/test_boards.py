@@ -117,14 +117,21 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
     gemm_over_pty(BOARDS["icebreaker"].config(), 6, 40, 9, seed=3)
 
 
-def test_simulated_ulx3s_runs_block_gemms_over_serial():
-    """The ULX3S-85F's configuration with every format (8×16, one scale unit per 4 columns, as
-    the catalog plans it; its buffers in registered pieces), simulated behind the serial link:
-    Q4_1 and Q8_0 GEMMs bit-exact with the block model, and an int8 GEMM exact."""
-    board = dataclasses.replace(BOARDS["ulx3s-85f"], formats=FORMAT_NAMES,
-                                buffer_piece_depth=2048)
+@pytest.mark.parametrize("name", ["ulx3s-25f", "ulx3s-85f"])
+def test_simulated_ulx3s_runs_block_gemms_over_serial(name):
+    """The ULX3S-25F's configuration as its bitstream carries it (4×6, every format, one scale
+    unit in logic for its 6 columns), and the ULX3S-85F's with every format (8×16, one scale
+    unit per 4 columns, as the catalog plans it), buffers in registered pieces, simulated behind
+    the serial link: Q4_1 and Q8_0 GEMMs bit-exact with the block model, and an int8 GEMM
+    exact."""
+    board = dataclasses.replace(BOARDS[name], formats=FORMAT_NAMES)
     cfg = board.config()
-    assert (cfg.scale_share, cfg.scale_multiplier) == (4, "mixed")
+    assert cfg.buffer_piece_depth == 2048
+    if name == "ulx3s-25f":
+        assert BOARDS[name].formats == FORMAT_NAMES
+        assert (cfg.scale_share, cfg.scale_multiplier) == (6, "lut")
+    else:
+        assert (cfg.scale_share, cfg.scale_multiplier) == (4, "mixed")
     rng = np.random.default_rng(85)
     with PtyBoard(cfg) as board:
         drv = Driver(SerialLink(board.port, 3_000_000), timeout=60)
