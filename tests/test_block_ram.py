@@ -42,6 +42,13 @@ def test_reads_back_what_was_written(depth, registered, granularity):
                 mask = ((1 << (width // granules)) - 1) << (g * width // granules)
                 words[addr] = (words[addr] & ~mask) | (word & mask)
     reads = [int(a) for a in rng.integers(0, depth, 2 * depth)]
+    assert write_then_read(dut, writes, reads) == [words[a] for a in reads]
+
+
+def write_then_read(dut, writes, reads):
+    """Simulate ``dut`` (a memory with ``w_addr/w_data/w_en``, ``r_addr/r_data`` and a
+    ``latency``): the ``(addr, word, en)`` writes one a cycle, then one read address a cycle;
+    returns the word read for each, taken ``latency`` cycles after its address."""
     got = []
 
     async def testbench(ctx):
@@ -62,7 +69,7 @@ def test_reads_back_what_was_written(depth, registered, granularity):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    assert got[:len(reads)] == [words[a] for a in reads]
+    return got[:len(reads)]
 
 
 def test_granularity_must_divide_the_word():

@@ -6,8 +6,7 @@ pieces' block RAMs as Yosys synthesizes them (their pins: tests/test_block_ram.p
 import numpy as np
 import pytest
 from amaranth.lib import data
-from amaranth.sim import Simulator
-from test_block_ram import _ecp5_netlist
+from test_block_ram import _ecp5_netlist, write_then_read
 
 from systolica.rtl.buffer_memory import BufferMemory
 
@@ -20,34 +19,13 @@ def test_reads_back_what_was_written(depth, piece_depth):
     rng = np.random.default_rng(depth + piece_depth)
     words = [int(w) for w in rng.integers(0, 1 << 16, depth)]
     reads = [int(a) for a in rng.integers(0, depth, 3 * depth)]
-    got = []
-
-    async def testbench(ctx):
-        for addr in rng.permutation(depth):
-            ctx.set(dut.w_addr, int(addr))
-            ctx.set(dut.w_data, words[addr])
-            ctx.set(dut.w_en, 1)
-            await ctx.tick()
-        ctx.set(dut.w_en, 0)
-        # One read address a cycle; each word shows `latency` cycles later.
-        for cycle in range(len(reads) + dut.latency):
-            if cycle < len(reads):
-                ctx.set(dut.r_addr, reads[cycle])
-            await ctx.tick()
-            if cycle + 1 >= dut.latency:
-                got.append(ctx.get(dut.r_data))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    assert got[:len(reads)] == [words[a] for a in reads]
+    writes = [(int(addr), words[addr], 1) for addr in rng.permutation(depth)]
+    assert write_then_read(dut, writes, reads) == [words[a] for a in reads]
 
 
 def test_piece_depth_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="piece_depth must be 0 or a power of two"):
         BufferMemory(8, 64, piece_depth=24)
-
 
 
 def test_ecp5_pieces_are_registered_block_rams(tmp_path):
