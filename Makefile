@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOARD  ?= icebreaker
 
-.PHONY: all setup test lint demo bench bitstream bitstreams clean distclean help
+.PHONY: all setup test lint demo bench bitstream bitstreams dsp-packing clean distclean help
 
 all: test
 
@@ -16,6 +16,7 @@ help:
 	@echo "make bench   simulated-board cycles/s and MAC utilization"
 	@echo "make bitstream BOARD=icebreaker   one board's bitstream and report"
 	@echo "make bitstreams   every board; regenerates reports/boards.md and reports/roofline.png"
+	@echo "make dsp-packing   ULX3S-85F study: int8 PEs vs two 4-bit-weight products per DSP"
 	@echo "make clean   remove build outputs (simulator builds, reports)"
 
 $(STAMP): pyproject.toml Makefile
@@ -45,6 +46,9 @@ bitstream: setup
 
 bitstreams: setup
 	$(VENV)/bin/systolica bitstreams --out reports
+
+dsp-packing: setup
+	$(PY) -m systolica.boards.dsp_packing
 
 clean:
 	rm -rf build .pytest_cache
