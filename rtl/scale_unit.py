@@ -77,8 +77,10 @@ class ScaleUnit(wiring.Component):
                        "mul": Fp32Multiply.latency, "add": Fp32Add.latency}
         u = self._units
         scale_ready = max(u["f16"] + u["mul"], u["int"])   # ds, u and f32(partial) all ready
-        self.acc_read = scale_ready + u["mul"]             # t ready: acc is read
-        self.latency = self.acc_read + 2 * u["add"]        # written back (registered)
+        # The accumulator is read the cycle before t is ready (into a register: the read and
+        # the first-block zero then stay off the adder's first stage).
+        self.acc_read = scale_ready + u["mul"] - 1
+        self.latency = self.acc_read + 1 + 2 * u["add"]    # written back (registered)
         self.min_spacing = self.latency - self.acc_read + 1
         self.item_layout = data.StructLayout({
             "row": range(rows),
@@ -182,7 +184,8 @@ class ScaleUnit(wiring.Component):
         m.d.comb += [tag_in.valid.eq(valid), tag_in.row.eq(item.row), tag_in.col.eq(col),
                      tag_in.first.eq(item.first), tag_in.last.eq(item.last),
                      tag_in.offset.eq(self.offset if self._offset_term else 0)]
-        tag_add1 = delay(m, tag_in, self.acc_read, "tag_a")
+        tag_read = delay(m, tag_in, self.acc_read, "tag_r")
+        tag_add1 = delay(m, tag_read, 1, "tag_a")
         tag_add2 = delay(m, tag_add1, u["add"], "tag_b")
         tag_done = delay(m, tag_add2, u["add"], "tag_c")
 
@@ -193,7 +196,7 @@ class ScaleUnit(wiring.Component):
         m.submodules.acc = acc = Memory(shape=32, depth=rows << col_bits, init=[])
         acc_rd = acc.read_port(domain="comb")
         acc_wr = acc.write_port()
-        m.d.comb += [acc_rd.addr.eq(Cat(tag_add1.col[:col_bits], tag_add1.row)),
+        m.d.comb += [acc_rd.addr.eq(Cat(tag_read.col[:col_bits], tag_read.row)),
                      acc_wr.addr.eq(Cat(tag_done.col[:col_bits], tag_done.row))]
         outs = []
         for g in range(cols):
@@ -204,11 +207,10 @@ class ScaleUnit(wiring.Component):
                          self.out[g].eq(out_rd.data)]
             outs.append(out_wr)
 
+        acc_q = Signal(32)
+        m.d.sync += acc_q.eq(Mux(tag_read.first, 0, acc_rd.data))
         add1 = unit("add_t", Fp32Add())
-        m.d.comb += [
-            add1.a.eq(Mux(tag_add1.first, 0, acc_rd.data)),
-            add1.b.eq(t.result),
-        ]
+        m.d.comb += [add1.a.eq(acc_q), add1.b.eq(t.result)]
 
         add2 = unit("add_v", Fp32Add())
         v_out = 0
