@@ -255,9 +255,24 @@ class GemmEngine(wiring.Component):
         last_j = Signal()
         single_step = Signal()    # K = 1
         issue = Signal()
+        # Block formats: every 32-block of K is a tile of its own for the PEs.
+        block_end = seq_k[:5] == 31
+        # When one scale unit serves more dot products a block than there are cycles in it
+        # (rows × scale_share > 32), the ends of two blocks are kept `Config.block_period`
+        # cycles apart: ``blocked`` holds the next block's last step back until then.
+        blocked = Signal()
+        if blocks and cfg.block_period > 32:
+            gap = Signal(range(cfg.block_period))
+            with m.If(issue & wmode & block_end):
+                m.d.sync += [gap.eq(cfg.block_period - 2), blocked.eq(1)]
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            with m.Else():
+                m.d.sync += blocked.eq(0)
         m.d.comb += [
             pending_full.eq(pending >= (Mux(wmode, 2, 1) if blocks else 1)),
-            issue.eq(running & bank_full.bit_select(seq_bank, 1) & ~(last_step & pending_full)),
+            issue.eq(running & bank_full.bit_select(seq_bank, 1) & ~(last_step & pending_full) &
+                     ~(blocked & wmode & block_end)),
         ]
         # The read addresses are registered (timing: no adder in front of the block RAMs); the
         # step's control follows them a cycle later, aligned with the memories' read data.
@@ -269,8 +284,6 @@ class GemmEngine(wiring.Component):
         # The step's control, delayed to the buffers' read data (`BufferMemory.latency` cycles
         # after the registered addresses).
         issued = Signal(StepControl)
-        # Block formats: every 32-block of K is a tile of its own for the PEs.
-        block_end = seq_k[:5] == 31
         m.d.sync += [
             issued.valid.eq(issue),
             issued.last.eq(Mux(wmode, block_end, last_step)),

@@ -63,9 +63,11 @@ class Config:
         FPGAs whose block RAMs are slow to show their data (ECP5: 2048).
     scale_share : int
         Implementation only, like ``multiplier``: array columns that share one binary32 scale
-        unit of the block formats (`ScaleUnit`). A unit takes one block dot product a cycle, so
-        ``rows * scale_share`` must be at most 32 (a PE finishes a block every 32 cycles); sharing
-        saves logic and multipliers where the part is short of them.
+        unit of the block formats (`ScaleUnit`); it must divide ``cols``. A unit takes one block
+        dot product a cycle and a PE finishes a block every 32 cycles, so with ``rows *
+        scale_share`` up to 32 the units keep up with the array; beyond that the block-format
+        GEMMs run one block per `block_period` cycles instead of 32. Sharing saves logic and
+        multipliers where the part is short of them (or where a GEMM is link-bound anyway).
     scale_multiplier : str
         Implementation only: how the scale units multiply their significands
         (`systolica.rtl.scale_unit.MULTIPLIERS`): ``"infer"`` (hard DSPs where there are any),
@@ -121,10 +123,9 @@ class Config:
             if self.rows + self.cols > 33:
                 raise ValueError(f"block formats need rows + cols <= 33 (a block's results "
                                  f"leave the array within 32 cycles), not {self.rows}+{self.cols}")
-            if self.cols % self.scale_share or self.rows * self.scale_share > 32:
-                raise ValueError(f"scale_share must divide cols ({self.cols}) and keep "
-                                 f"rows * scale_share <= 32 (one scale unit takes a block dot "
-                                 f"product a cycle), not {self.scale_share}")
+            if self.cols % self.scale_share:
+                raise ValueError(f"scale_share must divide cols ({self.cols}), not "
+                                 f"{self.scale_share}")
             for name in ("act_depth", "max_k"):
                 if getattr(self, name) % 32:
                     raise ValueError(f"{name} must be a multiple of 32 with block formats, not "
@@ -137,6 +138,14 @@ class Config:
     def block_formats(self):
         """The GGUF block formats carried, as `protocol.Format` codes."""
         return tuple(Format[f.upper()] for f in self.formats if f != "int8")
+
+    @property
+    def block_period(self):
+        """Cycles from the end of one 32-block of K to the next in a block-format GEMM: 32 while
+        each scale unit's ``rows * scale_share`` dot products of a block fit in 32 cycles, else
+        those plus 4 (the unit's queues then empty before the next block's results arrive)."""
+        items = self.rows * self.scale_share
+        return 32 if items <= 32 else items + 4
 
     @property
     def format_mask(self):

@@ -21,17 +21,18 @@ SMALL = dict(act_depth=512, max_k=160, rx_fifo_words=32)
 
 INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the time
 
-# 1x1, 4x4, 3x5 and 8x4 carry every format; 8x8 and 2x8 int8 only (the 8x8 block path runs in
-# the simulated board: tests/test_model.py, `systolica bench`). 3x5 shares one scale unit among
-# its 5 columns, with multipliers in logic; 8x4 shares one among 4 columns as the ULX3S-85F does
-# (rows × share = 32: the shared unit has no idle cycle when blocks come back to back), and its
-# buffers are in registered pieces as on the ECP5 boards.
+# 1x1, 4x4, 7x5 and 8x4 carry every format; 8x8 and 2x8 int8 only (the 8x8 block path runs in
+# the simulated board: tests/test_model.py, `systolica bench`). 7x5 shares one scale unit among
+# its 5 columns, with multipliers in logic: 35 dot products a block, more than a block's 32
+# cycles, so its block GEMMs run one block per `Config.block_period` (39) cycles. 8x4 shares one
+# among 4 columns (rows × share = 32: the shared unit has no idle cycle when blocks come back to
+# back), and its buffers are in registered pieces as on the ECP5 boards.
 CONFIGS = {
     "1x1": Config(rows=1, cols=1, link_bytes=1, **SMALL | {"rx_fifo_words": 64}),
     "4x4": Config(rows=4, cols=4, link_bytes=4, **SMALL),
     "8x8": Config(rows=8, cols=8, link_bytes=8, **SMALL, **INT8),
     "2x8": Config(rows=2, cols=8, link_bytes=8, **SMALL, **INT8),
-    "3x5-wide": Config(rows=3, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
+    "7x5-wide": Config(rows=7, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
                        **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
                          buffer_piece_depth=128, **SMALL),
@@ -53,7 +54,7 @@ CASES = {
     "2x8-random": ("2x8", [(7, 9, 9, "random", "random"), (1, 7, 64, "random", "random")],
                    0.0, 0.0),
     "2x8-stress": ("2x8", [(9, 7, 9, "random", "random")], 0.7, 0.3),
-    "3x5-wide-link": ("3x5-wide", [(7, 9, 7, "random", "random"), (1, 1, 1, "min", "min")],
+    "7x5-wide-link": ("7x5-wide", [(7, 9, 7, "random", "random"), (1, 1, 1, "min", "min")],
                       0.2, 0.2),
     "8x4-pieces": ("8x4-shared", [(17, 160, 9, "random", "random"), (9, 1, 5, "max", "min")],
                    0.2, 0.3),
@@ -69,7 +70,7 @@ BLOCK_CASES = {
                           0.5, 0.5),
     "4x4-blocks-long": ("4x4", [(9, 160, 9, "q4_1", "random"), (8, 32, 16, "q8_0", "random"),
                                 (1, 96, 8, "q4_0", "max")], 0.0, 0.0),
-    "3x5-wide-blocks": ("3x5-wide", [(4, 64, 6, "q4_1", "random"), (3, 32, 5, "q8_0", "random")],
+    "7x5-wide-blocks": ("7x5-wide", [(4, 64, 6, "q4_1", "random"), (3, 32, 5, "q8_0", "random")],
                         0.2, 0.2),
     "8x4-shared-blocks": ("8x4-shared", [(24, 160, 5, "q4_1", "random"),
                                          (9, 64, 4, "q4_0", "random"),
@@ -111,7 +112,7 @@ def test_block_errors_leave_device_usable(config, tmp_path):
     run_cocotb(CONFIGS[config], "block_errors", dict(seed=4), tmp_path)
 
 
-@pytest.mark.parametrize("config", ["1x1", "4x4", "3x5-wide", "2x8"])
+@pytest.mark.parametrize("config", ["1x1", "4x4", "7x5-wide", "2x8"])
 def test_protocol_errors_leave_device_usable(config, tmp_path):
     run_cocotb(CONFIGS[config], "protocol_errors", dict(seed=3), tmp_path)
 

@@ -2,8 +2,6 @@
 checked against its targets), and the simulated board at the iCEBreaker's and the ULX3S-85F's
 configurations behind a serial link."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 from block_data import random_activations, random_blocks
@@ -119,19 +117,17 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
 
 @pytest.mark.parametrize("name", ["ulx3s-25f", "ulx3s-85f"])
 def test_simulated_ulx3s_runs_block_gemms_over_serial(name):
-    """The ULX3S-25F's configuration as its bitstream carries it (4×6, every format, one scale
-    unit in logic for its 6 columns), and the ULX3S-85F's with every format (8×16, one scale
-    unit per 4 columns, as the catalog plans it), buffers in registered pieces, simulated behind
-    the serial link: Q4_1 and Q8_0 GEMMs bit-exact with the block model, and an int8 GEMM
-    exact."""
-    board = dataclasses.replace(BOARDS[name], formats=FORMAT_NAMES)
-    cfg = board.config()
+    """Both ULX3S configurations as their bitstreams carry them, every format, buffers in
+    registered pieces, simulated behind the serial link: the 25F's 4×6 array with one scale unit
+    in logic for its 6 columns, the 85F's 8×16 with one for all 16 (128 dot products a block,
+    so its block GEMMs run one block per 132 cycles). Q4_1 and Q8_0 GEMMs bit-exact with the
+    block model, an int8 GEMM exact."""
+    cfg = BOARDS[name].config()
+    assert cfg.formats == FORMAT_NAMES
     assert cfg.buffer_piece_depth == 2048
-    if name == "ulx3s-25f":
-        assert BOARDS[name].formats == FORMAT_NAMES
-        assert (cfg.scale_share, cfg.scale_multiplier) == (6, "lut")
-    else:
-        assert (cfg.scale_share, cfg.scale_multiplier) == (4, "mixed")
+    share = {"ulx3s-25f": 6, "ulx3s-85f": 16}[name]
+    assert (cfg.scale_share, cfg.scale_multiplier) == (share, "lut")
+    assert cfg.block_period == max(32, cfg.rows * share + 4)
     rng = np.random.default_rng(85)
     with PtyBoard(cfg) as board:
         drv = Driver(SerialLink(board.port, 3_000_000), timeout=60)

@@ -42,6 +42,7 @@ CASES = [
     (8, 4, True, 2, 4, 32, "mixed"),
     (4, 6, True, 2, 3, 32, "lut"),
     (2, 3, False, 3, 3, None, "infer"),
+    (8, 16, True, 2, 3, 132, "lut"),    # the 8x16 ECP5 boards: one unit for 16 columns
 ]
 
 
