@@ -26,6 +26,8 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # block per 132 cycles (`Config.block_period`), which a 3 Mbaud link never notices (it brings a
 # 16-column Q4_1 block row in about 1 ms, against 1.3 us to compute it).
 
+INT8_FORMATS = ("int8",)
+
 BOARDS = {b.name: b for b in [
     Board(
         name="icebreaker", description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
@@ -42,7 +44,7 @@ BOARDS = {b.name: b for b in [
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
-        buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=16, scale_multiplier="lut",
+        buffer_piece_depth=2048, formats=INT8_FORMATS, scale_share=16, scale_multiplier="lut",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     Board(
         name="ulx3s-25f", description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
