@@ -16,16 +16,16 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # (speed grade 6) routes at 100.2 MHz: before the output registers it made 93.1 (asked for 100)
 # and 89.7 (asked for 90). 3 Mbaud: divisor 33 at 100 MHz (1.0 % error).
 #
-# Block formats: every ECP5 board carries every format. The ULX3S-25F has one scale unit in
-# logic for its 6 columns (24 dot products a block) and routes at 101.4 MHz; the unpacker's room
-# rule and the lane memory's registered read were its critical paths (81.6 MHz before). The 8x16
-# boards first had one unit per 4 columns (rows x share = 32, full speed), 152 of 156 DSPs:
-# about 3x the int8 design's routing connections (232k sinks against 81k), placed at an
-# estimated 56.8 MHz and never routed (nextpnr's overuse stalled near 27k wires). They now have
-# one unit in logic for all 16 columns: 128 dot products a block, so a block GEMM runs one 32-
-# block per 132 cycles (`Config.block_period`), which a 3 Mbaud link never notices (it brings a
-# 16-column Q4_1 block row in about 1 ms, against 1.3 us to compute it).
-
+# Block formats: the ULX3S-25F carries every format, one scale unit in logic for its 6 columns
+# (24 dot products a block), and routes at 105.7 MHz; the unpacker's room rule and the lane
+# memory's registered read were its critical paths (81.6 MHz before). The 8x16 boards carry
+# int8 only. Their every-format build with one unit per 4 columns (152 of 156 DSPs) has 3x the
+# int8 design's routing connections (232k sinks against 81k) and never routed; with one unit
+# in logic for all 16 columns (what `scale_share=16, scale_multiplier="lut"` plan here: 128 dot
+# products a block, so a block GEMM runs one 32-block per 132 cycles, `Config.block_period`,
+# which a 3 Mbaud link never notices) it still placed at an estimated 56.0 MHz on the ULX3S-85F
+# and 86.5 on the ECPIX-5, and nextpnr's router had not resolved the congestion after 12 and
+# 29 minutes. The simulated board runs that planned configuration (tests/test_boards.py).
 INT8_FORMATS = ("int8",)
 
 BOARDS = {b.name: b for b in [
@@ -59,7 +59,7 @@ BOARDS = {b.name: b for b in [
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, rows=8, cols=16, act_depth=8192, max_k=2048,
         rx_fifo_words=2048, dsp_available=156, multiplier="registered",
-        buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=16, scale_multiplier="lut",
+        buffer_piece_depth=2048, formats=INT8_FORMATS, scale_share=16, scale_multiplier="lut",
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),)),
     # Gowin: 27 MHz crystal, rPLL at 54 MHz (×2); every PE an inferred 8x8 product in a MULT9X9.

@@ -58,6 +58,9 @@ class Framer(wiring.Component):
         out = Signal(max(row_bits, ident_bits, hdr_bits))
         idx = Signal(range(max(words(16), words(4 * cfg.cols), words(len(identify)))))
         last_idx = Signal.like(idx)
+        # idx == last_idx, kept in a flip-flop (timing: the compare and the header's next step
+        # in front of the 512-bit shift register's load were the ULX3S-85F's critical path).
+        at_last = Signal()
         source = Signal(2)      # 0 header, 1 result row, 2 identify payload
         after = Signal(2)       # where the header goes next: 0 idle, 1 rows, 2 identify
 
@@ -78,6 +81,7 @@ class Framer(wiring.Component):
             m.d.sync += [
                 hdr.eq(fields),
                 source.eq(0), idx.eq(0), last_idx.eq(words(16) - 1), after.eq(then),
+                at_last.eq(words(16) == 1),
             ]
             m.next = "CHECK"
 
@@ -132,14 +136,15 @@ class Framer(wiring.Component):
             with m.State("ROW"):
                 with m.If(self.results.valid):
                     m.d.sync += [out.eq(row), source.eq(1), idx.eq(0),
-                                 last_idx.eq(row_words - 1)]
+                                 last_idx.eq(row_words - 1), at_last.eq(row_words == 1)]
                     m.next = "SEND"
 
             with m.State("SEND"):
                 m.d.comb += self.tx.valid.eq(1)
                 with m.If(self.tx.valid & self.tx.ready):
-                    m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb))]
-                    with m.If(idx == last_idx):
+                    m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb)),
+                                 at_last.eq(idx + 1 == last_idx)]
+                    with m.If(at_last):
                         m.d.sync += idx.eq(0)
                         with m.Switch(source):
                             with m.Case(0):          # header done
@@ -151,6 +156,7 @@ class Framer(wiring.Component):
                                     with m.Case(2):
                                         m.d.sync += [
                                             source.eq(2), last_idx.eq(words(len(identify)) - 1),
+                                            at_last.eq(words(len(identify)) == 1),
                                             out.eq(int.from_bytes(identify, "little"))]
                             with m.Case(1):          # a result row done: take it
                                 m.d.comb += self.results.ready.eq(1)
