@@ -12,9 +12,10 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # own output register (rtl/block_ram.py: Yosys only infers them without it, and a DP16KD's data
 # then takes 5.8 ns from the clock): the buffer pieces, the block formats' lane memory and the
 # receive FIFO (rtl/block_ram_fifo.py). The receive path goes through a skid buffer and the
-# framer sends from a shift register. Asked for 100 MHz (`systolica bitstream`), the ULX3S-85F
-# (speed grade 6) routes at 100.2 MHz: before the output registers it made 93.1 (asked for 100)
-# and 89.7 (asked for 90). 3 Mbaud: divisor 33 at 100 MHz (1.0 % error).
+# framer sends from a shift register whose 'last word' flag is a flip-flop. Asked for 100 MHz
+# (`systolica bitstream`), the ULX3S-85F (speed grade 6) routes at 101.4 MHz (94.4 with the
+# framer's compare in front of its load) and the ECPIX-5 (speed 8) at 143.3; before the output
+# registers the ULX3S-85F made 93.1 (asked for 100) and 89.7 (asked for 90). 3 Mbaud: divisor 33 at 100 MHz (1.0 % error).
 #
 # Block formats: the ULX3S-25F carries every format, one scale unit in logic for its 6 columns
 # (24 dot products a block), and routes at 105.7 MHz; the unpacker's room rule and the lane
