@@ -16,7 +16,33 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PairMultiplier", "RegisteredMultiplier"]
+__all__ = ["PairMultiplier", "RegisteredMultiplier", "registered_mult18x18d"]
+
+
+def registered_mult18x18d(a18, b18):
+    """An ECP5 MULT18X18D multiplying the signed 18-bit ``a18`` by ``b18`` with its input
+    registers and its output register on (clock 0 = ``sync``): ``(instance, p36)``, the 36-bit
+    product two cycles after the operands."""
+    out = Signal(36)
+    ports = {}
+    # Only what Yosys' own MULT18X18D mapping connects, plus clock 0 with its enable and
+    # reset: the cascade inputs (SRIA/SRIB) cannot be tied to constants from the fabric.
+    for i in range(18):
+        ports[f"i_A{i}"] = a18[i]
+        ports[f"i_B{i}"] = b18[i]
+        ports[f"i_C{i}"] = 0
+    for i in range(36):
+        ports[f"o_P{i}"] = out[i]
+    ports.update(i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0)
+    dsp = Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
+        p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+        p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_SOURCEB_MODE="B_SHIFT",
+        p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
+        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+        **ports)
+    return dsp, out
 
 
 def _is_ice40(platform):
@@ -81,28 +107,10 @@ class RegisteredMultiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if _is_ecp5(platform):
-            out = Signal(36)
             a18 = Signal(18)
             b18 = Signal(18)
             m.d.comb += [a18.eq(self.a.as_signed()), b18.eq(self.w.as_signed())]
-            ports = {}
-            # Only what Yosys' own MULT18X18D mapping connects, plus clock 0 with its enable and
-            # reset: the cascade inputs (SRIA/SRIB) cannot be tied to constants from the fabric.
-            for i in range(18):
-                ports[f"i_A{i}"] = a18[i]
-                ports[f"i_B{i}"] = b18[i]
-                ports[f"i_C{i}"] = 0
-            for i in range(36):
-                ports[f"o_P{i}"] = out[i]
-            ports.update(i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0)
-            m.submodules.dsp = Instance(
-                "MULT18X18D",
-                p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
-                p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
-                p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_SOURCEB_MODE="B_SHIFT",
-                p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
-                i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-                **ports)
+            m.submodules.dsp, out = registered_mult18x18d(a18, b18)
             m.d.comb += self.p.eq(out[:16])
         else:
             a = Signal.like(self.a)

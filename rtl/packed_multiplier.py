@@ -44,11 +44,11 @@ the same registers: ``A`` is built, one 18 × 18 product taken and its fields sp
 so a simulation exercises the packing itself, not two separate products.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import _is_ecp5
+from .multiplier import _is_ecp5, registered_mult18x18d
 
 __all__ = ["PackedMultiplier"]
 
@@ -89,27 +89,11 @@ class PackedMultiplier(wiring.Component):
 
         product = Signal(2 * _FIELD)    # P[0:24]; the bits above are copies of the sign
         if _is_ecp5(platform):
-            out = Signal(2 * _PORT)
             a18 = Signal(_PORT)
-            m.d.comb += [a18.eq(packed), product.eq(out[:2 * _FIELD])]
             b18 = Signal(_PORT)
-            m.d.comb += b18.eq(self.a)      # sign-extended from the signed port
-            pins = {f"i_A{i}": a18[i] for i in range(_PORT)}
-            pins.update({f"i_B{i}": b18[i] for i in range(_PORT)})
-            # The C operand is unused in multiply mode; tied low as Yosys' own mapping does.
-            pins.update({f"i_C{i}": 0 for i in range(_PORT)})
-            pins.update({f"o_P{i}": out[i] for i in range(2 * _PORT)})
-            m.submodules.dsp = Instance(
-                "MULT18X18D",
-                # Input registers on A and B, the output register on P, all on clock 0; no
-                # pipeline register and no C register.
-                p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
-                p_REG_PIPELINE_CLK="NONE", p_REG_INPUTC_CLK="NONE",
-                p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_RESETMODE="SYNC",
-                p_MULT_BYPASS="DISABLED", p_SOURCEB_MODE="B_SHIFT",
-                i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=0,
-                i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-                **pins)
+            m.d.comb += [a18.eq(packed), b18.eq(self.a)]    # b18: sign-extended
+            m.submodules.dsp, out = registered_mult18x18d(a18, b18)
+            m.d.comb += product.eq(out[:2 * _FIELD])
         else:
             # The DSP's two register stages: operands in, product out.
             a_reg = Signal.like(self.a)
