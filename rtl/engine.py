@@ -20,6 +20,11 @@ __all__ = ["ActBlock", "GemmEngine", "ResultRow", "WeightScales"]
 # latency (`BufferMemory.latency`).
 RELEASE_DELAY = 7
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
+# Block formats: weights per lane memory word. A block is written in 32 / LANE_WEIGHTS cycles,
+# and each column reads one of LANE_WEIGHTS weights. With 8, the 8x16 ECP5 builds' lane memory
+# is two DP16KDs a column (512 x 72 bits: 2 banks x 2048 k) read 64 bits wide into an 8:1
+# select, not four (256 x 144, half of each left empty) read 128 bits into a 16:1 select.
+LANE_WEIGHTS = 8
 
 
 class ActBlock(data.Struct):
@@ -185,43 +190,47 @@ class GemmEngine(wiring.Component):
 
         if blocks:
             # Block formats: each unpacked block (32 weights of one channel) goes to its lane of
-            # the lane memory in two halves of 16 weights; its scales to the lane's scale entry.
+            # the lane memory in pieces of LANE_WEIGHTS weights, one a cycle; its scales to the
+            # lane's scale entry.
             nkb = max_k // 32
-            # Addressed by Cat(k // 16, bank) (no adder in front of its read port, which is not
+            lw = LANE_WEIGHTS
+            lane_bits = lw.bit_length() - 1
+            # Addressed by Cat(k // lw, bank) (no adder in front of its read port, which is not
             # registered: see the sequencer), so a bank is a power of two of lane words deep.
-            lane_bank = 1 << ((max_k - 1) >> 4).bit_length()
+            lane_bank = 1 << ((max_k - 1) >> lane_bits).bit_length()
             m.submodules.lane_mem = lane_mem = BlockRam(
-                data.ArrayLayout(data.ArrayLayout(data.signed(8), 16), cols), 2 * lane_bank,
-                registered=act_mem.latency == 2, granularity=128)
+                data.ArrayLayout(data.ArrayLayout(data.signed(8), lw), cols), 2 * lane_bank,
+                registered=act_mem.latency == 2, granularity=8 * lw)
             m.submodules.wscale_mem = wscale_mem = Memory(
                 shape=data.ArrayLayout(WeightScales, cols), depth=2 * nkb, init=[])
             wscale_wr = wscale_mem.write_port(granularity=1)
             wscale_rd = wscale_mem.read_port()
             blk = self.blocks.payload
-            half = Signal()
+            piece = Signal(range(32 // lw))
+            last_piece = piece == 32 // lw - 1
             load_b = Signal(range(nkb))
             writing = Signal()
             lane_bit = Signal(cols)
             m.d.comb += [
                 writing.eq(self.blocks.valid & load_ready),
-                self.blocks.ready.eq(writing & half),
+                self.blocks.ready.eq(writing & last_piece),
                 lane_bit.eq(1 << blk.lane),
-                lane_mem.w_addr.eq(Cat(half, load_b, load_bank)),
+                lane_mem.w_addr.eq(Cat(piece, load_b, load_bank)),
                 lane_mem.w_en.eq(Mux(writing, lane_bit, 0)),
                 wscale_wr.addr.eq(Mux(load_bank, nkb, 0) + load_b),
-                wscale_wr.en.eq(Mux(writing & ~half, lane_bit, 0)),
+                wscale_wr.en.eq(Mux(writing & (piece == 0), lane_bit, 0)),
             ]
             q_bits = blk.q.as_value()
             for c in range(cols):
                 m.d.comb += [
-                    lane_mem.w_data[c].eq(Mux(half, q_bits[128:], q_bits[:128])),
+                    lane_mem.w_data[c].eq(q_bits.word_select(piece, 8 * lw)),
                     wscale_wr.data[c].dw.eq(blk.d),
                     wscale_wr.data[c].mw.eq(blk.m),
                 ]
             with m.If(writing):
-                m.d.sync += half.eq(~half)
+                m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
             with m.If(self.gemm_start):
-                m.d.sync += [load_b.eq(0), half.eq(0), self.bad_scale.eq(0)]
+                m.d.sync += [load_b.eq(0), piece.eq(0), self.bad_scale.eq(0)]
             with m.Elif(self.blocks.valid & self.blocks.ready):
                 with m.If(blk.bad_scale):
                     m.d.sync += self.bad_scale.eq(1)
@@ -293,14 +302,14 @@ class GemmEngine(wiring.Component):
         read_wgt = Signal.like(wgt_mem.r_data)
         m.d.comb += read_wgt.eq(wgt_mem.r_data)
         if blocks:
-            # Block formats: element k mod 16 of each column's lane, selected from the lane
-            # memory's read data into a register. The lane memory has the buffers' read latency
+            # Block formats: element k mod LANE_WEIGHTS of each column's lane, selected from the
+            # lane memory's read data into a register. The lane memory has the buffers' read latency
             # and its address is not registered, so the selected weights meet the activations
             # read through the registered address. (With two cycles of latency its read data is
-            # registered, on ECP5 by the block RAMs' own output registers, so the 16:1 select
+            # registered, on ECP5 by the block RAMs' own output registers, so the 8:1 select
             # starts from a register, not from a block RAM's clock-to-out.)
-            m.d.comb += lane_mem.r_addr.eq(Cat(seq_k[4:], seq_bank))
-            elem = delay(m, seq_k[:4], read_latency, "elem")
+            m.d.comb += lane_mem.r_addr.eq(Cat(seq_k[lane_bits:], seq_bank))
+            elem = delay(m, seq_k[:lane_bits], read_latency, "elem")
             lane_wgt = Signal.like(read_wgt)
             for c in range(cols):
                 m.d.sync += lane_wgt[c].eq(lane_mem.r_data[c].as_value().word_select(elem, 8))
@@ -428,16 +437,21 @@ class GemmEngine(wiring.Component):
                 pend_last.eq(last_step),
             ]
         m.d.comb += [wscale_rd.addr.eq(pend_w), act_scale_rd.addr.eq(pend_a)]
-        # The block's scales, held while its R×C dot products come out of the array (PE (r, c)
-        # r + c cycles after PE (0, 0); rows + cols <= 33 keeps that within the 32 cycles before
-        # the next block).
-        cur_w = Signal.like(wscale_rd.data)
-        cur_a = Signal.like(act_scale_rd.data)
-        cur_first = Signal()
-        cur_last = Signal()
+        # The block's scales, taken when its first dot product leaves the array (PE (0, 0)'s),
+        # into one of two scale sets, the other one each block (`ScaleUnit`): the units read a
+        # block's set until its R×C dot products have all entered their datapaths, which may
+        # be after the next block's first one (with one unit for many columns).
+        cur_w = Signal(data.ArrayLayout(wscale_rd.data.shape(), 2))
+        cur_a = Signal(data.ArrayLayout(act_scale_rd.data.shape(), 2))
+        cur_first = Signal(2)
+        cur_last = Signal(2)
+        block_set = Signal()
         with m.If(array.col_valid[0] & (array.col_row[0] == 0)):
-            m.d.sync += [cur_w.eq(wscale_rd.data), cur_a.eq(act_scale_rd.data),
-                         cur_first.eq(pend_first), cur_last.eq(pend_last)]
+            m.d.sync += block_set.eq(~block_set)
+            for s in range(2):
+                with m.If(block_set != s):
+                    m.d.sync += [cur_w[s].eq(wscale_rd.data), cur_a[s].eq(act_scale_rd.data),
+                                 cur_first[s].eq(pend_first), cur_last[s].eq(pend_last)]
         offset = Format.Q4_1 in cfg.block_formats
         share = cfg.scale_share
         units = []
@@ -447,6 +461,7 @@ class GemmEngine(wiring.Component):
             m.submodules[f"scale_{first_col // share}"] = unit
             units.append(unit)
             m.d.comb += [
+                unit.block.eq(block_set),
                 unit.first.eq(cur_first),
                 unit.last.eq(cur_last),
                 unit.offset.eq(self.fmt == Format.Q4_1),
@@ -468,11 +483,14 @@ class GemmEngine(wiring.Component):
                     unit.valid[g].eq(valid),
                     unit.row[g].eq(row),
                     unit.partial[g].eq(partial),
-                    unit.dw[g].eq(cur_w[c].dw),
-                    unit.mw[g].eq(cur_w[c].mw),
-                    unit.dx[g].eq(cur_a[row].dx),
-                    unit.act_sum[g].eq(cur_a[row].sum),
                 ]
+                for s in range(2):
+                    m.d.comb += [unit.dw[s][g].eq(cur_w[s][c].dw),
+                                 unit.mw[s][g].eq(cur_w[s][c].mw)]
+            for s in range(2):
+                for r in range(rows):
+                    m.d.comb += [unit.dx[s][r].eq(cur_a[s][r].dx),
+                                 unit.act_sum[s][r].eq(cur_a[s][r].sum)]
         with m.If(wmode):
             # The last unit's last column, last row finishes a tile last.
             last = units[-1]

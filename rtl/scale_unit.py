@@ -25,32 +25,41 @@ class ScaleUnit(wiring.Component):
     """Turns the integer block dot products of ``cols`` array columns into binary32 results.
 
     Each *item* is one PE's dot product ``partial`` = Σ x·q over one 32-block, for array row
-    ``row[g]`` of column ``g`` of the group, with that block's binary16 scales (``dw[g]``,
-    ``mw[g]`` of the column's weight block, ``dx[g]`` of the row's activation block) and the
-    activation block's sum ``act_sum[g]``. The arithmetic is the one
-    `systolica.host.block_formats` writes down:
+    ``row[g]`` of column ``g`` of the group. The block's scales are not carried with the items:
+    they are held in two *scale sets* (``block`` selects the one of the items offered this
+    cycle), each with the binary16 scales of the columns' weight blocks (``dw[s][g]``,
+    ``mw[s][g]``), of the rows' activation blocks (``dx[s][r]``) and the activation blocks'
+    sums (``act_sum[s][r]``), and whether the block is a tile's first or last (``first[s]``,
+    ``last[s]``). The arithmetic is the one `systolica.host.block_formats` writes down:
 
         t = f32(partial) ⊗ (f32(dw) ⊗ f32(dx));  acc = acc ⊕ t
         if offset: v = (f32(mw) ⊗ f32(dx)) ⊗ f32(act_sum);  acc = acc ⊕ v
 
-    with ``acc`` (one per row and column) starting from +0 on a ``first`` item (the tile's first
-    block). On a ``last`` item (the tile's last block) the sum goes to the output register of its
-    row and column instead, and ``final`` pulses with ``final_row`` and ``final_col``. The
-    output registers are two banks: finished tiles go to bank ``out_wr``; ``out`` shows row
-    ``out_row`` of bank ``out_rd`` (one value a column), so one tile can be read out while the
-    next one finishes.
+    with ``acc`` (one per row and column) starting from +0 on a ``first`` block. On a ``last``
+    block the sum goes to the output register of its row and column instead, and ``final``
+    pulses with ``final_row`` and ``final_col``. The output registers are two banks: finished
+    tiles go to bank ``out_wr``; ``out`` shows row ``out_row`` of bank ``out_rd`` (one value a
+    column), so one tile can be read out while the next one finishes.
 
-    Each column may offer one item per cycle (``valid[g]``); ``first``, ``last`` are taken with
-    it. With one column the item goes straight into the datapath. With more, the columns share
-    it: each column's items wait in a small FIFO, and the columns take turns, column 0 first,
-    each sending ``rows`` items (one block's: every column offers exactly ``rows`` items a
-    block, as the array does) before the next column's turn. The datapath takes one item a
-    cycle, so a group keeps up when its ``rows × cols`` items of a block go before the next
-    block's arrive (32 cycles when blocks come back to back; the engine spaces them further
-    when ``rows × cols`` is more than that); the array delivers a column's ``rows`` items on
-    consecutive cycles, column ``g`` one cycle after column ``g - 1``. The items of one row and column must be at least `min_spacing`
-    cycles apart (the accumulator is read `acc_read` cycles after an item enters the datapath
-    and written back ``latency`` cycles after); blocks 32 cycles apart keep that.
+    Each column may offer one item per cycle (``valid[g]``). With one column the item goes
+    straight into the datapath. With more, the columns share it: each column's items wait in a
+    small FIFO, and the columns take turns, column 0 first, each sending ``rows`` items (one
+    block's: every column offers exactly ``rows`` items a block, as the array does) before the
+    next column's turn. The datapath takes one item a cycle, so a group keeps up when its ``rows
+    × cols`` items of a block go before the next block's arrive (32 cycles when blocks come back
+    to back; the engine spaces them further when ``rows × cols`` is more than that); the array
+    delivers a column's ``rows`` items on consecutive cycles, column ``g`` one cycle after
+    column ``g - 1``. The items of one row and column must be at least `min_spacing` cycles
+    apart (the accumulator is read `acc_read` cycles after an item is offered and written back
+    ``latency`` cycles after); blocks 32 cycles apart keep that.
+
+    An item's scale set is read in the cycle after it leaves its column's queue (with one
+    column: the cycle after it is offered), so a block's set is read until about ``rows ×
+    cols`` cycles after its first item is offered; the engine alternates the two sets block by
+    block, so it rewrites a set only when the block after next begins.
+    Carrying only row, sum and set through the queues (25 bits, not 87) and looking the scales
+    up once per item is what keeps one unit for 16 columns small (ECP5: it was the 8×16 builds'
+    routing congestion).
 
     Parameters
     ----------
@@ -80,31 +89,35 @@ class ScaleUnit(wiring.Component):
                        "mul": Fp32Multiply.latency, "add": Fp32Add.latency}
         u = self._units
         scale_ready = max(u["f16"] + u["mul"], u["int"])   # ds, u and f32(partial) all ready
+        # An item reaches the datapath `lookup` cycles after it is offered: the column select
+        # (with a queue) and the scale set's lookup, each a register.
+        self.lookup = 1 if cols == 1 else 2
         # The accumulator is read the cycle before t is ready (into a register: the read and
         # the first-block zero then stay off the adder's first stage).
-        self.acc_read = scale_ready + u["mul"] - 1
+        self._entry_read = scale_ready + u["mul"] - 1     # from the datapath's entry
+        self.acc_read = self.lookup + self._entry_read
         self.latency = self.acc_read + 1 + 2 * u["add"]    # written back (registered)
         self.min_spacing = self.latency - self.acc_read + 1
-        self.item_layout = data.StructLayout({
+        # What waits in a column's queue: the item without its scales.
+        self.queued_layout = data.StructLayout({
             "row": range(rows),
             "partial": signed(partial_width),
-            "act_sum": signed(ACT_SUM_WIDTH),
-            "dw": 16,
-            "mw": 16,
-            "dx": 16,
-            "first": 1,
-            "last": 1,
+            "set": 1,
         })
+
+        def sets(shape, n):
+            return In(data.ArrayLayout(data.ArrayLayout(shape, n), 2))
         super().__init__({
             "valid": In(data.ArrayLayout(1, cols)),
             "row": In(data.ArrayLayout(range(rows), cols)),
             "partial": In(data.ArrayLayout(signed(partial_width), cols)),
-            "act_sum": In(data.ArrayLayout(signed(ACT_SUM_WIDTH), cols)),
-            "dw": In(data.ArrayLayout(16, cols)),
-            "mw": In(data.ArrayLayout(16, cols)),
-            "dx": In(data.ArrayLayout(16, cols)),
-            "first": In(1),
-            "last": In(1),
+            "block": In(1),
+            "dw": sets(16, cols),
+            "mw": sets(16, cols),
+            "dx": sets(16, rows),
+            "act_sum": sets(signed(ACT_SUM_WIDTH), rows),
+            "first": In(data.ArrayLayout(1, 2)),
+            "last": In(data.ArrayLayout(1, 2)),
             "offset": In(1),
             "out_wr": In(1),
             "out_rd": In(1),
@@ -116,23 +129,19 @@ class ScaleUnit(wiring.Component):
         })
 
     def _select_item(self, m):
-        """One item a cycle from the columns: (valid, column, item)."""
+        """One queued item a cycle from the columns: (valid, column, queued item)."""
         cols = self._cols
         offered = []
         for g in range(cols):
-            item = Signal(self.item_layout, name=f"offered_{g}")
-            m.d.comb += [
-                item.row.eq(self.row[g]), item.partial.eq(self.partial[g]),
-                item.act_sum.eq(self.act_sum[g]), item.dw.eq(self.dw[g]),
-                item.mw.eq(self.mw[g]), item.dx.eq(self.dx[g]),
-                item.first.eq(self.first), item.last.eq(self.last),
-            ]
+            item = Signal(self.queued_layout, name=f"offered_{g}")
+            m.d.comb += [item.row.eq(self.row[g]), item.partial.eq(self.partial[g]),
+                         item.set.eq(self.block)]
             offered.append(item)
         if cols == 1:
             return self.valid[0], 0, offered[0]
         valid = Signal()
         col = Signal(range(cols))
-        item = Signal(self.item_layout)
+        item = Signal(self.queued_layout)
         # Each column sends its rows' items in turn: column ``turn`` (one-hot in ``turn_bit``,
         # so each queue's read enable is one gate) until ``rows`` have gone, then the next. All
         # decisions start from flip-flops and the queues' fill counts: a priority encoder over
@@ -142,7 +151,7 @@ class ScaleUnit(wiring.Component):
         sent = Signal(range(self._rows))
         queues = []
         for g in range(cols):
-            fifo = SyncFIFO(width=self.item_layout.size, depth=self._rows + 1)
+            fifo = SyncFIFO(width=self.queued_layout.size, depth=self._rows + 1)
             m.submodules[f"queue_{g}"] = fifo
             m.d.comb += [fifo.w_data.eq(offered[g]), fifo.w_en.eq(self.valid[g]),
                          fifo.r_en.eq(fifo.r_rdy & turn_bit[g])]
@@ -159,11 +168,43 @@ class ScaleUnit(wiring.Component):
                 m.d.sync += sent.eq(sent + 1)
         return valid, col, item
 
+    def _look_up(self, m, valid, col, queued):
+        """The item with its block's scales from its scale set, into registers."""
+        item_valid = Signal()
+        item_col = Signal(range(self._cols))
+        item = Signal(data.StructLayout({
+            "row": range(self._rows), "partial": signed(self._partial_width),
+            "act_sum": signed(ACT_SUM_WIDTH), "dw": 16, "mw": 16, "dx": 16,
+            "first": 1, "last": 1,
+        }))
+        which = queued.set
+
+        def pick(sel, sets):
+            """``sets[which][sel]``."""
+            if len(sets[0]) == 1:
+                return Mux(which, sets[1][0], sets[0][0])
+            return Mux(which, _mux_tree(sel, sets[1]), _mux_tree(sel, sets[0]))
+
+        rows = range(self._rows)
+        cols = range(self._cols)
+        m.d.sync += [
+            item_valid.eq(valid), item_col.eq(col),
+            item.row.eq(queued.row), item.partial.eq(queued.partial),
+            item.first.eq(Mux(which, self.first[1], self.first[0])),
+            item.last.eq(Mux(which, self.last[1], self.last[0])),
+            item.dw.eq(pick(col, [[self.dw[s][g] for g in cols] for s in range(2)])),
+            item.mw.eq(pick(col, [[self.mw[s][g] for g in cols] for s in range(2)])),
+            item.dx.eq(pick(queued.row, [[self.dx[s][r] for r in rows] for s in range(2)])),
+            item.act_sum.eq(pick(queued.row, [[self.act_sum[s][r] for r in rows]
+                                              for s in range(2)])),
+        ]
+        return item_valid, item_col, item
+
     def elaborate(self, platform):
         m = Module()
         u = self._units
         rows, cols = self._rows, self._cols
-        valid, col, item = self._select_item(m)
+        valid, col, item = self._look_up(m, *self._select_item(m))
 
         def unit(name, component):
             m.submodules[name] = component
@@ -200,7 +241,7 @@ class ScaleUnit(wiring.Component):
         m.d.comb += [tag_in.valid.eq(valid), tag_in.row.eq(item.row), tag_in.col.eq(col),
                      tag_in.first.eq(item.first), tag_in.last.eq(item.last),
                      tag_in.offset.eq(self.offset if self._offset_term else 0)]
-        tag_read = delay(m, tag_in, self.acc_read, "tag_r")
+        tag_read = delay(m, tag_in, self._entry_read, "tag_r")
         tag_add1 = delay(m, tag_read, 1, "tag_a")
         tag_add2 = delay(m, tag_add1, u["add"], "tag_b")
         tag_done = delay(m, tag_add2, u["add"], "tag_c")

@@ -53,35 +53,46 @@ def test_scale_unit_matches_model(rows, cols, offset, tiles, blocks, period, mul
     period = period or max(dut.min_spacing, rows + cols - 1, rows * cols + 1)
     assert period >= rows + cols - 1 and period >= rows * cols
     rng = np.random.default_rng(rows * 100 + cols * 10 + blocks)
-    tile_items = []
+    # Per tile and block: the columns' weight scales (dw, mw), the rows' activation scales and
+    # sums (dx, s), and every PE's dot product.
+    tile_blocks = []
     for _ in range(tiles):
-        items = {(r, g): [] for r in range(rows) for g in range(cols)}
+        tile = []
         for _ in range(blocks):
-            for key in items:
-                items[key].append((int(rng.integers(-520192, 520193)),
-                                   int(rng.integers(-4064, 4065)),
-                                   *(int(h) for h in random_halves(rng, 3))))
-        tile_items.append(items)
+            dw, mw = (random_halves(rng, cols) for _ in range(2))
+            tile.append({
+                "dw": [int(h) for h in dw], "mw": [int(h) for h in mw],
+                "dx": [int(h) for h in random_halves(rng, rows)],
+                "s": [int(v) for v in rng.integers(-4064, 4065, rows)],
+                "p": rng.integers(-520192, 520193, (rows, cols)).tolist(),
+            })
+        tile_blocks.append(tile)
     got = []
 
     async def feed(ctx):
         ctx.set(dut.offset, offset)
-        for items in tile_items:
-            for b in range(blocks):
-                ctx.set(dut.first, b == 0)
-                ctx.set(dut.last, b == blocks - 1)
+        n = 0
+        for tile in tile_blocks:
+            for b, blk in enumerate(tile):
+                # The block's scale set (the other one may still be read for the last block).
+                which = n % 2
+                n += 1
+                ctx.set(dut.block, which)
+                ctx.set(dut.first[which], b == 0)
+                ctx.set(dut.last[which], b == blocks - 1)
+                for g in range(cols):
+                    ctx.set(dut.dw[which][g], blk["dw"][g])
+                    ctx.set(dut.mw[which][g], blk["mw"][g])
+                for r in range(rows):
+                    ctx.set(dut.dx[which][r], blk["dx"][r])
+                    ctx.set(dut.act_sum[which][r], blk["s"][r])
                 for cycle in range(period):
                     for g in range(cols):
                         r = cycle - g
                         ctx.set(dut.valid[g], 0 <= r < rows)
                         if 0 <= r < rows:
-                            p, s, dw, mw, dx = items[(r, g)][b]
                             ctx.set(dut.row[g], r)
-                            ctx.set(dut.partial[g], p)
-                            ctx.set(dut.act_sum[g], s)
-                            ctx.set(dut.dw[g], dw)
-                            ctx.set(dut.mw[g], mw)
-                            ctx.set(dut.dx[g], dx)
+                            ctx.set(dut.partial[g], blk["p"][r][g])
                     await ctx.tick()
         await ctx.tick().repeat(dut.latency + rows * cols + 4)
 
@@ -99,7 +110,9 @@ def test_scale_unit_matches_model(rows, cols, offset, tiles, blocks, period, mul
     sim.run()
     per_tile = rows * cols
     assert len(got) == tiles * per_tile
-    for t, items in enumerate(tile_items):
+    for t, tile in enumerate(tile_blocks):
+        items = {(r, g): [(blk["p"][r][g], blk["s"][r], blk["dw"][g], blk["mw"][g], blk["dx"][r])
+                          for blk in tile] for r in range(rows) for g in range(cols)}
         want = expected(items, offset)
         tile = dict(got[t * per_tile:(t + 1) * per_tile])
         assert {k: f"{v:08x}" for k, v in tile.items()} == {k: f"{v:08x}" for k, v in
