@@ -18,16 +18,14 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # registers the ULX3S-85F made 93.1 (asked for 100) and 89.7 (asked for 90). 3 Mbaud: divisor 33 at 100 MHz (1.0 % error).
 #
 # Block formats: the ULX3S-25F carries every format, one scale unit in logic for its 6 columns
-# (24 dot products a block), and routes at 106.3 MHz with --seed 2 (seeds 1 and 3: 99.1, 99.0,
-# the unpacker's fill count to its block-valid, 10.09 ns). The unpacker's room rule and the
-# lane memory's registered read were its critical paths before (81.6 MHz). The 8x16 boards carry
-# int8 only. Their every-format build with one unit per 4 columns (152 of 156 DSPs) has 3x the
-# int8 design's routing connections (232k sinks against 81k) and never routed; with one unit
-# in logic for all 16 columns (what `scale_share=16, scale_multiplier="lut"` plan here: 128 dot
-# products a block, so a block GEMM runs one 32-block per 132 cycles, `Config.block_period`,
-# which a 3 Mbaud link never notices) it still placed at an estimated 56.0 MHz on the ULX3S-85F
-# and 86.5 on the ECPIX-5, and nextpnr's router had not resolved the congestion after 12 and
-# 29 minutes. The simulated board runs that planned configuration (tests/test_boards.py).
+# (24 dot products a block), and routes at 104.1 MHz with --seed 2 (13132 of 24288 cells). The
+# 8x16 boards carry int8 only: their every-format build (one unit in logic for all 16 columns,
+# what `scale_share=16, scale_multiplier="lut"` plan here: 128 dot products a block, so a block
+# GEMM runs one 32-block per 132 cycles, `Config.block_period`, which a 3 Mbaud link never
+# notices) is 133.6k routing arcs against the int8 design's 63k, and nextpnr's router1 stalls on
+# it (ECPIX-5 with --placer-heap-beta 0.5: 16.8k arcs left after 12 minutes, 18.9k after 19; the
+# congestion is on the DSP rows, see README). The simulated board runs that planned
+# configuration (tests/test_boards.py).
 INT8_FORMATS = ("int8",)
 
 BOARDS = {b.name: b for b in [
@@ -55,7 +53,8 @@ BOARDS = {b.name: b for b in [
         rx_fifo_words=2048, dsp_available=28, multiplier="registered",
         buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=6, scale_multiplier="lut",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
-        # 14143 of 24288 cells; seeds 1-3 gave 99.1, 106.3 and 99.0 MHz (this design).
+        # Seed 2: 104.1 MHz (13132 of 24288 cells); with the design before 90b50fc seeds 1-3 gave
+        # 99.1, 106.3 and 99.0 MHz.
         nextpnr_opts="--seed 2"),
     Board(
         name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
