@@ -1,9 +1,6 @@
 """The R×C output-stationary systolic array: skew in, PEs, result read-out."""
 
-import functools
-import operator
-
-from amaranth.hdl import Cat, Module, Mux
+from amaranth.hdl import Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,11 +22,6 @@ def _mux_tree(sel, values):
     return level[0]
 
 
-def _any_of(values):
-    """Bitwise OR of one-hot-selected values (at most one is nonzero)."""
-    return functools.reduce(operator.or_, values)
-
-
 class SystolicArray(wiring.Component):
     """An output-stationary array of ``rows`` × ``cols`` PEs.
 
@@ -42,6 +34,14 @@ class SystolicArray(wiring.Component):
     C[r, c] stays readable on ``row`` (row ``row_sel``) until the next tile's ``last`` step reaches
     it. The feeder must not issue the next tile's ``last`` step before the read-out is finished.
 
+    ``row0_done`` pulses when that step has reached the whole of row 0 (PE (0, cols-1) captured):
+    from then on, row ``r`` is complete ``r`` cycles later. Tiles whose last steps are at least
+    ``cols`` cycles apart (the block formats' 32-blocks, with up to 32 columns) can so be read a
+    row a cycle while the next tile accumulates: row ``r`` at ``r`` cycles after ``row0_done``
+    shows every PE's sum of the tile, none of the next tile's. That is how the block formats'
+    scale stage takes its dot products, through the same read-out multiplexers as the drain, with
+    no logic of its own at the PEs.
+
     Parameters
     ----------
     rows, cols : int
@@ -52,13 +52,10 @@ class SystolicArray(wiring.Component):
         ``"infer"`` or ``"lut"`` (see `PE`), ``"pairs"``: PEs taken two by two (row-major)
         share a `PairMultiplier`, an odd one out infers its own; ``"registered"``: each PE has
         a `RegisteredMultiplier` (an ECP5 DSP with its input and output registers).
-    column_readout : bool
-        Also show, per column, the value a PE of that column captured this cycle (``col_valid``,
-        ``col_row``, ``col_sum``): what the block formats' scale stage takes.
     """
 
     def __init__(self, rows, cols, *, a_width=8, w_width=8, acc_width=32, multiplier="infer",
-                 out_width=32, column_readout=False):
+                 out_width=32):
         self._rows, self._cols = rows, cols
         self._multiplier = multiplier
         self._widths = dict(a_width=a_width, w_width=w_width, acc_width=acc_width)
@@ -69,13 +66,8 @@ class SystolicArray(wiring.Component):
             "row_sel": In(range(rows)),
             "row": Out(data.ArrayLayout(data.signed(out_width), cols)),
             "done": Out(1),
-            **({
-                "col_valid": Out(data.ArrayLayout(1, cols)),
-                "col_row": Out(data.ArrayLayout(range(rows), cols)),
-                "col_sum": Out(data.ArrayLayout(data.signed(acc_width), cols)),
-            } if column_readout else {}),
+            "row0_done": Out(1),
         })
-        self._column_readout = column_readout
 
     def elaborate(self, platform):
         m = Module()
@@ -128,15 +120,6 @@ class SystolicArray(wiring.Component):
         for c in range(cols):
             m.d.comb += self.row[c].eq(_mux_tree(self.row_sel, [pes[r][c].result
                                                                 for r in range(rows)]))
-        m.d.comb += self.done.eq(pes[rows - 1][cols - 1].done)
-        if self._column_readout:
-            # Every PE's capture, column by column: the PEs of a column capture a tile (or a
-            # block) one cycle apart, row 0 first, so one value a cycle leaves each column.
-            for c in range(cols):
-                m.d.comb += [
-                    self.col_valid[c].eq(Cat(pes[r][c].done for r in range(rows)).any()),
-                    self.col_row[c].eq(_any_of(Mux(pes[r][c].done, r, 0) for r in range(rows))),
-                    self.col_sum[c].eq(_any_of(Mux(pes[r][c].done, pes[r][c].result, 0)
-                                               for r in range(rows))),
-                ]
+        m.d.comb += [self.done.eq(pes[rows - 1][cols - 1].done),
+                     self.row0_done.eq(pes[0][cols - 1].done)]
         return m

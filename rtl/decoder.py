@@ -132,10 +132,17 @@ class CommandDecoder(wiring.Component):
                 self.wgt_words.payload.eq(word),
                 self.group_blocks.eq(vec_len),
             ]
-            scale_lanes = data.ArrayLayout(16, cfg.rows)(vec_next[:16 * cfg.rows])
+            # A scale vector is checked for inf/NaN (exponent 31) in the cycle after its last
+            # word, from the registered vector (timing: from ``vec_next`` the check was the
+            # ECPIX-5's critical path). LOADED reads the flag at least 32 vectors later.
+            scale_lanes = data.ArrayLayout(16, cfg.rows)(vec[:16 * cfg.rows])
             scale_bad = Signal()
+            scale_check = Signal()
             m.d.comb += scale_bad.eq(Cat(
                 (scale_lanes[r][10:15] == 0x1F) & (r < vec_len) for r in range(cfg.rows)).any())
+            m.d.sync += scale_check.eq(0)
+            with m.If(scale_check & scale_bad):
+                m.d.sync += bad_scale.eq(1)
 
         # The payload path decides on registered flags only (timing): the last word of a
         # vector, the last vector (k) of a tile, the last tile.
@@ -227,9 +234,7 @@ class CommandDecoder(wiring.Component):
                     if blocks and load:
                         with m.If(scale_phase):
                             m.d.sync += [scale_phase.eq(0), word_idx.eq(0),
-                                         word_last.eq(one_word)]
-                            with m.If(scale_bad):
-                                m.d.sync += bad_scale.eq(1)
+                                         word_last.eq(one_word), scale_check.eq(1)]
                         with m.Else():
                             next_vector(m, size, tile_state, done_state, load)
                     else:

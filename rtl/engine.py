@@ -104,8 +104,7 @@ class GemmEngine(wiring.Component):
         blocks = bool(cfg.block_formats)
         m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
                                                    multiplier=cfg.multiplier,
-                                                   out_width=cfg.acc_width,
-                                                   column_readout=blocks)
+                                                   out_width=cfg.acc_width)
         wmode = (self.fmt != Format.INT8) if blocks else C(0, 1)   # a block-format GEMM
 
         # Activation buffer: written in order from the last LOAD_A's start.
@@ -165,14 +164,19 @@ class GemmEngine(wiring.Component):
         ]
         set_full = Signal(2)
         # A bank is handed back to the loader some cycles after its last step is issued: its
-        # last reads (the registered addresses, and the block formats' scales, taken when the
-        # step reaches PE (0, 0)) happen after the issue.
+        # last reads (the registered addresses, and in a block-format GEMM the block's weight
+        # scales, taken when the step has reached row 0 of the array) happen after the issue.
         release = Signal(2)
         released = release
-        for i in range(RELEASE_DELAY + act_mem.latency):
+        hold = RELEASE_DELAY + act_mem.latency
+        for i in range(hold + (cfg.cols - 1 if blocks else 0)):
             stage = Signal(2, name=f"release_{i + 1}")
             m.d.sync += stage.eq(released)
             released = stage
+            if i + 1 == hold:
+                int8_released = stage
+        if blocks:
+            released = Mux(wmode, released, int8_released)
         m.d.comb += [bank_full_next.eq((bank_full | set_full) & ~released),
                      load_bank_next.eq(load_bank)]
         m.d.sync += [bank_full.eq(bank_full_next), load_bank.eq(load_bank_next),
@@ -378,10 +382,12 @@ class GemmEngine(wiring.Component):
         m.d.comb += [tile_done.eq(array.done), row_data.eq(array.row)]
         with m.If(tile_done):
             m.d.sync += out_wr.eq(~out_wr)
+        sel = Signal(range(rows))     # the block formats' read-out row (below)
+        sweep = Signal()
         if blocks:
             self._scale_stage(m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
-                              act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data,
-                              out_wr, meta_rd)
+                              act_scale_rd, wscale_rd, wmode, drain_row, sel, sweep, tile_done,
+                              row_data, out_wr, meta_rd)
         # Finished tiles waiting for the drain (at most two), and the pending count.
         ready = Signal(range(3))
         start = Signal()
@@ -395,7 +401,6 @@ class GemmEngine(wiring.Component):
             pending.eq(pending + (issue & last_step) - drained),
         ]
         m.d.comb += [
-            array.row_sel.eq(drain_row),
             self.results.valid.eq(draining),
             self.results.payload.eq(meta),
             self.results.payload.data.eq(row_data),
@@ -412,19 +417,36 @@ class GemmEngine(wiring.Component):
                     m.d.sync += self.busy.eq(0)
             with m.Else():
                 m.d.sync += drain_row.eq(drain_row + 1)
+        # The block's dot products leave the array through its row read-out: from PE (0, cols-1)'s
+        # capture on, one row a cycle (`SystolicArray.row0_done`), all columns at once. The read-out
+        # row is a register: the drain's row in an int8 GEMM (the same value as ``drain_row``,
+        # every cycle), this sweep in a block-format one.
+        if blocks:
+            drain_next = Mux(start, 0, Mux(self.results.valid & self.results.ready & ~row_is_last,
+                                           drain_row + 1, drain_row))
+            m.d.comb += [array.row_sel.eq(sel), sweep.eq(array.row0_done | (sel != 0))]
+            with m.If(~wmode):
+                m.d.sync += sel.eq(drain_next)
+            with m.Elif(sweep & (sel != rows - 1)):
+                m.d.sync += sel.eq(sel + 1)
+            with m.Else():
+                m.d.sync += sel.eq(0)
+        else:
+            m.d.comb += array.row_sel.eq(drain_row)
         return m
 
     def _scale_stage(self, m, array, issue, block_end, last_step, seq_bank, seq_k, act_base,
-                     act_scale_rd, wscale_rd, wmode, drain_row, tile_done, row_data, out_wr,
-                     out_rd):
+                     act_scale_rd, wscale_rd, wmode, drain_row, sel, sweep, tile_done, row_data,
+                     out_wr, out_rd):
         """Block formats: `ScaleUnit`s, each serving ``cfg.scale_share`` columns, turn each block's
         integer dot products into the binary32 sums; their output registers replace the array's
         for the drain."""
         cfg = self._config
         rows, cols, nkb = cfg.rows, cfg.cols, cfg.max_k // 32
         # Where the block whose last step is issued now finds its scales; taken when that step
-        # reaches PE (0, 0). Blocks are at least 32 cycles apart, far more than the array's depth
-        # to PE (0, 0), and the scale memories read these (registered) addresses continuously.
+        # has reached row 0 of the array (``row0_done``, 7 + cols - 1 cycles after the issue).
+        # Blocks are at least 32 cycles apart, more than that with cols <= 24 (`Config`), and the
+        # scale memories read these (registered) addresses continuously.
         pend_w = Signal(range(2 * nkb))
         pend_a = Signal(range(cfg.act_depth // 32))
         pend_first = Signal()
@@ -437,7 +459,7 @@ class GemmEngine(wiring.Component):
                 pend_last.eq(last_step),
             ]
         m.d.comb += [wscale_rd.addr.eq(pend_w), act_scale_rd.addr.eq(pend_a)]
-        # The block's scales, taken when its first dot product leaves the array (PE (0, 0)'s),
+        # The block's scales, taken when its first dot products leave the array (row 0's),
         # into one of two scale sets, the other one each block (`ScaleUnit`): the units read a
         # block's set until its R×C dot products have all entered their datapaths, which may
         # be after the next block's first one (with one unit for many columns).
@@ -446,7 +468,7 @@ class GemmEngine(wiring.Component):
         cur_first = Signal(2)
         cur_last = Signal(2)
         block_set = Signal()
-        with m.If(array.col_valid[0] & (array.col_row[0] == 0)):
+        with m.If(array.row0_done):
             m.d.sync += block_set.eq(~block_set)
             for s in range(2):
                 with m.If(block_set != s):
@@ -475,9 +497,9 @@ class GemmEngine(wiring.Component):
                 row = Signal(range(rows), name=f"item_row_{c}")
                 partial = Signal(data.signed(PARTIAL_WIDTH), name=f"item_partial_{c}")
                 m.d.sync += [
-                    valid.eq(array.col_valid[c] & wmode),
-                    row.eq(array.col_row[c]),
-                    partial.eq(array.col_sum[c]),
+                    valid.eq(sweep & wmode),
+                    row.eq(sel),
+                    partial.eq(array.row[c]),
                 ]
                 m.d.comb += [
                     unit.valid[g].eq(valid),

@@ -123,6 +123,10 @@ class Config:
             if self.rows + self.cols > 33:
                 raise ValueError(f"block formats need rows + cols <= 33 (a block's results "
                                  f"leave the array within 32 cycles), not {self.rows}+{self.cols}")
+            if self.cols > 24:
+                raise ValueError(f"block formats need cols <= 24 (a block's scales are taken "
+                                 f"when it has reached the array's row 0, before the next "
+                                 f"block's are read), not {self.cols}")
             if self.cols % self.scale_share:
                 raise ValueError(f"scale_share must divide cols ({self.cols}), not "
                                  f"{self.scale_share}")

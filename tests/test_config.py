@@ -1,0 +1,35 @@
+"""`Config` rejects configurations the RTL cannot build, naming the bad argument."""
+
+import pytest
+
+from systolica.config import FORMAT_NAMES, Config
+
+BLOCKS = dict(formats=FORMAT_NAMES, act_depth=256, max_k=64)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    (dict(rows=0), TypeError, "rows must be a positive integer"),
+    (dict(cols=65), ValueError, "cols must be at most 64"),
+    (dict(link_bytes=3), ValueError, "link_bytes must be a power of two"),
+    (dict(multiplier="dsp"), ValueError, "multiplier must be"),
+    (dict(buffer_piece_depth=1000), ValueError, "buffer_piece_depth must be 0 or a power"),
+    (dict(formats=("q4_1",)), ValueError, "formats must be a tuple"),
+    (dict(BLOCKS, rows=16, cols=18), ValueError, "rows \\+ cols <= 33"),
+    (dict(BLOCKS, rows=1, cols=32), ValueError, "cols <= 24"),
+    (dict(BLOCKS, rows=2, cols=6, scale_share=4), ValueError, "scale_share must divide cols"),
+    (dict(BLOCKS, max_k=48), ValueError, "max_k must be a multiple of 32"),
+    (dict(rx_fifo_words=8, link_bytes=4), ValueError, "at least 64 bytes"),
+])
+def test_bad_configuration_is_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Config(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(rows=1, cols=1), dict(formats=("int8",), rows=1, cols=64), dict(BLOCKS, rows=8, cols=16, scale_share=16),
+    dict(BLOCKS, rows=9, cols=24, scale_share=8),
+])
+def test_good_configuration_is_accepted(kwargs):
+    cfg = Config(**kwargs)
+    assert (cfg.rows, cfg.cols) == (kwargs.get("rows", 8), kwargs.get("cols", 8))
+    assert cfg.block_period >= 32
