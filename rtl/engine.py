@@ -420,17 +420,19 @@ class GemmEngine(wiring.Component):
         # The block's dot products leave the array through its row read-out: from PE (0, cols-1)'s
         # capture on, one row a cycle (`SystolicArray.row0_done`), all columns at once. The read-out
         # row is a register: the drain's row in an int8 GEMM (the same value as ``drain_row``,
-        # every cycle), this sweep in a block-format one.
+        # every cycle), this sweep in a block-format one (row 0 between sweeps: an int8 GEMM
+        # leaves its last drained row in it, which is not a sweep).
         if blocks:
             drain_next = Mux(start, 0, Mux(self.results.valid & self.results.ready & ~row_is_last,
                                            drain_row + 1, drain_row))
-            m.d.comb += [array.row_sel.eq(sel), sweep.eq(array.row0_done | (sel != 0))]
+            sweeping = Signal()     # rows 1 .. rows-1 of a sweep
+            m.d.comb += [array.row_sel.eq(sel), sweep.eq(array.row0_done | sweeping)]
             with m.If(~wmode):
-                m.d.sync += sel.eq(drain_next)
+                m.d.sync += [sel.eq(drain_next), sweeping.eq(0)]
             with m.Elif(sweep & (sel != rows - 1)):
-                m.d.sync += sel.eq(sel + 1)
+                m.d.sync += [sel.eq(sel + 1), sweeping.eq(1)]
             with m.Else():
-                m.d.sync += sel.eq(0)
+                m.d.sync += [sel.eq(0), sweeping.eq(0)]
         else:
             m.d.comb += array.row_sel.eq(drain_row)
         return m

@@ -137,13 +137,22 @@ async def protocol_errors(dut):
 
 @cocotb.test()
 async def block_products(dut):
-    """GGUF-block GEMMs against the bit-exact model (host/block_formats.py), bit for bit."""
+    """GGUF-block GEMMs against the bit-exact model (host/block_formats.py), bit for bit; int8
+    GEMMs in between ("int8" entries) against numpy, exactly."""
     case = _case()
     bench = await _bench(dut, case)
     rng = np.random.default_rng(case.get("seed", 0))
     cfg = bench.config
     figures = []
     for n, k, m, fmt_name, kind in case["block_gemms"]:
+        if fmt_name == "int8":
+            a = _matrix(rng, kind, (n, k))
+            w = _matrix(rng, kind, (k, m))
+            await bench.load_a(a)
+            got, cycles = await bench.gemm(w, n)
+            check_gemm(got, a, w)
+            figures.append(dict(n=n, k=k, m=m, fmt="int8", cycles=cycles))
+            continue
         fmt = FORMATS[fmt_name]
         xq, xd = random_activations(rng, n, k, kind)
         raw = random_blocks(fmt, m, k // BLOCK, rng)

@@ -64,7 +64,8 @@ CASES = {
 # Block formats: (config, GEMMs as (N, K, M, format, activation kind), idle, backpressure)
 BLOCK_CASES = {
     "1x1-blocks": ("1x1", [(2, 64, 3, "q4_1", "random"), (1, 32, 1, "q8_0", "max")], 0.0, 0.0),
-    "4x4-blocks": ("4x4", [(5, 96, 6, "q4_0", "random"), (4, 64, 4, "q4_1", "random"),
+    "4x4-blocks": ("4x4", [(5, 96, 6, "q4_0", "random"), (8, 40, 5, "int8", "random"),
+                           (4, 64, 4, "q4_1", "random"), (7, 9, 3, "int8", "random"),
                            (3, 32, 5, "q8_0", "random")], 0.0, 0.0),
     "4x4-blocks-stress": ("4x4", [(6, 64, 5, "q4_1", "random"), (5, 32, 7, "q8_0", "min")],
                           0.5, 0.5),
@@ -75,7 +76,8 @@ BLOCK_CASES = {
     "8x4-shared-blocks": ("8x4-shared", [(24, 160, 5, "q4_1", "random"),
                                          (9, 64, 4, "q4_0", "random"),
                                          (16, 96, 3, "q8_0", "max")], 0.0, 0.0),
-    "8x4-shared-blocks-stress": ("8x4-shared", [(17, 96, 9, "q4_1", "random")], 0.4, 0.6),
+    "8x4-shared-blocks-stress": ("8x4-shared", [(16, 33, 6, "int8", "random"),
+                                                (17, 96, 9, "q4_1", "random")], 0.4, 0.6),
 }
 
 
