@@ -19,13 +19,14 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 #
 # Block formats: the ULX3S-25F carries every format, one scale unit in logic for its 6 columns
 # (24 dot products a block), and routes at 104.1 MHz with --seed 2 (13132 of 24288 cells). The
-# 8x16 boards carry int8 only: their every-format build (one unit in logic for all 16 columns,
-# what `scale_share=16, scale_multiplier="lut"` plan here: 128 dot products a block, so a block
-# GEMM runs one 32-block per 132 cycles, `Config.block_period`, which a 3 Mbaud link never
-# notices) is 133.6k routing arcs against the int8 design's 63k, and nextpnr's router1 stalls on
-# it (ECPIX-5 with --placer-heap-beta 0.5: 16.8k arcs left after 12 minutes, 18.9k after 19; the
-# congestion is on the DSP rows, see README). The simulated board runs that planned
-# configuration (tests/test_boards.py).
+# 8x16 boards carry int8 only for now. Their every-format build (one unit in logic for all 16
+# columns, what `scale_share=16, scale_multiplier="lut"` plan here: 128 dot products a block, so
+# a block GEMM runs one 32-block per 132 cycles, `Config.block_period`) is 128.5k routing arcs
+# against the int8 design's 63k. With the default HeAP placer nextpnr's router1 never finished
+# it (congestion on the DSP rows). With the static placer (--placer static) four of the eight
+# netlist/router combinations tried on the ECPIX-5 routed (router1: 133.5 and 130.8 MHz;
+# router2: 90.7, and 100.1 MHz with --tmg-ripup), none of the three tried on the current
+# netlist (README). The simulated board runs that planned configuration (tests/test_boards.py).
 INT8_FORMATS = ("int8",)
 
 BOARDS = {b.name: b for b in [
