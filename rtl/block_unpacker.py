@@ -45,8 +45,8 @@ Contract on ``group_blocks`` (C', 1 .. cols): it must hold the tile's value from
 the tile's first word is taken up to and including the cycle the tile's last block is emitted
 into the output register. So: set it before presenting the tile's first word, and change it only
 once the previous tile's last block is at the output (``blocks.valid`` with ``group_last``) or the
-unpacker is idle. ``fmt`` is read all the time: change it only between GEMMs, with the unpacker
-empty. A format code the unpacker was not built for gives unspecified blocks (the decoder rejects
+unpacker is idle. ``fmt`` is registered and read all the time: change it only between GEMMs, with
+the unpacker empty, and at least one cycle before the GEMM's first word is presented. A format code the unpacker was not built for gives unspecified blocks (the decoder rejects
 it first).
 """
 
@@ -183,10 +183,22 @@ class BlockUnpacker(wiring.Component):
         if len(self._formats) == 1:
             per_format(self._formats[0])
         else:
-            with m.Switch(self.fmt):
-                for i, f in enumerate(self._formats):
-                    with m.Case(f) if i < len(self._formats) - 1 else m.Default():
-                        per_format(f)
+            # The format as one flip-flop per format, here (timing: ``fmt`` is the decoder's
+            # register, and its route across the chip into the byte buffer's enables was an
+            # every-format ECP5 build's critical path). ``fmt`` is set at least two cycles
+            # before a GEMM's first word reaches the byte buffer (through the skid buffer).
+            is_fmt = {f: Signal(name=f"is_{f.name.lower()}") for f in self._formats[:-1]}
+            for f, bit in is_fmt.items():
+                m.d.sync += bit.eq(self.fmt == f)
+            for i, f in enumerate(self._formats):
+                if i == 0:
+                    ctx = m.If(is_fmt[f])
+                elif i < len(self._formats) - 1:
+                    ctx = m.Elif(is_fmt[f])
+                else:
+                    ctx = m.Else()
+                with ctx:
+                    per_format(f)
 
         out_free = ~self.blocks.valid | self.blocks.ready
         emit = Signal()

@@ -1,6 +1,6 @@
 """GEMM engine: activation buffer, double-buffered weight tiles, sequencer, array, drain."""
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -105,7 +105,12 @@ class GemmEngine(wiring.Component):
         m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
                                                    multiplier=cfg.multiplier,
                                                    out_width=cfg.acc_width)
-        wmode = (self.fmt != Format.INT8) if blocks else C(0, 1)   # a block-format GEMM
+        # A block-format GEMM. A register here, not the decoder's fmt decoded (timing: that route
+        # crosses the chip); fmt is set by gemm_start's cycle, wmode a cycle later, and it is not
+        # used before the GEMM's first weights are in.
+        wmode = Signal()
+        if blocks:
+            m.d.sync += wmode.eq(self.fmt != Format.INT8)
 
         # Activation buffer: written in order from the last LOAD_A's start.
         act_ptr = Signal(range(cfg.act_depth))
@@ -477,6 +482,8 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [cur_w[s].eq(wscale_rd.data), cur_a[s].eq(act_scale_rd.data),
                                  cur_first[s].eq(pend_first), cur_last[s].eq(pend_last)]
         offset = Format.Q4_1 in cfg.block_formats
+        is_q4_1 = Signal()      # registered as wmode is (timing)
+        m.d.sync += is_q4_1.eq(self.fmt == Format.Q4_1)
         share = cfg.scale_share
         units = []
         for first_col in range(0, cols, share):
@@ -488,7 +495,7 @@ class GemmEngine(wiring.Component):
                 unit.block.eq(block_set),
                 unit.first.eq(cur_first),
                 unit.last.eq(cur_last),
-                unit.offset.eq(self.fmt == Format.Q4_1),
+                unit.offset.eq(is_q4_1),
                 unit.out_row.eq(drain_row),
                 unit.out_wr.eq(out_wr),
                 unit.out_rd.eq(out_rd),

@@ -9,6 +9,7 @@ from .decoder import CommandDecoder
 from .engine import GemmEngine
 from .framer import Framer
 from .link_adapter import LinkAdapter
+from .skid_buffer import SkidBuffer
 
 __all__ = ["Accelerator"]
 
@@ -50,7 +51,15 @@ class Accelerator(wiring.Component):
         connect(m, decoder.act, engine.act)
         connect(m, decoder.wgt, engine.wgt)
         connect(m, decoder.reply, framer.reply)
-        connect(m, engine.results, framer.results)
+        if cfg.block_formats:
+            # Result rows through a register stage (timing: in a block build a row is read from
+            # the scale units' output memories, and from there into the framer's shift register
+            # was an 8x16 ECP5 build's critical path, a route across the chip).
+            m.submodules.result_stage = stage = SkidBuffer(engine.results.payload.shape())
+            connect(m, engine.results, stage.i)
+            connect(m, stage.o, framer.results)
+        else:
+            connect(m, engine.results, framer.results)
         m.d.comb += [
             self.rx_empty.eq(adapter.rx_empty),
             adapter.decoder_idle.eq(decoder.idle),
