@@ -18,7 +18,7 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # registers the ULX3S-85F made 93.1 (asked for 100) and 89.7 (asked for 90). 3 Mbaud: divisor 33 at 100 MHz (1.0 % error).
 #
 # Block formats: the ULX3S-25F carries every format, one scale unit in logic for its 6 columns
-# (24 dot products a block), and routes at 102.1 MHz with --seed 3 (12610 of 24288 cells). The
+# (24 dot products a block), and routes at 101.1 MHz with --seed 3 (12881 of 24288 cells). The
 # 8x16 boards carry int8 only for now. Their every-format build (one unit in logic for all 16
 # columns, what `scale_share=16, scale_multiplier="lut"` plan here: 128 dot products a block, so
 # a block GEMM runs one 32-block per 132 cycles, `Config.block_period`) is 128.5k routing arcs
@@ -54,8 +54,8 @@ BOARDS = {b.name: b for b in [
         rx_fifo_words=2048, dsp_available=28, multiplier="registered",
         buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=6, scale_multiplier="lut",
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
-        # Seed 3: 102.1 MHz (12610 of 24288 cells); seeds 1 and 2 gave 95.7 and 94.3 with this
-        # design (seed 2 made 104.1 with the one before e490409).
+        # Seed 3: 101.1 MHz (12881 of 24288 cells); 102.1 with the design before 57b7ddf, where
+        # seeds 1 and 2 gave 95.7 and 94.3 (seed 2 made 104.1 with the one before e490409).
         nextpnr_opts="--seed 3"),
     Board(
         name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
