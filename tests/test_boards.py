@@ -117,19 +117,20 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
     gemm_over_pty(BOARDS["icebreaker"].config(), 6, 40, 9, seed=3)
 
 
-@pytest.mark.parametrize("name", ["ulx3s-25f", "ulx3s-85f"])
-def test_simulated_ulx3s_runs_block_gemms_over_serial(name):
-    """Both ULX3S configurations with every format, buffers in registered pieces, simulated
-    behind the serial link: the 25F's 4×6 array as its bitstream carries it, one scale unit in
-    logic for its 6 columns; the 85F's 8×16 with the block formats as the catalog plans them
-    (its bitstream carries int8 only), one unit for all 16 columns: 128 dot products a block,
-    so its block GEMMs run one block per 132 cycles. Q4_1 and Q8_0 GEMMs bit-exact with the
-    block model, an int8 GEMM exact."""
-    if name == "ulx3s-25f":
-        assert BOARDS[name].formats == FORMAT_NAMES
-    cfg = dataclasses.replace(BOARDS[name], formats=FORMAT_NAMES).config()
+@pytest.mark.parametrize("name", ["ulx3s-25f", "ecpix5-85f"])
+def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
+    """The ECP5 bitstreams that carry every format, simulated behind the serial link, buffers in
+    registered pieces: the ULX3S-25F's 4×6 array, one scale unit in logic for its 6 columns;
+    the ECPIX-5's 8×16, one unit for all 16 columns: 128 dot products a block, so its block
+    GEMMs run one block per 132 cycles. The ULX3S-85F's bitstream carries int8 only; the block
+    formats are planned for it in the ECPIX-5's configuration. Q4_1 and Q8_0 GEMMs bit-exact
+    with the block model, an int8 GEMM exact."""
+    assert BOARDS[name].formats == FORMAT_NAMES
+    cfg = BOARDS[name].config()
+    if name == "ecpix5-85f":
+        assert dataclasses.replace(BOARDS["ulx3s-85f"], formats=FORMAT_NAMES).config() == cfg
     assert cfg.buffer_piece_depth == 2048
-    share = {"ulx3s-25f": 6, "ulx3s-85f": 16}[name]
+    share = {"ulx3s-25f": 6, "ecpix5-85f": 16}[name]
     assert (cfg.scale_share, cfg.scale_multiplier) == (share, "lut")
     assert cfg.block_period == max(32, cfg.rows * share + 4)
     rng = np.random.default_rng(85)
