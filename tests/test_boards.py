@@ -122,12 +122,14 @@ def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
     """The ECP5 bitstreams that carry every format, simulated behind the serial link, buffers in
     registered pieces: the ULX3S-25F's 4×6 array, one scale unit in logic for its 6 columns;
     the ECPIX-5's 8×16, one unit for all 16 columns: 128 dot products a block, so its block
-    GEMMs run one block per 132 cycles. The ULX3S-85F's bitstream carries int8 only; the block
-    formats are planned for it in the ECPIX-5's configuration. Q4_1 and Q8_0 GEMMs bit-exact
-    with the block model, an int8 GEMM exact."""
+    GEMMs run one block per 132 cycles, the configuration the ULX3S-85F's every-format
+    bitstream (ulx3s-85f-gguf, 60 MHz) carries too; its int8 bitstream is the same array
+    without the block formats. Q4_1 and Q8_0 GEMMs bit-exact with the block model, an int8
+    GEMM exact."""
     assert BOARDS[name].formats == FORMAT_NAMES
     cfg = BOARDS[name].config()
     if name == "ecpix5-85f":
+        assert BOARDS["ulx3s-85f-gguf"].config() == cfg
         assert dataclasses.replace(BOARDS["ulx3s-85f"], formats=FORMAT_NAMES).config() == cfg
     assert cfg.buffer_piece_depth == 2048
     share = {"ulx3s-25f": 6, "ecpix5-85f": 16}[name]
