@@ -1,8 +1,11 @@
 """Build the simulated board: the accelerator's Verilog plus `board_harness.cpp`, compiled by
 Verilator (optimised C++) into one program that speaks the link protocol on stdin/stdout.
 
-Builds are cached in ``build/board/<config label>-<key>/`` where the key hashes the Verilog, the
-harness source, the flags and the tool versions, so a change can never run a stale build.
+Builds are cached in ``build/board/<config label>-<key>/`` where the key hashes what determines
+the Verilog (`verilog.source_key`: the gateware sources, the configuration, the tool versions), the
+harness source, the flags and the simulator's versions, so a change can never run a stale build and
+an existing build opens without generating the Verilog again. The Verilog it was built from is
+kept beside the program.
 """
 
 import hashlib
@@ -28,18 +31,17 @@ VERILATOR_FLAGS = ["--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "
 CXX_OPT = "-O2"
 
 
-def _key(config, text):
+def _key(config):
     key = hashlib.sha256()
-    for part in (text, HARNESS.read_text(), toolchain.tool_versions("verilator"),
-                 json.dumps(VERILATOR_FLAGS), CXX_OPT, toolchain.MAKE_OVERRIDES):
+    for part in (verilog.source_key(config), HARNESS.read_text(),
+                 toolchain.tool_versions("verilator"), json.dumps(VERILATOR_FLAGS), CXX_OPT, toolchain.MAKE_OVERRIDES):
         key.update(part.encode())
     return key.hexdigest()[:16]
 
 
 def board_executable(config, *, log=sys.stderr):
     """Path of the simulated-board program for ``config``, building it if needed."""
-    text = verilog.generate(config)
-    out = BUILD_ROOT / f"{config.label()}-{_key(config, text)}"
+    out = BUILD_ROOT / f"{config.label()}-{_key(config)}"
     exe = out / "board"
     if exe.exists():
         return exe
@@ -49,16 +51,17 @@ def board_executable(config, *, log=sys.stderr):
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / f"{verilog.TOPLEVEL}.v").write_text(text)
+    if log:
+        print(f"building simulated board {config.label()} (Verilog from Amaranth, then "
+              f"Verilator; one-time, cached in {out.relative_to(SIM_DIR.parent)}) ...",
+              file=log, flush=True)
+    started = time.monotonic()
+    (tmp / f"{verilog.TOPLEVEL}.v").write_text(verilog.generate(config))
     env = toolchain.simulator_env()
     env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={CXX_OPT}".strip()
     cmd = ["verilator", *VERILATOR_FLAGS, "-Mdir", str(tmp / "obj"), "-o", str(tmp / "board"),
            "-CFLAGS", f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}",
            str(HARNESS), str(tmp / f"{verilog.TOPLEVEL}.v")]
-    if log:
-        print(f"building simulated board {config.label()} (Verilator, one-time, cached in "
-              f"{out.relative_to(SIM_DIR.parent)}) ...", file=log, flush=True)
-    started = time.monotonic()
     result = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False)
     (tmp / "build.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:

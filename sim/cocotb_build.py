@@ -1,8 +1,8 @@
 """Build and run cocotb testbenches against the generated Verilog, with a content-keyed cache.
 
-A build lives in ``build/cocotb/<config label>-<key>/`` where the key hashes the generated Verilog,
-the testbench sources, the build flags and the tool versions: any change rebuilds, nothing stale
-runs. ``SIM=icarus`` selects Icarus Verilog (if installed); ``WAVES=1`` dumps a waveform.
+A build lives in ``build/cocotb/<config label>-<key>/`` where the key hashes what determines the
+Verilog (`verilog.source_key`), the testbench sources, the build flags and the tool versions: any
+change rebuilds, nothing stale runs. ``SIM=icarus`` selects Icarus Verilog (if installed); ``WAVES=1`` dumps a waveform.
 """
 
 import hashlib
@@ -43,17 +43,18 @@ class CocotbBuild:
         self.config = config
         self.sim = sim or _selected_simulator()
         self.waves = _waves() if waves is None else waves
-        text = verilog.generate(config)
         args = VERILATOR_ARGS if self.sim == "verilator" else []
         key = hashlib.sha256()
-        for part in (text, toolchain.tool_versions(self.sim), json.dumps(args),
+        for part in (verilog.source_key(config), toolchain.tool_versions(self.sim), json.dumps(args),
                      str(self.waves), *(p.read_text() for p in sorted(SIM_DIR.glob("*.py")))):
             key.update(part.encode())
         self.dir = BUILD_ROOT / "cocotb" / f"{config.label()}-{self.sim}-{key.hexdigest()[:16]}"
         self.dir.mkdir(parents=True, exist_ok=True)
         source = self.dir / f"{verilog.TOPLEVEL}.v"
-        if not source.exists() or source.read_text() != text:
-            source.write_text(text)
+        if not source.exists():          # the key names the Verilog: generate it once
+            tmp = source.with_name(f"{source.name}.tmp{os.getpid()}")
+            tmp.write_text(verilog.generate(config))
+            tmp.replace(source)
         self.runner = get_runner(self.sim)
         # The runner must be told the sources in every process; with the stamp from an earlier
         # finished build it only checks the build is up to date instead of rebuilding.
