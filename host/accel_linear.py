@@ -6,8 +6,9 @@
 * `AcceleratorLinear` (W8A8): int8 weights per channel, int8 activations per token; the device
   does the integer GEMM, the host the scales. Each call's int32 sums are checked against numpy.
 
-Both compare the float result with the float reference (gguf.quants dequantization) on the same
-input.
+Both are called as ``linear(x, tensor_name)`` (see `systolica.host.llama`), for a layer's weights
+and for the LM head alike, and compare the float result with the float reference (gguf.quants
+dequantization) on the same input (`BlockLinear` optionally: its ``float_check``).
 """
 
 import dataclasses
@@ -18,7 +19,7 @@ import numpy as np
 from . import block_formats
 from .quant import quantize_activations, quantize_weights
 
-__all__ = ["AcceleratorLinear", "BlockLinear", "LinearRecord", "compare"]
+__all__ = ["AcceleratorLinear", "BlockLinear", "LinearRecord", "compare", "split_tensor_name"]
 
 
 def compare(got, want):
@@ -30,32 +31,49 @@ def compare(got, want):
     return float(np.max(np.abs(got - want))), cosine
 
 
+def split_tensor_name(tensor):
+    """``"blk.3.attn_q.weight"`` → (3, "attn_q"); a tensor outside the layers, e.g. the LM head
+    ``"token_embd.weight"`` → (None, "token_embd")."""
+    parts = tensor.split(".")
+    if len(parts) == 4 and parts[0] == "blk" and parts[1].isdigit() and parts[3] == "weight":
+        return int(parts[1]), parts[2]
+    return None, tensor.removesuffix(".weight")
+
+
 @dataclasses.dataclass
 class LinearRecord:
-    layer: int
-    weight: str
+    """One linear call on the device: its shape, checks, what it streamed and where its time
+    went (``wall`` is the driver's GEMM call; the ``*_seconds`` are host work around it)."""
+
+    layer: int | None         # None for a tensor outside the layers (the LM head)
+    weight: str               # e.g. "attn_q", or "token_embd" for the tied LM head
     n: int
     k: int
     m: int
     exact: bool
-    max_abs_error: float
-    cosine: float
+    max_abs_error: float      # nan when the float reference was not computed
+    cosine: float             # nan likewise
     device_cycles: int
     bytes_out: int
     bytes_in: int
     wall: float
+    quantize_seconds: float = 0.0      # quantizing the activations
+    exact_seconds: float = 0.0         # the bit-exact (or integer) reference check
+    float_seconds: float = 0.0         # the float reference and its comparison
 
 
-def _record(layer, weight, x_shape, m, exact, max_err, cosine, stats, before, wall):
+def _record(tensor, x_shape, m, exact, max_err, cosine, stats, before, wall, **seconds):
     """A `LinearRecord`; ``before`` holds (device cycles, bytes out, bytes in) at the start."""
+    layer, weight = split_tensor_name(tensor)
     return LinearRecord(
         layer=layer, weight=weight, n=x_shape[0], k=x_shape[1], m=m, exact=exact,
         max_abs_error=max_err, cosine=cosine, device_cycles=stats.device_cycles - before[0],
-        bytes_out=stats.bytes_out - before[1], bytes_in=stats.bytes_in - before[2], wall=wall)
+        bytes_out=stats.bytes_out - before[1], bytes_in=stats.bytes_in - before[2], wall=wall,
+        **seconds)
 
 
 class AcceleratorLinear:
-    """``linear(x, layer, weight_name)`` computed on the device behind ``driver``.
+    """``linear(x, tensor_name)`` computed on the device behind ``driver`` (W8A8).
 
     Parameters
     ----------
@@ -78,34 +96,52 @@ class AcceleratorLinear:
             self._weights[name] = (np.ascontiguousarray(wq.T), scale.T)   # (in, out), (1, out)
         return self._weights[name]
 
-    def __call__(self, x, layer, weight):
-        name = f"blk.{layer}.{weight}.weight"
-        w_t, w_scale = self._quantized(name)
+    def __call__(self, x, tensor):
+        w_t, w_scale = self._quantized(tensor)
+        t0 = time.perf_counter()
         xq, x_scale = quantize_activations(x)
         stats = self.driver.stats
         before = (stats.device_cycles, stats.bytes_out, stats.bytes_in)
-        started = time.monotonic()
+        t1 = time.perf_counter()
         acc = self.driver.gemm(xq, w_t)
-        wall = time.monotonic() - started
+        t2 = time.perf_counter()
         exact = np.array_equal(acc, xq.astype(np.int64) @ w_t.astype(np.int64))
+        t3 = time.perf_counter()
         y = acc.astype(np.float32) * x_scale * w_scale
-        reference = x @ self.model_file.dequantized(name).T
+        reference = x @ self.model_file.dequantized(tensor).T
         max_err, cosine = compare(y, reference)
-        self.records.append(_record(layer, weight, xq.shape, w_t.shape[1], exact, max_err,
-                                    cosine, stats, before, wall))
+        t4 = time.perf_counter()
+        self.records.append(_record(tensor, xq.shape, w_t.shape[1], exact, max_err, cosine,
+                                    stats, before, t2 - t1, quantize_seconds=t1 - t0,
+                                    exact_seconds=t3 - t2, float_seconds=t4 - t3))
         return y
 
 
 class BlockLinear:
-    """``linear(x, layer, weight_name)`` on the device's block datapath, weights straight from
-    the GGUF file (memory-mapped; never re-quantized)."""
+    """``linear(x, tensor_name)`` on the device's block datapath, weights straight from the GGUF
+    file (memory-mapped; never re-quantized), in whatever block format the file stores each
+    tensor (SmolLM2: Q4_1 layers, a Q8_0 LM head).
+
+    Every call is checked bit for bit against `block_formats.block_gemm_reference` (``exact`` in
+    its `LinearRecord`).
+
+    Parameters
+    ----------
+    driver : Driver
+    model_file : ModelFile
+    float_check : bool
+        Also compute the float reference ``x @ dequantized.T`` on every call and record its max
+        error and cosine (default). Without it those are nan: for callers that compare with the
+        float model as a whole (``systolica generate``).
+    """
 
     name = ("accelerator (native GGUF blocks: weights as in the file, activations int8 in "
             "32-blocks, scales applied on the device in binary32)")
 
-    def __init__(self, driver, model_file):
+    def __init__(self, driver, model_file, *, float_check=True):
         self.driver = driver
         self.model_file = model_file
+        self.float_check = float_check
         self.records = []
         self.weights = 0          # weights streamed (for bytes per weight)
 
@@ -117,21 +153,25 @@ class BlockLinear:
         raise ValueError(f"{name} is stored as GGML type {qtype}, which the device's block "
                          f"datapath does not take (it takes {', '.join(block_formats.FORMATS)})")
 
-    def __call__(self, x, layer, weight):
-        name = f"blk.{layer}.{weight}.weight"
-        fmt = self.format_of(name)
-        raw = self.model_file.raw(name)
+    def __call__(self, x, tensor):
+        fmt = self.format_of(tensor)
+        raw = self.model_file.raw(tensor)
+        t0 = time.perf_counter()
         xq, xd = block_formats.quantize_activations(x)
         stats = self.driver.stats
         before = (stats.device_cycles, stats.bytes_out, stats.bytes_in)
-        started = time.monotonic()
+        t1 = time.perf_counter()
         y = self.driver.gemm_blocks(xq, xd, raw, fmt)
-        wall = time.monotonic() - started
+        t2 = time.perf_counter()
         exact = np.array_equal(y.view(np.uint32),
                                block_formats.block_gemm_reference(xq, xd, raw, fmt))
-        reference = x @ self.model_file.dequantized(name).T
-        max_err, cosine = compare(y, reference)
+        t3 = time.perf_counter()
+        max_err = cosine = float("nan")
+        if self.float_check:
+            max_err, cosine = compare(y, x @ self.model_file.dequantized(tensor).T)
+        t4 = time.perf_counter()
         self.weights += raw.shape[0] * xq.shape[1]
-        self.records.append(_record(layer, weight, xq.shape, raw.shape[0], exact, max_err,
-                                    cosine, stats, before, wall))
+        self.records.append(_record(tensor, xq.shape, raw.shape[0], exact, max_err, cosine,
+                                    stats, before, t2 - t1, quantize_seconds=t1 - t0,
+                                    exact_seconds=t3 - t2, float_seconds=t4 - t3))
         return y
