@@ -38,9 +38,10 @@ class Board:
         seed is reproducible with the same tools).
     formats : tuple of str
         Weight formats the bitstream carries (`Config.formats`).
-    buffer_piece_depth, scale_share, scale_multiplier
+    buffer_piece_depth, scale_share, scale_multiplier, lane_weights
         Implementation choices for the part (`Config`): buffers in registered pieces, and how the
-        block formats' scale stage is built.
+        block formats' scale stage and lane memory are built (8-weight lane words: a UART feeds
+        far fewer weights a cycle than that).
     """
 
     name: str
@@ -64,6 +65,7 @@ class Board:
     buffer_piece_depth: int = 0
     scale_share: int = 1
     scale_multiplier: str = "infer"
+    lane_weights: int = 8
 
     def config(self):
         """The accelerator configuration of this board: a 1-byte link behind the UART."""
@@ -71,7 +73,7 @@ class Board:
                       max_k=self.max_k, rx_fifo_words=self.rx_fifo_words,
                       multiplier=self.multiplier, formats=self.formats,
                       buffer_piece_depth=self.buffer_piece_depth, scale_share=self.scale_share,
-                      scale_multiplier=self.scale_multiplier)
+                      scale_multiplier=self.scale_multiplier, lane_weights=self.lane_weights)
 
     def make_platform(self):
         module, _, cls = self.platform.partition(":")

@@ -20,11 +20,6 @@ __all__ = ["ActBlock", "GemmEngine", "ResultRow", "WeightScales"]
 # latency (`BufferMemory.latency`).
 RELEASE_DELAY = 7
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
-# Block formats: weights per lane memory word. A block is written in 32 / LANE_WEIGHTS cycles,
-# and each column reads one of LANE_WEIGHTS weights. With 8, the 8x16 ECP5 builds' lane memory
-# is two DP16KDs a column (512 x 72 bits: 2 banks x 2048 k) read 64 bits wide into an 8:1
-# select, not four (256 x 144, half of each left empty) read 128 bits into a 16:1 select.
-LANE_WEIGHTS = 8
 
 
 class ActBlock(data.Struct):
@@ -199,10 +194,12 @@ class GemmEngine(wiring.Component):
 
         if blocks:
             # Block formats: each unpacked block (32 weights of one channel) goes to its lane of
-            # the lane memory in pieces of LANE_WEIGHTS weights, one a cycle; its scales to the
-            # lane's scale entry.
+            # the lane memory in pieces of `Config.lane_weights` weights, one a cycle; its scales
+            # to the lane's scale entry. With 8 weights a word, the 8x16 ECP5 builds' lane memory
+            # is two DP16KDs a column (512 x 72 bits: 2 banks x 2048 k) read 64 bits wide into an
+            # 8:1 select, not four (256 x 144, half of each left empty) read 128 bits into 16:1.
             nkb = max_k // 32
-            lw = LANE_WEIGHTS
+            lw = cfg.lane_weights
             lane_bits = lw.bit_length() - 1
             # Addressed by Cat(k // lw, bank) (no adder in front of its read port, which is not
             # registered: see the sequencer), so a bank is a power of two of lane words deep.
@@ -311,7 +308,7 @@ class GemmEngine(wiring.Component):
         read_wgt = Signal.like(wgt_mem.r_data)
         m.d.comb += read_wgt.eq(wgt_mem.r_data)
         if blocks:
-            # Block formats: element k mod LANE_WEIGHTS of each column's lane, selected from the
+            # Block formats: element k mod lane_weights of each column's lane, selected from the
             # lane memory's read data into a register. The lane memory has the buffers' read latency
             # and its address is not registered, so the selected weights meet the activations
             # read through the registered address. (With two cycles of latency its read data is

@@ -37,10 +37,13 @@ def _open_driver(args, progress=None):
 
 def _add_device_args(parser):
     group = parser.add_argument_group("device (default: the simulated board)")
-    group.add_argument("--rows", type=int, help="simulated array rows (default 8)")
-    group.add_argument("--cols", type=int, help="simulated array columns (default 8)")
+    default = Config()
+    group.add_argument("--rows", type=int, help=f"simulated array rows (default {default.rows})")
+    group.add_argument("--cols", type=int,
+                       help=f"simulated array columns (default {default.cols})")
     group.add_argument("--link-bytes", type=int,
-                       help="simulated link width in bytes per cycle (default 8)")
+                       help=f"simulated link width in bytes per cycle (default "
+                            f"{default.link_bytes})")
     group.add_argument("--port", help="talk to a real board on this serial port instead")
     group.add_argument("--baud", type=int, default=3_000_000, help="serial line rate")
     group.add_argument("--timeout", type=float, default=30.0,

@@ -63,7 +63,10 @@ class Config:
         FPGAs whose block RAMs are slow to show their data (ECP5: 2048).
     scale_share : int
         Implementation only, like ``multiplier``: array columns that share one binary32 scale
-        unit of the block formats (`ScaleUnit`); it must divide ``cols``. A unit takes one block
+        unit of the block formats (`ScaleUnit`); it must divide ``cols``. 0 (the default) picks
+        the largest divisor of ``cols`` with ``rows * scale_share <= 32``: the fewest units that
+        still keep up with the array (each unit's logic is evaluated every simulated cycle, so
+        fewer units also make the simulated board faster). A unit takes one block
         dot product a cycle and a PE finishes a block every 32 cycles, so with ``rows *
         scale_share`` up to 32 the units keep up with the array; beyond that the block-format
         GEMMs run one block per `block_period` cycles instead of 32. Sharing saves logic and
@@ -73,11 +76,20 @@ class Config:
         (`systolica.rtl.scale_unit.MULTIPLIERS`): ``"infer"`` (hard DSPs where there are any),
         ``"lut"`` (in logic, for parts whose DSPs all serve the array), ``"mixed"`` (the
         binary16 × binary16 products in logic, the wider ones on DSPs).
+    lane_weights : int
+        Implementation only: weights per word of the block formats' lane memory (8, 16 or 32).
+        A 32-weight block enters it in ``32 / lane_weights`` cycles, so the block-format GEMMs
+        take at most ``lane_weights`` weights a cycle: with ``cols`` above 8, a wider word lets
+        a decode step (one token, each weight used once) run at ``cols`` weights a cycle. The
+        boards use 8: two DP16KDs a column on the 8×16 ECP5 builds (`systolica.rtl.engine`).
     """
 
-    rows: int = 8
-    cols: int = 8
-    link_bytes: int = 8
+    # The default is the simulated board's: two rows (a decode step uses one), 16 columns (a decode
+    # step runs at `cols` weights a cycle), 32-weight lane words and a 16-byte link (so a Q4_1
+    # or Q8_0 decode step is not held back by its intake), one scale unit for the 16 columns.
+    rows: int = 2
+    cols: int = 16
+    link_bytes: int = 16
     act_depth: int = 32768
     max_k: int = 2048
     rx_fifo_words: int = 512
@@ -91,8 +103,9 @@ class Config:
 
     multiplier: str = dataclasses.field(default="infer", compare=False)
     buffer_piece_depth: int = dataclasses.field(default=0, compare=False)
-    scale_share: int = dataclasses.field(default=1, compare=False)
+    scale_share: int = dataclasses.field(default=0, compare=False)
     scale_multiplier: str = dataclasses.field(default="infer", compare=False)
+    lane_weights: int = dataclasses.field(default=32, compare=False)
 
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
@@ -108,7 +121,13 @@ class Config:
         if self.scale_multiplier not in SCALE_MULTIPLIERS:
             raise ValueError(f"scale_multiplier must be one of {SCALE_MULTIPLIERS}, not "
                              f"{self.scale_multiplier!r}")
+        if self.scale_share == 0 and isinstance(self.cols, int) and isinstance(self.rows, int):
+            share = max(s for s in range(1, self.cols + 1)
+                        if self.cols % s == 0 and (s == 1 or self.rows * s <= 32))
+            object.__setattr__(self, "scale_share", share)
         _check_positive("scale_share", self.scale_share)
+        if self.lane_weights not in (8, 16, 32):
+            raise ValueError(f"lane_weights must be 8, 16 or 32, not {self.lane_weights!r}")
         p = self.buffer_piece_depth
         if not isinstance(p, int) or p < 0 or p & (p - 1):
             raise ValueError(f"buffer_piece_depth must be 0 or a power of two, not {p!r}")
@@ -196,6 +215,8 @@ class Config:
             mul += f"-p{self.buffer_piece_depth}"
         if self.block_formats and (self.scale_share, self.scale_multiplier) != (1, "infer"):
             mul += f"-s{self.scale_share}{self.scale_multiplier}"
+        if self.block_formats and self.lane_weights != 32:
+            mul += f"-w{self.lane_weights}"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
                 f"k{self.max_k}f{self.rx_fifo_words}{mul}{fmt}")

@@ -26,16 +26,17 @@ INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the
 # its 5 columns, with multipliers in logic: 35 dot products a block, more than a block's 32
 # cycles, so its block GEMMs run one block per `Config.block_period` (39) cycles. 8x4 shares one
 # among 4 columns (rows × share = 32: the shared unit has no idle cycle when blocks come back to
-# back), and its buffers are in registered pieces as on the ECP5 boards.
+# back), and its buffers are in registered pieces and its lane memory in 8-weight words as on the
+# ECP5 boards; 7x5 has 16-weight lane words, the others the default 32 (a block a cycle).
 CONFIGS = {
     "1x1": Config(rows=1, cols=1, link_bytes=1, **SMALL | {"rx_fifo_words": 64}),
-    "4x4": Config(rows=4, cols=4, link_bytes=4, **SMALL),
+    "4x4": Config(rows=4, cols=4, link_bytes=4, scale_share=1, **SMALL),
     "8x8": Config(rows=8, cols=8, link_bytes=8, **SMALL, **INT8),
     "2x8": Config(rows=2, cols=8, link_bytes=8, **SMALL, **INT8),
     "7x5-wide": Config(rows=7, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
-                       **SMALL),
+                       lane_weights=16, **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
-                         buffer_piece_depth=128, **SMALL),
+                         buffer_piece_depth=128, lane_weights=8, **SMALL),
 }
 
 # (config, gemms as (N, K, M, A kind, W kind), idle, backpressure)

@@ -19,6 +19,8 @@ BLOCKS = dict(formats=FORMAT_NAMES, act_depth=256, max_k=64)
     (dict(BLOCKS, rows=2, cols=6, scale_share=4), ValueError, "scale_share must divide cols"),
     (dict(BLOCKS, max_k=48), ValueError, "max_k must be a multiple of 32"),
     (dict(rx_fifo_words=8, link_bytes=4), ValueError, "at least 64 bytes"),
+    (dict(lane_weights=4), ValueError, "lane_weights must be 8, 16 or 32"),
+    (dict(scale_share=-1), TypeError, "scale_share must be a positive integer"),
 ])
 def test_bad_configuration_is_named(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -26,10 +28,25 @@ def test_bad_configuration_is_named(kwargs, error, match):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(), dict(rows=1, cols=1), dict(formats=("int8",), rows=1, cols=64), dict(BLOCKS, rows=8, cols=16, scale_share=16),
-    dict(BLOCKS, rows=9, cols=24, scale_share=8),
+    dict(), dict(rows=1, cols=1), dict(formats=("int8",), rows=1, cols=64),
+    dict(BLOCKS, rows=8, cols=16, scale_share=16), dict(BLOCKS, rows=9, cols=24, scale_share=8),
+    dict(BLOCKS, rows=4, cols=16, lane_weights=8),
 ])
 def test_good_configuration_is_accepted(kwargs):
     cfg = Config(**kwargs)
-    assert (cfg.rows, cfg.cols) == (kwargs.get("rows", 8), kwargs.get("cols", 8))
+    default = Config()
+    assert (cfg.rows, cfg.cols) == (kwargs.get("rows", default.rows),
+                                    kwargs.get("cols", default.cols))
     assert cfg.block_period >= 32
+
+
+@pytest.mark.parametrize(("rows", "cols", "share"), [
+    (2, 16, 16), (8, 8, 4), (8, 16, 4), (4, 6, 6), (7, 5, 1), (1, 1, 1), (33, 4, 1), (16, 8, 2),
+])
+def test_default_scale_share_is_the_fewest_units_that_keep_up(rows, cols, share):
+    """scale_share=0 (the default): the largest divisor of cols with rows * share <= 32, so the
+    block GEMMs still run one block per 32 cycles (`Config.block_period`)."""
+    cfg = Config(rows=rows, cols=cols, formats=("int8",)) if rows + cols > 33 else Config(
+        rows=rows, cols=cols)
+    assert cfg.scale_share == share
+    assert cfg.block_period == 32 or rows > 32      # one row alone overfills a unit

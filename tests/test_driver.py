@@ -13,7 +13,7 @@ from systolica.host.link import LinkClosed, LinkTimeout, SimulatedBoardLink
 from systolica.rtl.protocol import pack_header, pad_to_words
 
 CONFIGS = {
-    "default-8x8": Config(),
+    "default": Config(),
     # Small buffers force the driver to split N (activation buffer) and K (max_k).
     "4x4-small-buffers": Config(rows=4, cols=4, link_bytes=4, act_depth=64, max_k=32,
                                 rx_fifo_words=16),
@@ -22,7 +22,7 @@ CONFIGS = {
 }
 
 SHAPES = {
-    "default-8x8": [(64, 576, 64), (1, 1, 1), (7, 129, 9), (129, 9, 7), (1, 1536, 576)],
+    "default": [(64, 576, 64), (1, 1, 1), (7, 129, 9), (129, 9, 7), (1, 1536, 576)],
     "4x4-small-buffers": [(9, 7, 9), (33, 100, 5), (1, 64, 129)],
     "1x1-byte-link": [(3, 9, 2), (1, 129, 1)],
 }
