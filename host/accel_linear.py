@@ -133,16 +133,26 @@ class BlockLinear:
         Also compute the float reference ``x @ dequantized.T`` on every call and record its max
         error and cosine (default). Without it those are nan: for callers that compare with the
         float model as a whole (``systolica generate``).
+    defer_check : bool
+        Run the bit-exact check on a worker thread while the next GEMMs run on the device (the
+        simulated board is another process: the check then costs no wall time of its own);
+        `settle` waits for every pending check. Records' ``exact`` is None until then.
     """
 
     name = ("accelerator (native GGUF blocks: weights as in the file, activations int8 in "
             "32-blocks, scales applied on the device in binary32)")
 
-    def __init__(self, driver, model_file, *, float_check=True):
+    def __init__(self, driver, model_file, *, float_check=True, defer_check=False):
         self.driver = driver
         self.model_file = model_file
         self.float_check = float_check
         self.records = []
+        self._pool = None
+        self._pending = []
+        if defer_check:
+            import concurrent.futures
+
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, "bit-exact-check")
         self.weights = 0          # weights streamed (for bytes per weight)
 
     def format_of(self, name):
@@ -163,8 +173,9 @@ class BlockLinear:
         t1 = time.perf_counter()
         y = self.driver.gemm_blocks(xq, xd, raw, fmt)
         t2 = time.perf_counter()
-        exact = np.array_equal(y.view(np.uint32),
-                               block_formats.block_gemm_reference(xq, xd, raw, fmt))
+        exact = None
+        if self._pool is None:
+            exact = _bit_exact(y, xq, xd, raw, fmt)
         t3 = time.perf_counter()
         max_err = cosine = float("nan")
         if self.float_check:
@@ -174,4 +185,24 @@ class BlockLinear:
         self.records.append(_record(tensor, xq.shape, raw.shape[0], exact, max_err, cosine,
                                     stats, before, t2 - t1, quantize_seconds=t1 - t0,
                                     exact_seconds=t3 - t2, float_seconds=t4 - t3))
+        if self._pool is not None:
+            self._pending.append(self._pool.submit(self._check, self.records[-1], y, xq, xd,
+                                                   raw, fmt))
         return y
+
+    @staticmethod
+    def _check(record, y, xq, xd, raw, fmt):
+        started = time.perf_counter()
+        record.exact = _bit_exact(y, xq, xd, raw, fmt)
+        record.exact_seconds = time.perf_counter() - started
+
+    def settle(self):
+        """Wait for the deferred bit-exact checks (a no-op without ``defer_check``)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+
+def _bit_exact(y, xq, xd, raw, fmt):
+    return bool(np.array_equal(y.view(np.uint32),
+                               block_formats.block_gemm_reference(xq, xd, raw, fmt)))

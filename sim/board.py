@@ -19,7 +19,7 @@ import time
 
 from . import toolchain, verilog
 
-__all__ = ["BUILD_ROOT", "board_executable"]
+__all__ = ["BUILD_ROOT", "board_executable", "build_key"]
 
 SIM_DIR = pathlib.Path(__file__).resolve().parent
 BUILD_ROOT = SIM_DIR.parent / "build" / "board"
@@ -39,9 +39,14 @@ def _key(config):
     return key.hexdigest()[:16]
 
 
+def build_key(config):
+    """The name of ``config``'s build: its label and the cache key (no Verilog generated)."""
+    return f"{config.label()}-{_key(config)}"
+
+
 def board_executable(config, *, log=sys.stderr):
     """Path of the simulated-board program for ``config``, building it if needed."""
-    out = BUILD_ROOT / f"{config.label()}-{_key(config)}"
+    out = BUILD_ROOT / build_key(config)
     exe = out / "board"
     if exe.exists():
         return exe

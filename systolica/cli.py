@@ -247,7 +247,40 @@ def cmd_generate(args):
     print()
     for line in summary_lines(result):
         print(line)
+    if accel is not None:
+        _print_projection(model_file, measure=False)
     return 0 if result.all_exact in (None, True) else 1
+
+
+def _print_projection(model_file, *, measure, boards=None):
+    from systolica.host.projection import project_boards, projection_lines
+
+    projections = project_boards(model_file, boards, measure=measure)
+    print()
+    if not projections:
+        print("projected decode speed on the catalog boards: not measured yet "
+              "(`systolica project`, a few minutes once)")
+        return
+    print("projected decode tokens/s on the catalog boards (one token = every GEMM of a decode "
+          "step):")
+    for line in projection_lines(projections):
+        print("  " + line)
+
+
+def cmd_project(args):
+    """Project the model's decode speed on every catalog board: each decode GEMM shape runs once
+    on the simulated board built at that board's own configuration (device cycles), combined
+    with the board's clock and its UART's bytes/s; says which bound dominates."""
+    from systolica.boards.catalog import BOARDS
+    from systolica.host.model_file import ModelFile
+
+    boards = args.boards.split(",") if args.boards else None
+    for name in boards or ():
+        if name not in BOARDS:
+            raise SystemExit(f"systolica project: unknown board {name!r}; supported: "
+                             f"{', '.join(BOARDS)}")
+    _print_projection(ModelFile(args.model), measure=True, boards=boards)
+    return 0
 
 
 GENERATE_EXAMPLES = """examples:
@@ -419,6 +452,12 @@ def build_parser():
                        description=cmd_bench.__doc__)
     _add_device_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("project", help="projected SmolLM2 decode tokens/s on every board",
+                       description=cmd_project.__doc__)
+    p.add_argument("--boards", help="comma-separated boards (default: all)")
+    p.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
+    p.set_defaults(func=cmd_project)
 
     p = sub.add_parser("boards", help="list supported boards", description=cmd_boards.__doc__)
     p.set_defaults(func=cmd_boards)
