@@ -5,9 +5,13 @@
 // link_tx (the host side of the pipe is always ready). It stands in for a memory feeding the
 // device at full rate: when the device's receive FIFO runs empty (its rx_empty status output) and
 // no input is waiting, the clock stops for up to 2 ms while the host answers (a host that lets
-// that pass is taken to be idle until it sends again, e.g. while it waits for results). When the device has been quiet for QUIET_CYCLES cycles, the harness blocks on
-// stdin instead of spinning. On EOF it lets the device finish and exits, printing cycle
-// statistics to stderr.
+// that pass is taken to be idle until it sends again, e.g. while it waits for results). While
+// the host is idle the harness looks for input every POLL_CYCLES cycles, so the clock stops again
+// as soon as the host sends. When the device has neither taken nor given a word for
+// SLOW_CYCLES cycles (it is most likely idle, waiting for a host that is computing), it runs only
+// SLOW_BATCH cycles per millisecond of waiting for input, so an idle device does not take a core
+// from the host; after QUIET_CYCLES it blocks on stdin. On EOF it lets the device finish and
+// exits, printing cycle statistics to stderr.
 //
 // Build: see sim/board.py (LINK_BYTES is defined on the command line). Verilator escapes the
 // double underscore of Amaranth port names ("link_rx__valid") as "___05F".
@@ -33,6 +37,9 @@
 #endif
 
 static const uint64_t QUIET_CYCLES = 1u << 18;
+static const uint64_t SLOW_CYCLES = 1u << 16;
+static const int SLOW_BATCH = 256;
+static const int POLL_CYCLES = 64;
 
 template <typename T>
 static void set_word(T &port, const uint8_t *bytes) {
@@ -119,7 +126,9 @@ int main(int argc, char **argv) {
         if (!eof) {
             // Block when the device is quiet; while it is hungry, wait briefly for the host
             // with the clock stopped (the harness stands in for a memory feeding at full rate).
-            int wait_ms = !starved ? 0 : quiet_now ? -1 : (top->rx_empty && !host_idle) ? 2 : 0;
+            bool slow = quiet >= SLOW_CYCLES;
+            int wait_ms = !starved ? 0 : quiet_now ? -1
+                          : (top->rx_empty && (!host_idle || slow)) ? (slow ? 1 : 2) : 0;
             struct pollfd pfd = {0, POLLIN, 0};
             int ready = poll(&pfd, 1, wait_ms);
             if (ready > 0) {
@@ -144,10 +153,15 @@ int main(int argc, char **argv) {
         // Run cycles until the input runs out (then look for more) or a batch is done.
         auto t0 = std::chrono::steady_clock::now();
         uint64_t batch_start = cycles;
-        for (int i = 0; i < 4096; i++) {
+        int batch = quiet >= SLOW_CYCLES ? SLOW_BATCH : 4096;
+        for (int i = 0; i < batch; i++) {
             bool have = in_buf.size() - in_pos >= LINK_BYTES;
             if (!have && !starved) break;   // had input at the start of the batch: refill first
             if (!have && top->rx_empty && !host_idle) break;   // hungry: ask the host first
+            if (!have && !eof && i % POLL_CYCLES == POLL_CYCLES - 1) {
+                struct pollfd pfd = {0, POLLIN, 0};
+                if (poll(&pfd, 1, 0) > 0) break;     // the host sent something: take it
+            }
             top->link_rx___05Fvalid = have;
             if (have) set_word(top->link_rx___05Fpayload, in_buf.data() + in_pos);
             top->clk = 0;

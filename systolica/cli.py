@@ -155,9 +155,16 @@ def cmd_run_layer(args):
     return 0 if ok else 1
 
 
+DEMO_PROMPT = "The capital of France is"
+DEMO_TOKENS = 4
+
+
 def cmd_demo(args):
-    """The main job (what `make demo` runs): SmolLM2 layer 0 on the simulated accelerator."""
-    return cmd_run_layer(args)
+    """The main job (what `make demo` runs): SmolLM2-135M-Instruct continues a prompt (default
+    "The capital of France is", 4 tokens) with every linear of all 30 layers and the LM head on
+    the simulated accelerator, checked against the float model at every step. The same as
+    `systolica generate` with these defaults; `systolica run-layer` reports one layer in detail."""
+    return cmd_generate(args)
 
 
 def _add_layer_args(parser):
@@ -291,12 +298,17 @@ GENERATE_EXAMPLES = """examples:
 """
 
 
-def _add_generate_args(parser):
-    parser.add_argument("prompt", metavar="PROMPT", help="the text to continue (with --chat: "
-                                                         "the user's message)")
-    parser.add_argument("--tokens", type=int, metavar="N", default=16,
-                        help="generate at most this many tokens (default 16); generation also "
-                             "stops at the model's end-of-sequence token")
+def _add_generate_args(parser, *, demo=False):
+    if demo:
+        parser.add_argument("prompt", metavar="PROMPT", nargs="?", default=DEMO_PROMPT,
+                            help=f"the text to continue (default {DEMO_PROMPT!r})")
+    else:
+        parser.add_argument("prompt", metavar="PROMPT", help="the text to continue (with "
+                                                             "--chat: the user's message)")
+    tokens = DEMO_TOKENS if demo else 16
+    parser.add_argument("--tokens", type=int, metavar="N", default=tokens,
+                        help=f"generate at most this many tokens (default {tokens}); generation "
+                             "also stops at the model's end-of-sequence token")
     parser.add_argument("--chat", action="store_true",
                         help="wrap the prompt in the model file's own chat template "
                              "(tokenizer.chat_template) as a user message, and stop at its "
@@ -418,9 +430,9 @@ def build_parser():
                     "with Verilator, behind the same link a real board's UART gives.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the main job: SmolLM2 layer 0 on the simulated "
-                                    "accelerator", description=cmd_demo.__doc__)
-    _add_layer_args(p)
+    p = sub.add_parser("demo", help="the main job: SmolLM2 writes a few tokens on the simulated "
+                                    "accelerator", description=inspect.cleandoc(cmd_demo.__doc__))
+    _add_generate_args(p, demo=True)
     _add_device_args(p)
     p.set_defaults(func=cmd_demo)
 

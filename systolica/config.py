@@ -92,7 +92,7 @@ class Config:
     link_bytes: int = 16
     act_depth: int = 32768
     max_k: int = 2048
-    rx_fifo_words: int = 512
+    rx_fifo_words: int = 4096
 
     # Fixed by this version of the datapath; reported by IDENTIFY so a host can check them.
     a_width: int = 8
