@@ -86,11 +86,13 @@ class Config:
 
     # The default is the simulated board's: two rows (a decode step uses one), 16 columns (a decode
     # step runs at `cols` weights a cycle), 32-weight lane words and a 16-byte link (so a Q4_1
-    # or Q8_0 decode step is not held back by its intake), one scale unit for the 16 columns.
+    # or Q8_0 decode step is not held back by its intake), one scale unit for the 16 columns, an
+    # activation buffer of 256 KB (a prefill of up to 170 tokens at K = 1536 in one LOAD_A) and
+    # a 64 KB receive buffer (the credit the host may have in flight).
     rows: int = 2
     cols: int = 16
     link_bytes: int = 16
-    act_depth: int = 32768
+    act_depth: int = 131072
     max_k: int = 2048
     rx_fifo_words: int = 4096
 
