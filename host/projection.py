@@ -89,15 +89,12 @@ def _random_gemm(rng, k, m, fmt):
 def measure_board(board, shapes, *, log=None):
     """{"K,M,fmt": [cycles, bytes on the link]} for each decode GEMM shape on the simulated board
     at ``board``'s configuration (cached)."""
-    from systolica.sim.board import board_executable, build_key
+    from systolica.sim.board import board_executable
 
     from .driver import Driver
     from .link import SimulatedBoardLink
 
-    cfg = dataclasses.replace(board.config(), link_bytes=SIM_LINK_BYTES,
-                              rx_fifo_words=max(board.config().rx_fifo_words // SIM_LINK_BYTES,
-                                                64))
-    path = CACHE / f"{board.name}-{build_key(cfg)}.json"
+    cfg, path = _sim_config(board)
     if path.exists():
         cached = json.loads(path.read_text())
         if set(cached) >= {f"{k},{m},{f}" for k, m, f in shapes}:
@@ -192,14 +189,18 @@ def project_boards(model_file, boards=None, *, log=None, measure=True):
     return results
 
 
-def _cached(board, shapes):
-    import dataclasses as dc
-
+def _sim_config(board):
+    """The configuration the board's GEMMs are measured at, and its cache file."""
     from systolica.sim.board import build_key
 
-    cfg = dc.replace(board.config(), link_bytes=SIM_LINK_BYTES,
-                     rx_fifo_words=max(board.config().rx_fifo_words // SIM_LINK_BYTES, 64))
-    path = CACHE / f"{board.name}-{build_key(cfg)}.json"
+    base = board.config()
+    cfg = dataclasses.replace(base, link_bytes=SIM_LINK_BYTES,
+                              rx_fifo_words=max(base.rx_fifo_words // SIM_LINK_BYTES, 64))
+    return cfg, CACHE / f"{board.name}-{build_key(cfg)}.json"
+
+
+def _cached(board, shapes):
+    _, path = _sim_config(board)
     if not path.exists():
         return False
     return set(json.loads(path.read_text())) >= {f"{k},{m},{f}" for k, m, f in shapes}
