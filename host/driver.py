@@ -86,7 +86,8 @@ class Driver:
 
     def _receive(self, timeout):
         try:
-            data = self.link.read_some(timeout) if timeout > 0 else self.link.poll()
+            data = (self.link.read_some(timeout, self._reader.missing()) if timeout > 0
+                    else self.link.poll())
         except LinkTimeout:
             raise LinkTimeout(f"{self.link.name}: the device stopped answering "
                               f"({self.timeout:g} s without a byte)") from None

@@ -198,31 +198,48 @@ class FrameReader:
         out, self._frames = self._frames, []
         return out
 
-    def _parse_one(self):
+    def missing(self):
+        """Bytes still to come before the next frame is complete (at least 1)."""
         buf = self._buf
         if len(buf) < HEADER_BYTES:
-            return False
-        try:
-            op, status, *args = protocol.unpack_header(bytes(buf[:HEADER_BYTES]))
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
-        if not op & REPLY:
-            raise ProtocolError(f"device sent a frame without the reply bit: op 0x{op:02x}")
+            return HEADER_BYTES - len(buf)
+        # `feed` parsed every complete frame, so the buffer starts with a valid header.
+        _, head, size, _ = self._layout(protocol.unpack_header(bytes(buf[:HEADER_BYTES])))
+        return max(head + size - len(buf), 1)
+
+    def _layout(self, header):
+        """(link bytes, header bytes, payload bytes on the wire, payload bytes kept) of a frame."""
+        op, status, *args = header
         op &= ~REPLY
         lb = self.link_bytes
-        if op == Op.IDENTIFY and status == Status.OK:
+        identify = op == Op.IDENTIFY and status == Status.OK
+        if identify:
             lb = args[1]
         if lb is None:
             raise ProtocolError(f"reply {op:#x} arrived before IDENTIFY told the link width")
         head = -(-HEADER_BYTES // lb) * lb
-        if op == Op.IDENTIFY and status == Status.OK:
-            size = -(-args[0] // lb) * lb
-            keep = args[0]
+        if identify:
+            size, keep = -(-args[0] // lb) * lb, args[0]
         elif op == Op.RESULT and status == Status.OK:
             rows, cols = args[2] & 0xFFFF, args[2] >> 16
             size = keep = rows * (-(-4 * cols // lb) * lb)
         else:
             size = keep = 0
+        return lb, head, size, keep
+
+    def _parse_one(self):
+        buf = self._buf
+        if len(buf) < HEADER_BYTES:
+            return False
+        try:
+            header = protocol.unpack_header(bytes(buf[:HEADER_BYTES]))
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        op, status, *args = header
+        if not op & REPLY:
+            raise ProtocolError(f"device sent a frame without the reply bit: op 0x{op:02x}")
+        op &= ~REPLY
+        lb, head, size, keep = self._layout(header)
         if len(buf) < head + size:
             return False
         payload = bytes(buf[head:head + keep])

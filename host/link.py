@@ -7,6 +7,7 @@ The driver only ever sees `Link`: the same code runs against simulation and hard
 import abc
 import os
 import select
+import struct
 import subprocess
 import time
 
@@ -28,8 +29,10 @@ class LinkClosed(LinkError):
 class Link(abc.ABC):
     """A byte pipe to a device.
 
-    ``read_some(timeout)`` returns at least one byte, or raises `LinkTimeout` after ``timeout``
-    seconds with nothing, or `LinkClosed` if the device end is gone.
+    ``read_some(timeout, want)`` returns at least one byte, or raises `LinkTimeout` after
+    ``timeout`` seconds with nothing, or `LinkClosed` if the device end is gone. ``want`` says how
+    many bytes the caller needs before it can go on (a hint: a simulated board runs its clock for
+    exactly that long while the host waits; a serial port ignores it).
     """
 
     name = "link"
@@ -38,7 +41,7 @@ class Link(abc.ABC):
     def write(self, data): ...
 
     @abc.abstractmethod
-    def read_some(self, timeout): ...
+    def read_some(self, timeout, want=1): ...
 
     def poll(self):
         """Bytes available right now, possibly none."""
@@ -55,7 +58,7 @@ class Link(abc.ABC):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LinkTimeout(f"{self.name}: got {len(out)} of {n} bytes in {timeout} s")
-            out += self.read_some(left)
+            out += self.read_some(left, n - len(out))
         return bytes(out)
 
     @abc.abstractmethod
@@ -70,6 +73,11 @@ class Link(abc.ABC):
 
 class SimulatedBoardLink(Link):
     """The simulated board: spawns the Verilator-built program for ``config`` and owns it.
+
+    It speaks the board program's paced mode (see `sim/board_harness.cpp`): link bytes go out as
+    data messages, and a read that has to wait first tells the board how many output bytes the host
+    has seen and how many it wants, so the board's clock runs only while the device has input or
+    the host is waiting for it, and the cycles it counts do not depend on the host's speed.
 
     The process is killed on `close` (also on garbage collection and interpreter exit); if it dies
     on its own, the next read raises `LinkClosed` with its exit status and last stderr lines.
@@ -90,32 +98,50 @@ class SimulatedBoardLink(Link):
         self.name = f"simulated board {config.label()}"
         self.stats = None
         self._stderr = bytearray()
+        self._seen = 0          # output bytes read so far
         self._proc = subprocess.Popen([str(executable)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self.pid = self._proc.pid
         self._out = self._proc.stdout.fileno()
         os.set_blocking(self._out, False)
 
-    def write(self, data):
+    def _send(self, message):
         if self._proc.poll() is not None:
             raise self._closed_error()
         try:
-            self._proc.stdin.write(data)
+            self._proc.stdin.write(message)
         except (BrokenPipeError, OSError):
             raise self._closed_error() from None
 
-    def read_some(self, timeout):
+    def write(self, data):
+        if len(data):
+            self._send(b"D" + struct.pack("<I", len(data)) + bytes(data))
+
+    def poll(self):
+        return self._read(0)
+
+    def read_some(self, timeout, want=1):
+        ready, _, _ = select.select([self._out], [], [], 0)
+        if not ready and timeout > 0:
+            self._send(b"W" + struct.pack("<QI", self._seen, max(int(want), 1)))
+        data = self._read(timeout)
+        if not data:
+            raise LinkTimeout(f"{self.name}: no answer in {timeout:g} s")
+        return data
+
+    def _read(self, timeout):
         ready, _, _ = select.select([self._out], [], [], max(timeout, 0))
         if not ready:
             if self._proc.poll() is not None:
                 raise self._closed_error()
-            raise LinkTimeout(f"{self.name}: no answer in {timeout:g} s")
+            return b""
         try:
             data = os.read(self._out, 1 << 20)
         except BlockingIOError:
-            data = None
+            return b""
         if not data:
             raise self._closed_error()
+        self._seen += len(data)
         return data
 
     def _closed_error(self):
@@ -183,7 +209,7 @@ class SerialLink(Link):
         except serial.SerialException as exc:
             raise LinkClosed(f"{self.name}: {exc}") from None
 
-    def read_some(self, timeout):
+    def read_some(self, timeout, want=1):
         import serial
         try:
             self._port.timeout = max(timeout, 0)       # blocks for the first byte at most this

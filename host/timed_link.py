@@ -42,8 +42,8 @@ class TimedLink(Link):
     def write(self, data):
         return self._timed("write", data)
 
-    def read_some(self, timeout):
-        return self._timed("read_some", timeout)
+    def read_some(self, timeout, want=1):
+        return self._timed("read_some", timeout, want)
 
     def poll(self):
         return self._timed("poll")

@@ -1,6 +1,7 @@
 """The simulated board behind a pseudo-terminal: it looks to the host exactly like a real board's
 USB-UART (``/dev/pts/N`` instead of ``/dev/ttyUSB1``), so the serial `Link` can be tested end to end
-without hardware."""
+without hardware. A pty carries bare bytes, so the board runs in its raw mode (its cycle counts
+depend on the host's timing, as a real board's would on the link's)."""
 
 import os
 import subprocess
@@ -20,7 +21,7 @@ class PtyBoard:
         exe = board_executable(config)
         self._master, slave = os.openpty()
         self.port = os.ttyname(slave)
-        self._proc = subprocess.Popen([str(exe)], stdin=self._master, stdout=self._master,
+        self._proc = subprocess.Popen([str(exe), "--raw"], stdin=self._master, stdout=self._master,
                                       stderr=subprocess.PIPE)
         # Keep the slave open until the host has opened it, or the master would see a hangup.
         self._slave = slave

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from systolica.config import Config
 from systolica.host.driver import Driver
 from systolica.host.frames import DeviceError
 from systolica.host.link import LinkClosed, LinkTimeout, SimulatedBoardLink
+from systolica.host.timed_link import TimedLink
 from systolica.rtl.protocol import pack_header, pad_to_words
 
 CONFIGS = {
@@ -80,6 +82,34 @@ def test_device_error_reply_surfaces_and_device_stays_usable(driver):
     a = np.ones((2, 3), dtype=np.int8)
     np.testing.assert_array_equal(driver.gemm(a, np.ones((3, 4), dtype=np.int8)),
                                   np.full((2, 4), 3))
+
+
+class _SlowHost(TimedLink):
+    """A host that dawdles before every write and every wait, as a busy machine would."""
+
+    def write(self, data):
+        time.sleep(0.002)
+        return super().write(data)
+
+    def read_some(self, timeout, want=1):
+        time.sleep(0.002)
+        return super().read_some(timeout, want)
+
+
+@pytest.mark.parametrize("name", ["default", "4x4-small-buffers"])
+def test_device_cycles_do_not_depend_on_the_host(name):
+    # The small receive buffer makes the host wait for credit many times within one GEMM.
+    n, k, m = SHAPES[name][1 if name == "4x4-small-buffers" else 2]
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+    counts = []
+    for slow in (False, True):
+        link = SimulatedBoardLink(CONFIGS[name])
+        with Driver(_SlowHost(link) if slow else link, timeout=20) as drv:
+            np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+            counts.append(drv.stats.device_cycles)
+    assert counts[0] == counts[1] > 0
 
 
 def _alive(pid):

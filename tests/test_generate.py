@@ -251,7 +251,7 @@ class SlowLink(Link):
         time.sleep(0.01)
         self.written += bytes(data)
 
-    def read_some(self, timeout):
+    def read_some(self, timeout, want=1):
         time.sleep(0.02)
         raise LinkTimeout("nothing")
 
