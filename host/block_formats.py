@@ -45,6 +45,8 @@ __all__ = [
     "BlockFormat",
     "block_gemm_reference",
     "decode_blocks",
+    "dequantize_activations",
+    "quantize_activation_terms",
     "quantize_activations",
 ]
 
@@ -146,6 +148,36 @@ def quantize_activations(x):
     safe = np.where(scale == 0, 1, scale.astype(np.float64))
     q = np.clip(np.rint(blocks / safe[..., None]), -127, 127).astype(np.int8)
     return q.reshape(n, k), scale.view(np.uint16)
+
+
+def dequantize_activations(q, d):
+    """``d·q`` blockwise in float64: the activations that int8 ``q`` (N, K) with binary16 block
+    scales ``d`` (N, K/32, uint16 patterns) stand for."""
+    n, k = q.shape
+    scale = np.asarray(d, dtype=np.uint16).view(np.float16).astype(np.float64)
+    return (q.astype(np.float64).reshape(n, k // BLOCK, BLOCK) * scale[..., None]).reshape(n, k)
+
+
+def quantize_activation_terms(x, terms):
+    """``x`` (N, K) as ``terms`` int8 block-quantized rows each: ``(q, d)`` with ``q`` of shape
+    (terms·N, K) and ``d`` (terms·N, K/32), the rows ``t·N .. t·N + N - 1`` holding term ``t``.
+
+    Term 0 is `quantize_activations` of ``x``; each next term quantizes what the terms before it
+    left over (at most half a step of its block, so each term adds about 7 bits). A linear layer
+    then takes all the rows in one GEMM and sums each row's terms: ``y = Σ_t y[t·N:(t+1)·N]``.
+    On a device with more array rows than a decode step's one token, the second term rides in a
+    row that would idle: the weights stream once for both.
+    """
+    if not isinstance(terms, int) or isinstance(terms, bool) or not 1 <= terms <= 4:
+        raise ValueError(f"terms must be an integer from 1 to 4, not {terms!r}")
+    qs, ds = [], []
+    rest = np.asarray(x, dtype=np.float64)
+    for _ in range(terms):
+        q, d = quantize_activations(rest)
+        qs.append(q)
+        ds.append(d)
+        rest = rest - dequantize_activations(q, d)
+    return np.concatenate(qs), np.concatenate(ds)
 
 
 def block_gemm_reference(xq, xd, raw_weights, fmt):

