@@ -24,16 +24,17 @@ __all__ = ["BUILD_ROOT", "board_executable", "build_key"]
 SIM_DIR = pathlib.Path(__file__).resolve().parent
 BUILD_ROOT = SIM_DIR.parent / "build" / "board"
 HARNESS = SIM_DIR / "board_harness.cpp"
+BOARD_TOP = SIM_DIR / "board_top.v"
 
 VERILATOR_FLAGS = ["--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "fast",
                    "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-                   "--prefix", "Vboard", "--top-module", verilog.TOPLEVEL]
+                   "--prefix", "Vboard", "--top-module", "board"]
 CXX_OPT = "-O2"
 
 
 def _key(config):
     key = hashlib.sha256()
-    for part in (verilog.source_key(config), HARNESS.read_text(),
+    for part in (verilog.source_key(config), HARNESS.read_text(), BOARD_TOP.read_text(),
                  toolchain.tool_versions("verilator"), json.dumps(VERILATOR_FLAGS), CXX_OPT, toolchain.MAKE_OVERRIDES):
         key.update(part.encode())
     return key.hexdigest()[:16]
@@ -65,8 +66,8 @@ def board_executable(config, *, log=sys.stderr):
     env = toolchain.simulator_env()
     env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={CXX_OPT}".strip()
     cmd = ["verilator", *VERILATOR_FLAGS, "-Mdir", str(tmp / "obj"), "-o", str(tmp / "board"),
-           "-CFLAGS", f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}",
-           str(HARNESS), str(tmp / f"{verilog.TOPLEVEL}.v")]
+           f"-GW={8 * config.link_bytes}", "-CFLAGS", f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}",
+           str(HARNESS), str(BOARD_TOP), str(tmp / f"{verilog.TOPLEVEL}.v")]
     result = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False)
     (tmp / "build.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:

@@ -25,7 +25,7 @@
 // on stdin (it waits for a reply that is not coming). On EOF the device finishes what it has (until it
 // has been quiet for EOF_QUIET_CYCLES) and the harness exits, printing cycle statistics to stderr.
 //
-// Build: see sim/board.py (LINK_BYTES is defined on the command line). Verilator escapes the
+// Build: see sim/board.py (LINK_BYTES is defined on the command line; the top is board_top.v). Verilator escapes the
 // double underscore of Amaranth port names ("link_rx__valid") as "___05F".
 
 #include <chrono>
@@ -172,11 +172,8 @@ int main(int argc, char **argv) {
         cycles++;
     };
 
-    top->rst = 1;
     top->link_rx___05Fvalid = 0;
-    top->link_tx___05Fready = 1;
-    for (int i = 0; i < 4; i++) tick();
-    top->rst = 0;
+    for (int i = 0; i < 8; i++) tick();     // board_top.v holds reset for the first 4 cycles
 
     static uint8_t chunk[1 << 16];
     auto read_input = [&](int timeout_ms) {
