@@ -1,25 +1,15 @@
 """The R×C output-stationary systolic array: skew in, PEs, result read-out."""
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .delay import delay
 from .multiplier import PairMultiplier, RegisteredMultiplier
+from .mux_tree import mux_tree
 from .pe import PE, StepControl
 
 __all__ = ["SystolicArray"]
-
-
-def _mux_tree(sel, values):
-    """``values[sel]`` as a tree of 2:1 multiplexers, one level per bit of ``sel`` (what the
-    ECP5's LUT4 + PFUMX + L6MUX21 build best; a ``Switch`` here cost twice the LUTs). Indices
-    past the end give the last value."""
-    level = list(values)
-    for bit in range(len(sel)):
-        level = [Mux(sel[bit], level[min(i + 1, len(level) - 1)], level[i])
-                 for i in range(0, len(level), 2)]
-    return level[0]
 
 
 class SystolicArray(wiring.Component):
@@ -118,7 +108,7 @@ class SystolicArray(wiring.Component):
                 m.d.comb += pes[r][c].w_in.eq(pes[r - 1][c].w_out)
 
         for c in range(cols):
-            m.d.comb += self.row[c].eq(_mux_tree(self.row_sel, [pes[r][c].result
+            m.d.comb += self.row[c].eq(mux_tree(self.row_sel, [pes[r][c].result
                                                                 for r in range(rows)]))
         m.d.comb += [self.done.eq(pes[rows - 1][cols - 1].done),
                      self.row0_done.eq(pes[0][cols - 1].done)]

@@ -54,6 +54,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from .mux_tree import byte_select
 from .protocol import Format
 from .skid_buffer import SkidBuffer
 
@@ -234,7 +235,7 @@ class BlockUnpacker(wiring.Component):
         def word_byte(wp, j):
             if lb == 1:
                 return word
-            return word.word_select((Const(j % lb, lbits) - wp[:lbits])[:lbits], 8)
+            return byte_select(word, (Const(j % lb, lbits) - wp[:lbits])[:lbits])
 
         for j in range(n):
             hit = Mux(emit, Mux(last, j < lb, lands(rest, j)), lands(cnt, j))

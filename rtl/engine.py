@@ -10,6 +10,7 @@ from .block_ram import BlockRam
 from .block_unpacker import block_layout
 from .buffer_memory import BufferMemory
 from .delay import delay
+from .mux_tree import byte_select
 from .pe import StepControl
 from .protocol import Format
 from .scale_unit import ACT_SUM_WIDTH, ScaleUnit
@@ -318,7 +319,7 @@ class GemmEngine(wiring.Component):
             elem = delay(m, seq_k[:lane_bits], read_latency, "elem")
             lane_wgt = Signal.like(read_wgt)
             for c in range(cols):
-                m.d.sync += lane_wgt[c].eq(lane_mem.r_data[c].as_value().word_select(elem, 8))
+                m.d.sync += lane_wgt[c].eq(byte_select(lane_mem.r_data[c].as_value(), elem))
             with m.If(wmode):
                 m.d.comb += read_wgt.eq(lane_wgt)
         # One more register stage, the array's inputs, between the buffers and the multipliers

@@ -7,9 +7,9 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .array import _mux_tree
 from .delay import delay
 from .fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
+from .mux_tree import mux_tree
 
 __all__ = ["MULTIPLIERS", "ScaleUnit"]
 
@@ -159,7 +159,7 @@ class ScaleUnit(wiring.Component):
         take = Signal()
         m.d.comb += take.eq(Cat(q.r_en for q in queues).any())
         m.d.sync += [valid.eq(take), col.eq(turn),
-                     item.eq(_mux_tree(turn, [q.r_data for q in queues]))]
+                     item.eq(mux_tree(turn, [q.r_data for q in queues]))]
         with m.If(take):
             with m.If(sent == self._rows - 1):
                 m.d.sync += [sent.eq(0), turn_bit.eq(turn_bit.rotate_left(1)),
@@ -183,7 +183,7 @@ class ScaleUnit(wiring.Component):
             """``sets[which][sel]``."""
             if len(sets[0]) == 1:
                 return Mux(which, sets[1][0], sets[0][0])
-            return Mux(which, _mux_tree(sel, sets[1]), _mux_tree(sel, sets[0]))
+            return Mux(which, mux_tree(sel, sets[1]), mux_tree(sel, sets[0]))
 
         rows = range(self._rows)
         cols = range(self._cols)
