@@ -2,6 +2,9 @@
 and ``project`` (the decode speed on each catalog board)."""
 
 import sys
+import time
+
+import systolica
 
 __all__ = ["DEMO_PROMPT", "GENERATE_EXAMPLES", "add_generate_args", "cmd_demo", "cmd_generate",
            "cmd_project"]
@@ -79,6 +82,7 @@ def cmd_generate(args):
         sys.stdout.write(text)
         sys.stdout.flush()
 
+    ready = time.monotonic()
     try:
         result = generate(model_file, prompt, tokens=args.tokens, sampler=sampler, check=check,
                           linear=accel.linear if accel else None,
@@ -91,6 +95,9 @@ def cmd_generate(args):
     print()
     for line in summary_lines(result):
         print(line)
+    opened = ", opening the device" if accel else ""
+    print(f"start-up {ready - systolica.STARTED:.2f} s (imports, the model file{opened}); the "
+          f"command {time.monotonic() - systolica.STARTED:.2f} s in all")
     if accel is not None:
         _print_projection(model_file, measure=False)
     return 0 if result.all_exact in (None, True) else 1

@@ -2,6 +2,7 @@
 known answer, the chat template, UTF-8 streaming, the per-step figures, the CLI's bad input, and
 (slow: minutes) two tokens on the simulated board checked against the float model."""
 
+import re
 import subprocess
 import sys
 import time
@@ -331,6 +332,9 @@ def test_cli_float_backend(capsys):
     out, err = capsys.readouterr()
     assert out.startswith(" Paris.\n\n\n")
     assert "3 tokens generated after a prompt of 5 (stopped: token limit)" in out
+    startup, total = map(float, re.search(r"start-up ([\d.]+) s \(imports, the model file\); "
+                                          r"the command ([\d.]+) s in all", out).groups())
+    assert 0 < startup < total
     assert err == ""
 
 
