@@ -46,8 +46,9 @@ from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.rtl.array import SystolicArray, _mux_tree
+from systolica.rtl.array import SystolicArray
 from systolica.rtl.delay import delay
+from systolica.rtl.mux_tree import mux_tree
 from systolica.rtl.packed_multiplier import PackedMultiplier
 from systolica.rtl.pe import PE, StepControl
 
@@ -111,7 +112,7 @@ class PackedGrid(wiring.Component):
             m.d.comb += pes[0][j].w_in.eq(delay(m, self.wgt[j], j // 2, f"wgt{j}"))
             for r in range(1, rows):
                 m.d.comb += pes[r][j].w_in.eq(pes[r - 1][j].w_out)
-            m.d.comb += self.row[j].eq(_mux_tree(self.row_sel,
+            m.d.comb += self.row[j].eq(mux_tree(self.row_sel,
                                                  [pes[r][j].result for r in range(rows)]))
         m.d.comb += self.done.eq(pes[rows - 1][cols - 1].done)
         return m
