@@ -12,7 +12,7 @@ Activations X (N rows × K) are int8 in [-127, 127] in blocks of 32 along K, eac
 binary16 scale ``dx[n, b]``: the activation is ``dx·x``.
 
 For each output (n, m), with ⊗ and ⊕ binary32 multiply and add (round to nearest even, see
-`systolica.rtl.fp32_model`) and f32() the exact conversion to binary32:
+`systolica.fp32_model`) and f32() the exact conversion to binary32:
 
     acc = +0
     for b in 0 .. K/32 - 1:
@@ -36,8 +36,8 @@ import dataclasses
 
 import numpy as np
 
-from systolica.rtl.fp32_model import f16_to_f32, f32_add, f32_mul, int_to_f32
-from systolica.rtl.protocol import Format
+from systolica.fp32_model import f16_to_f32, f32_add, f32_mul, int_to_f32
+from systolica.protocol import BLOCK, BLOCK_BYTES, Format
 
 __all__ = [
     "BLOCK",
@@ -50,7 +50,6 @@ __all__ = [
     "quantize_activations",
 ]
 
-BLOCK = 32   # elements per block along K, for weights and activations alike
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +68,9 @@ class BlockFormat:
 
 
 FORMATS = {f.name: f for f in [
-    BlockFormat("q8_0", Format.Q8_0, 8, 34, has_offset=False),
-    BlockFormat("q4_0", Format.Q4_0, 2, 18, has_offset=False),
-    BlockFormat("q4_1", Format.Q4_1, 3, 20, has_offset=True),
+    BlockFormat("q8_0", Format.Q8_0, 8, BLOCK_BYTES[Format.Q8_0], has_offset=False),
+    BlockFormat("q4_0", Format.Q4_0, 2, BLOCK_BYTES[Format.Q4_0], has_offset=False),
+    BlockFormat("q4_1", Format.Q4_1, 3, BLOCK_BYTES[Format.Q4_1], has_offset=True),
 ]}
 
 

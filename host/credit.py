@@ -2,7 +2,7 @@
 the device's receive buffer (most boards' UARTs have no RTS/CTS, so nothing else stops an overrun).
 """
 
-from systolica.rtl.protocol import HEADER_BYTES, IDENTIFY_PAD
+from systolica.protocol import HEADER_BYTES, IDENTIFY_PAD
 
 __all__ = ["CreditWindow"]
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from systolica.config import Config
-from systolica.rtl.protocol import Op
+from systolica.protocol import Op
 
 from .block_formats import BLOCK, FORMATS, BlockFormat
 from .credit import CreditWindow

@@ -1,4 +1,4 @@
-"""Host end of the frame format (`systolica.rtl.protocol`): commands to bytes, bytes to replies.
+"""Host end of the frame format (`systolica.protocol`): commands to bytes, bytes to replies.
 
 Nothing here does I/O: the cocotb testbench and the driver both use it over their own transport.
 """
@@ -7,8 +7,8 @@ import dataclasses
 
 import numpy as np
 
-from systolica.rtl import protocol
-from systolica.rtl.protocol import HEADER_BYTES, REPLY, Op, Status, pack_header, pad_to_words
+from systolica import protocol
+from systolica.protocol import HEADER_BYTES, REPLY, Op, Status, pack_header, pad_to_words
 
 __all__ = [
     "DeviceError",
@@ -21,6 +21,7 @@ __all__ = [
     "load_a_blocks_command",
     "load_a_command",
     "result_tile",
+    "tiled_vectors",
 ]
 
 
@@ -66,7 +67,7 @@ def _padded(tiles, link_bytes):
     return buf.tobytes()
 
 
-def _tiled_vectors(x, size, link_bytes):
+def tiled_vectors(x, size, link_bytes):
     """The vectors of int8 matrix ``x`` split into tiles of ``size`` columns: tile by tile, one
     vector (``x[k, tile]``) per row of ``x``, each padded to whole link words."""
     x8 = np.ascontiguousarray(x, dtype=np.int8).view(np.uint8)
@@ -85,14 +86,14 @@ def load_a_command(a, config):
     """LOAD_A for an (N, K) int8 array: row tiles of ``config.rows``, one vector per k."""
     n, k = a.shape
     return (pad_to_words(pack_header(Op.LOAD_A, n, k), config.link_bytes)
-            + _tiled_vectors(np.asarray(a).T, config.rows, config.link_bytes))
+            + tiled_vectors(np.asarray(a).T, config.rows, config.link_bytes))
 
 
 def gemm_command(w, n, config):
     """GEMM for a (K, M) int8 weight matrix against the loaded (N, K) activations."""
     k, m = w.shape
     return (pad_to_words(pack_header(Op.GEMM, n, k, m), config.link_bytes)
-            + _tiled_vectors(w, config.cols, config.link_bytes))
+            + tiled_vectors(w, config.cols, config.link_bytes))
 
 
 def _pad_rows(rows, link_bytes):

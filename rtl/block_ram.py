@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import _is_ecp5
+from .multiplier import is_ecp5
 
 __all__ = ["DP16KD_MODES", "BlockRam", "dp16kd_mode"]
 
@@ -67,7 +67,7 @@ class BlockRam(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self._registered and _is_ecp5(platform) and dp16kd_mode(self._depth):
+        if self._registered and is_ecp5(platform) and dp16kd_mode(self._depth):
             self._dp16kds(m)
             return m
         # Plain bits, so that the write granularity counts bits whatever the word's layout.

@@ -54,14 +54,13 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from systolica.protocol import BLOCK_BYTES, Format
+
 from .mux_tree import byte_select
-from .protocol import Format
 from .skid_buffer import SkidBuffer
 
-__all__ = ["BLOCK_BYTES", "BlockUnpacker", "block_layout"]
+__all__ = ["BlockUnpacker", "block_layout"]
 
-# Bytes per 32-weight block (the same numbers as `systolica.host.block_formats.FORMATS`).
-BLOCK_BYTES = {Format.Q8_0: 34, Format.Q4_0: 18, Format.Q4_1: 20}
 
 
 def block_layout(cols):

@@ -4,8 +4,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import protocol
-from .protocol import Op, Status
+from systolica import protocol
+from systolica.protocol import Op, Status
 
 __all__ = ["CommandDecoder", "Header", "Reply"]
 

@@ -5,6 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from systolica.protocol import Format
+
 from .array import SystolicArray
 from .block_ram import BlockRam
 from .block_unpacker import block_layout
@@ -12,7 +14,6 @@ from .buffer_memory import BufferMemory
 from .delay import delay
 from .mux_tree import byte_select
 from .pe import StepControl
-from .protocol import Format
 from .scale_unit import ACT_SUM_WIDTH, ScaleUnit
 
 __all__ = ["ActBlock", "GemmEngine", "ResultRow", "WeightScales"]

@@ -6,7 +6,7 @@ later, when ``result_valid`` repeats the ``valid`` that came with the operands (
 travels alongside; the datapath runs, on garbage, in invalid cycles too). ``latency`` is a
 Python attribute of each instance.
 
-Arithmetic (defined bit-exactly by `systolica.rtl.fp32_model`):
+Arithmetic (defined bit-exactly by `systolica.fp32_model`):
 
 * Operands are finite binary32 values that are normal or ±0 — never subnormal, infinite or NaN
   (the device guarantees this; outside that domain results are unspecified).

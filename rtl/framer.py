@@ -4,10 +4,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import protocol
+from systolica import protocol
+from systolica.protocol import Op
+
 from .decoder import Header, Reply
 from .engine import ResultRow
-from .protocol import Op
 
 __all__ = ["Framer"]
 

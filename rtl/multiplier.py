@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PairMultiplier", "RegisteredMultiplier", "registered_mult18x18d"]
+__all__ = ["PairMultiplier", "RegisteredMultiplier", "is_ecp5", "registered_mult18x18d"]
 
 
 def registered_mult18x18d(a18, b18):
@@ -53,7 +53,7 @@ def _is_ice40(platform):
     return isinstance(platform, SiliconBluePlatform)
 
 
-def _is_ecp5(platform):
+def is_ecp5(platform):
     try:
         from amaranth.vendor import LatticePlatform
     except ImportError:     # pragma: no cover
@@ -106,7 +106,7 @@ class RegisteredMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if _is_ecp5(platform):
+        if is_ecp5(platform):
             a18 = Signal(18)
             b18 = Signal(18)
             m.d.comb += [a18.eq(self.a.as_signed()), b18.eq(self.w.as_signed())]

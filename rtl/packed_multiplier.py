@@ -48,7 +48,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import _is_ecp5, registered_mult18x18d
+from .multiplier import is_ecp5, registered_mult18x18d
 
 __all__ = ["PackedMultiplier"]
 
@@ -88,7 +88,7 @@ class PackedMultiplier(wiring.Component):
         ]
 
         product = Signal(2 * _FIELD)    # P[0:24]; the bits above are copies of the sign
-        if _is_ecp5(platform):
+        if is_ecp5(platform):
             a18 = Signal(_PORT)
             b18 = Signal(_PORT)
             m.d.comb += [a18.eq(packed), b18.eq(self.a)]    # b18: sign-extended

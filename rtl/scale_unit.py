@@ -7,6 +7,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from systolica.config import SCALE_MULTIPLIERS
+
 from .delay import delay
 from .fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
 from .mux_tree import mux_tree
@@ -15,10 +17,8 @@ __all__ = ["MULTIPLIERS", "ScaleUnit"]
 
 ACT_SUM_WIDTH = 13   # |Σ x| over a 32-block of int8 in [-127, 127] is at most 4064
 
-# How the unit's binary32 multipliers form their partial products (`Fp32Multiply`):
-# "infer": all inferred (hard DSPs where the FPGA has them); "lut": all in logic; "mixed": the
-# two binary16 × binary16 products in logic, the two wider ones inferred.
-MULTIPLIERS = ("infer", "lut", "mixed")
+# How the unit's binary32 multipliers form their partial products: see `Config.scale_multiplier`.
+MULTIPLIERS = SCALE_MULTIPLIERS
 
 
 class ScaleUnit(wiring.Component):

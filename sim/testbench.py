@@ -26,7 +26,7 @@ from systolica.host.frames import (
     load_a_blocks_command,
     load_a_command,
 )
-from systolica.rtl.protocol import Op
+from systolica.protocol import Op
 
 __all__ = ["LinkBench", "check_gemm", "gemm_reference"]
 

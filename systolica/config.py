@@ -4,10 +4,14 @@ the host tiles for."""
 import dataclasses
 import struct
 
-from systolica.rtl.protocol import Format
-from systolica.rtl.scale_unit import MULTIPLIERS as SCALE_MULTIPLIERS
+from systolica.protocol import Format
 
-__all__ = ["FORMAT_NAMES", "PROTOCOL_VERSION", "Config"]
+__all__ = ["FORMAT_NAMES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
+
+# How the block formats' binary32 scale units form their partial products (`Fp32Multiply`):
+# "infer": all inferred (hard DSPs where the FPGA has them); "lut": all in logic; "mixed": the
+# two binary16 × binary16 products in logic, the two wider ones inferred.
+SCALE_MULTIPLIERS = ("infer", "lut", "mixed")
 
 FORMAT_NAMES = ("int8", "q8_0", "q4_0", "q4_1")
 
@@ -73,7 +77,7 @@ class Config:
         multipliers where the part is short of them (or where a GEMM is link-bound anyway).
     scale_multiplier : str
         Implementation only: how the scale units multiply their significands
-        (`systolica.rtl.scale_unit.MULTIPLIERS`): ``"infer"`` (hard DSPs where there are any),
+        (`SCALE_MULTIPLIERS`): ``"infer"`` (hard DSPs where there are any),
         ``"lut"`` (in logic, for parts whose DSPs all serve the array), ``"mixed"`` (the
         binary16 × binary16 products in logic, the wider ones on DSPs).
     lane_weights : int

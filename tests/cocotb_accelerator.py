@@ -16,7 +16,7 @@ from systolica.host.frames import (
     DeviceError,
     load_a_blocks_command,
 )
-from systolica.rtl.protocol import IDENTIFY_PAD, Op, Status, pack_header, pad_to_words
+from systolica.protocol import IDENTIFY_PAD, Op, Status, pack_header, pad_to_words
 from systolica.sim.testbench import LinkBench, check_gemm
 
 

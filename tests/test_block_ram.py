@@ -83,7 +83,7 @@ def test_dp16kd_mode_follows_the_depth():
     assert dp16kd_mode(16385) is None
 
 
-def _ecp5_netlist(dut, tmp_path, name):
+def ecp5_netlist(dut, tmp_path, name):
     """The DP16KDs Yosys makes of ``dut`` for the ULX3S-85F: (module, rams, pins), ``pins`` of
     each RAM naming the port bit or constant on every pin ("-" for an internal net)."""
     board = board_by_name("ulx3s-85f")
@@ -127,9 +127,9 @@ _SAME = ("AD", "DI", "DO", "WE")
 
 @pytest.mark.parametrize(("words", "bits"), DP16KD_MODES[:3])
 def test_ecp5_dp16kd_pins_match_yosys_mapping(tmp_path, words, bits):
-    _, [oracle_ram], [oracle] = _ecp5_netlist(_Inferred(bits, words), tmp_path, "oracle")
+    _, [oracle_ram], [oracle] = ecp5_netlist(_Inferred(bits, words), tmp_path, "oracle")
     assert int(oracle_ram["parameters"]["DATA_WIDTH_B"], 2) == bits
-    _, [ram], [pins] = _ecp5_netlist(BlockRam(bits, words, registered=True), tmp_path, "ours")
+    _, [ram], [pins] = ecp5_netlist(BlockRam(bits, words, registered=True), tmp_path, "ours")
     params = ram["parameters"]
     assert int(params["DATA_WIDTH_A"], 2) == int(params["DATA_WIDTH_B"], 2) == bits
     assert params["REGMODE_B"] == "OUTREG"
@@ -144,7 +144,7 @@ def test_ecp5_dp16kd_pins_match_yosys_mapping(tmp_path, words, bits):
 
 def test_ecp5_granules_get_their_own_rams(tmp_path):
     """Two 16-bit granules in the 36-bit mode: a RAM each, written by its own enable bit."""
-    module, rams, pins = _ecp5_netlist(BlockRam(32, 300, registered=True, granularity=16),
+    module, rams, pins = ecp5_netlist(BlockRam(32, 300, registered=True, granularity=16),
                                        tmp_path, "granules")
     assert len(rams) == 2
     seen = set()

@@ -10,8 +10,8 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from systolica.host.block_formats import FORMATS, decode_blocks
-from systolica.rtl.block_unpacker import BLOCK_BYTES, BlockUnpacker, block_layout
-from systolica.rtl.protocol import Format
+from systolica.protocol import BLOCK_BYTES, Format
+from systolica.rtl.block_unpacker import BlockUnpacker, block_layout
 
 ALL = (Format.Q8_0, Format.Q4_0, Format.Q4_1)
 NAME = {f.code: name for name, f in FORMATS.items()}

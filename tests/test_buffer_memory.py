@@ -6,7 +6,7 @@ pieces' block RAMs as Yosys synthesizes them (their pins: tests/test_block_ram.p
 import numpy as np
 import pytest
 from amaranth.lib import data
-from test_block_ram import _ecp5_netlist, write_then_read
+from test_block_ram import ecp5_netlist, write_then_read
 
 from systolica.rtl.buffer_memory import BufferMemory
 
@@ -33,7 +33,7 @@ def test_ecp5_pieces_are_registered_block_rams(tmp_path):
     of 100 words (one 512 × 36 RAM); the only flip-flops hold the piece number for the read
     mux (two stages of two bits): the read registers are the RAMs' own."""
     dut = BufferMemory(data.ArrayLayout(data.signed(8), 2), 4096 + 100, piece_depth=2048)
-    module, rams, _ = _ecp5_netlist(dut, tmp_path, "pieces")
+    module, rams, _ = ecp5_netlist(dut, tmp_path, "pieces")
     widths = sorted(int(ram["parameters"]["DATA_WIDTH_B"], 2) for ram in rams)
     assert widths == [9, 9, 9, 9, 36]
     assert all(ram["parameters"]["REGMODE_B"] == "OUTREG" for ram in rams)

@@ -12,7 +12,7 @@ from systolica.host.driver import Driver
 from systolica.host.frames import DeviceError
 from systolica.host.link import LinkClosed, LinkTimeout, SimulatedBoardLink
 from systolica.host.timed_link import TimedLink
-from systolica.rtl.protocol import pack_header, pad_to_words
+from systolica.protocol import pack_header, pad_to_words
 
 CONFIGS = {
     "default": Config(),

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """The binary32 units in Amaranth's simulator, one operation per cycle, bit-exact against the numpy
-model (`systolica.rtl.fp32_model`), and the model itself against plain numpy float32 arithmetic
+model (`systolica.fp32_model`), and the model itself against plain numpy float32 arithmetic
 and hand-worked values."""
 
 import math
@@ -10,8 +10,8 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
+from systolica.fp32_model import FLUSH_BELOW, f16_to_f32, f32_add, f32_mul, int_to_f32
 from systolica.rtl.fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
-from systolica.rtl.fp32_model import FLUSH_BELOW, f16_to_f32, f32_add, f32_mul, int_to_f32
 
 MIN_NORMAL = 0x00800000
 MAX_FINITE = 0x7F7FFFFF

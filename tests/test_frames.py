@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from systolica.config import Config
-from systolica.host.frames import FrameReader, ProtocolError, _tiled_vectors, result_tile
-from systolica.rtl.protocol import REPLY, Op, pack_header, pad_to_words, unpack_header
+from systolica.host.frames import FrameReader, ProtocolError, result_tile, tiled_vectors
+from systolica.protocol import REPLY, Op, pack_header, pad_to_words, unpack_header
 
 
 def tiled_reference(x, size, link_bytes):
@@ -23,7 +23,7 @@ def tiled_reference(x, size, link_bytes):
 @pytest.mark.parametrize(("size", "link_bytes"), [(1, 1), (3, 2), (8, 8), (8, 16), (5, 4)])
 def test_tiled_vectors_follow_the_spec(rows, cols, size, link_bytes):
     x = np.random.default_rng(rows * cols).integers(-128, 128, (rows, cols))
-    assert _tiled_vectors(x, size, link_bytes) == tiled_reference(x, size, link_bytes)
+    assert tiled_vectors(x, size, link_bytes) == tiled_reference(x, size, link_bytes)
 
 
 def test_header_round_trip_and_check_byte():

@@ -7,7 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 from block_data import random_halves
 
-from systolica.rtl.fp32_model import f16_to_f32, f32_add, f32_mul, int_to_f32
+from systolica.fp32_model import f16_to_f32, f32_add, f32_mul, int_to_f32
 from systolica.rtl.scale_unit import ScaleUnit
 
 

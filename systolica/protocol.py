@@ -124,6 +124,12 @@ class Format(enum.IntEnum):
     Q4_1 = 3    # GGUF blocks: binary16 d, binary16 m, 16 bytes of nibbles
 
 
+BLOCK = 32   # elements per block along K, of the GGUF weight blocks and the activations alike
+
+# Bytes of one 32-weight block of each GGUF format on the link, exactly as in the model file.
+BLOCK_BYTES = {Format.Q8_0: 34, Format.Q4_0: 18, Format.Q4_1: 20}
+
+
 def check_byte(header_without_check):
     """The check byte that makes the 16 header bytes sum to 0 modulo 256."""
     return (-sum(header_without_check)) & 0xFF
