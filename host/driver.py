@@ -6,23 +6,17 @@ import time
 
 import numpy as np
 
-from systolica.config import Config
 from systolica.protocol import Op
 
 from .block_formats import BLOCK, FORMATS, BlockFormat
-from .credit import CreditWindow
 from .frames import (
-    DeviceError,
-    FrameReader,
-    GemmResult,
-    ProtocolError,
     gemm_blocks_command,
     gemm_command,
-    identify_command,
     load_a_blocks_command,
     load_a_command,
 )
 from .link import LinkTimeout
+from .session import Session
 
 __all__ = ["Driver", "DriverStats"]
 
@@ -77,45 +71,32 @@ class Driver:
         self.timeout = timeout
         self.progress = progress
         self.stats = DriverStats()
-        self._reader = FrameReader()
-        self._credit = CreditWindow()
-        self._replies = []
+        self.session = Session()
         self.config = self.identify()
 
     # --- the wire --------------------------------------------------------------------------
 
     def _receive(self, timeout):
         try:
-            data = (self.link.read_some(timeout, self._reader.missing()) if timeout > 0
+            data = (self.link.read_some(timeout, self.session.missing()) if timeout > 0
                     else self.link.poll())
         except LinkTimeout:
             raise LinkTimeout(f"{self.link.name}: the device stopped answering "
                               f"({self.timeout:g} s without a byte)") from None
-        if not data:
-            return
         self.stats.bytes_in += len(data)
-        self._reader.feed(data)
-        for frame in self._reader.frames():
-            if frame.op == Op.CREDIT:
-                self._credit.on_credit(frame.args[0])
-                continue
-            if frame.op == Op.IDENTIFY and not frame.status:
-                # Applied in stream order: CREDIT frames after it count from its base.
-                frame.config = Config.from_identify(frame.payload)
-                self._credit.on_identify(frame, frame.config)
-            self._replies.append(frame)
+        self.session.feed(data)
 
     def _send(self, data, *, kind=None):
         """Send ``data`` without exceeding the device's credit, taking replies meanwhile."""
-        view = memoryview(data)
-        pos = 0
-        while pos < len(view):
-            room = self._credit.room()
-            if room:
-                chunk = view[pos:pos + min(room, 1 << 16)]
+        self.session.send(data)
+        self._flush(kind)
+
+    def _flush(self, kind=None):
+        session = self.session
+        while session.unsent:
+            chunk = session.take(1 << 16)
+            if chunk:
                 self.link.write(chunk)
-                self._credit.on_sent(len(chunk))
-                pos += len(chunk)
                 self.stats.bytes_out += len(chunk)
                 if kind == "weights":
                     self.stats.weight_bytes_out += len(chunk)
@@ -129,40 +110,28 @@ class Driver:
 
     def _next_reply(self):
         deadline = time.monotonic() + self.timeout
-        while not self._replies:
+        while (frame := self.session.reply()) is None:
             if time.monotonic() > deadline:
                 raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s")
             self._receive(self.timeout)
-        return self._replies.pop(0)
-
-    def _expect(self, op):
-        frame = self._next_reply()
-        if frame.status:
-            raise DeviceError(frame.op, frame.status, frame.args[0])
-        if frame.op != op:
-            raise ProtocolError(f"expected a {Op(op).name} reply, got {frame}")
         return frame
+
+    def _expect(self, op, *, shape=None):
+        return Session.check(self._next_reply(), op, shape=shape)
 
     # --- commands --------------------------------------------------------------------------
 
     def identify(self):
         """Ask the device for its configuration (works before the link width is known)."""
-        self._credit.before_identify()
-        self._send(identify_command())
+        self.session.identify()
+        self._flush()
         self.config = self._expect(Op.IDENTIFY).config
         return self.config
 
-    def _load_a(self, a):
-        self._send(load_a_command(a, self.config), kind="act")
-        frame = self._expect(Op.LOAD_A)
-        if frame.args[:2] != a.shape:
-            raise ProtocolError(f"LOAD_A reply says {frame.args[:2]}, sent {a.shape}")
-
-    def _gemm_tile(self, w, n):
-        cfg = self.config
-        k, m = w.shape
-        self._send(gemm_command(w, n, cfg), kind="weights")
-        result = GemmResult(n, m, cfg)
+    def _run_gemm(self, command, n, k, m):
+        """Send one GEMM command; collect its result tiles and its cycles."""
+        self._send(command, kind="weights")
+        result = self.session.gemm_result(n, m)
         while not result.add(self._next_reply()):
             pass
         self.stats.device_cycles += result.cycles
@@ -195,11 +164,14 @@ class Driver:
         out = np.zeros((n, m), dtype=np.int64)
         for r0 in range(0, n, n_step):
             for k0 in range(0, k, k_step):
-                self._load_a(a[r0:r0 + n_step, k0:k0 + k_step])
+                part = a[r0:r0 + n_step, k0:k0 + k_step]
+                self._send(load_a_command(part, self.config), kind="act")
+                self._expect(Op.LOAD_A, shape=part.shape)
                 for c0 in range(0, m, m_step):
                     block = w[k0:k0 + k_step, c0:c0 + m_step]
-                    out[r0:r0 + n_step, c0:c0 + m_step] += self._gemm_tile(
-                        block, min(n_step, n - r0))
+                    rows = part.shape[0]
+                    out[r0:r0 + rows, c0:c0 + m_step] += self._run_gemm(
+                        gemm_command(block, rows, self.config), rows, *block.shape)
         return out
 
     def gemm_blocks(self, xq, xd, raw, fmt):
@@ -250,19 +222,12 @@ class Driver:
         for r0 in range(0, n, n_step):
             rows = min(n_step, n - r0)
             self._send(load_a_blocks_command(xq[r0:r0 + rows], xd[r0:r0 + rows], cfg), kind="act")
-            frame = self._expect(Op.LOAD_A)
-            if frame.args[:2] != (rows, k):
-                raise ProtocolError(f"LOAD_A reply says {frame.args[:2]}, sent {(rows, k)}")
+            self._expect(Op.LOAD_A, shape=(rows, k))
             for c0 in range(0, m, m_step):
                 part = raw[c0:c0 + m_step]
-                self._send(gemm_blocks_command(part, fmt, rows, cfg), kind="weights")
-                result = GemmResult(rows, part.shape[0], cfg)
-                while not result.add(self._next_reply()):
-                    pass
-                self.stats.device_cycles += result.cycles
-                self.stats.device_gemms += 1
-                self.stats.macs += rows * k * part.shape[0]
-                out[r0:r0 + rows, c0:c0 + m_step] = result.out.astype(np.uint32)
+                result = self._run_gemm(gemm_blocks_command(part, fmt, rows, cfg), rows, k,
+                                        part.shape[0])
+                out[r0:r0 + rows, c0:c0 + m_step] = result.astype(np.uint32)
         return out.view(np.float32)
 
     def close(self):

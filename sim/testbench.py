@@ -4,28 +4,24 @@ matrix_multiplier example: a link driver/monitor pair, a numpy model and a check
 The driver plays the host: it sends frames word by word with random idle cycles and obeys the
 protocol's credit rule; the monitor takes reply words with random backpressure and parses frames.
 Both sides act on the falling edge and look at the settled handshake with ReadOnly, so every
-transfer is seen exactly once whatever the simulator's scheduling.
+transfer is seen exactly once whatever the simulator's scheduling. The protocol itself (credit,
+frame dispatch, reply checks, the GEMM reply loop) is the host's own `Session`, the same one the
+`Driver` uses over a link.
 """
 
-import collections
 import random
 
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, with_timeout
 
-from systolica.config import Config
-from systolica.host.credit import CreditWindow
 from systolica.host.frames import (
-    DeviceError,
-    FrameReader,
-    GemmResult,
     gemm_blocks_command,
     gemm_command,
-    identify_command,
     load_a_blocks_command,
     load_a_command,
 )
+from systolica.host.session import Session
 from systolica.protocol import Op
 
 __all__ = ["LinkBench", "check_gemm", "gemm_reference"]
@@ -62,11 +58,8 @@ class LinkBench:
         self.idle = idle
         self.backpressure = backpressure
         self.rng = random.Random(seed)
-        self.reader = FrameReader()
+        self.session = Session()
         self.config = None
-        self.credit = CreditWindow()
-        self._words = collections.deque()
-        self._replies = collections.deque()
         self._reply_event = Event()
         self._holding = None
         self.cycle = 0
@@ -87,17 +80,18 @@ class LinkBench:
         if len(data) % lb:
             raise ValueError(f"frames are whole link words; {len(data)} bytes is not a multiple "
                              f"of {lb}")
-        self._words.extend(int.from_bytes(data[i:i + lb], "little")
-                           for i in range(0, len(data), lb))
+        self.session.send(data)
 
     async def _run(self):
         dut, lb = self.dut, self.link_bytes
         while True:
             await FallingEdge(dut.clk)
             self.cycle += 1
-            if (self._holding is None and self._words and self.rng.random() >= self.idle
-                    and self.credit.room() >= lb):
-                self._holding = self._words.popleft()
+            if self._holding is None and self.rng.random() >= self.idle:
+                # A word counts as sent when it is offered: the credit covers it from then on.
+                word = self.session.take(lb, unit=lb)
+                if word:
+                    self._holding = int.from_bytes(word, "little")
             dut.link_rx__valid.value = self._holding is not None
             if self._holding is not None:
                 dut.link_rx__payload.value = self._holding
@@ -106,45 +100,27 @@ class LinkBench:
             await ReadOnly()
             if self._holding is not None and dut.link_rx__ready.value:
                 self._holding = None
-                self.credit.on_sent(lb)
             if ready and dut.link_tx__valid.value:
                 word = int(dut.link_tx__payload.value)
-                self.reader.feed(word.to_bytes(lb, "little"))
-                self._take_frames()
-
-    def _take_frames(self):
-        for frame in self.reader.frames():
-            if frame.op == Op.CREDIT:
-                self.credit.on_credit(frame.args[0])
-            else:
-                if frame.op == Op.IDENTIFY and not frame.status:
-                    frame.config = Config.from_identify(frame.payload)
-                    self.credit.on_identify(frame, frame.config)
-                self._replies.append(frame)
+                self.session.feed(word.to_bytes(lb, "little"))
                 self._reply_event.set()
 
     async def reply(self, timeout_us=2000):
         """The next non-CREDIT frame from the device."""
-        while not self._replies:
+        while (frame := self.session.reply()) is None:
             self._reply_event.clear()
             await with_timeout(self._reply_event.wait(), timeout_us, "us")
-        return self._replies.popleft()
-
-    async def expect(self, op):
-        frame = await self.reply()
-        if frame.status:
-            raise DeviceError(frame.op, frame.status, frame.args[0])
-        if frame.op != op:
-            raise AssertionError(f"expected a {Op(op).name} reply, got {frame}")
         return frame
+
+    async def expect(self, op, *, shape=None):
+        return Session.check(await self.reply(), op, shape=shape)
 
     # --- host operations -------------------------------------------------------------------
 
     async def identify(self):
-        while self._words or self._holding is not None:
+        while self.session.unsent or self._holding is not None:
             await FallingEdge(self.dut.clk)
-        self.credit.before_identify()
-        self.send(identify_command())
+        self.session.identify()
         frame = await self.expect(Op.IDENTIFY)
         self.config = frame.config
         if self.config.link_bytes != self.link_bytes:
@@ -154,15 +130,14 @@ class LinkBench:
 
     async def load_a(self, a):
         self.send(load_a_command(a, self.config))
-        frame = await self.expect(Op.LOAD_A)
-        assert frame.args[:2] == a.shape, frame
+        await self.expect(Op.LOAD_A, shape=a.shape)
 
     async def gemm(self, w, n):
         """Run a GEMM on the loaded activations; returns (int64 result, device cycles)."""
         cfg = self.config
         k, m = w.shape
         self.send(gemm_command(w, n, cfg))
-        result = GemmResult(n, m, cfg)
+        result = self.session.gemm_result(n, m)
         while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
             pass
         return result.out, result.cycles
@@ -170,8 +145,7 @@ class LinkBench:
     async def load_a_blocks(self, xq, xd):
         """LOAD_A of activations in 32-blocks with their binary16 scales."""
         self.send(load_a_blocks_command(xq, xd, self.config))
-        frame = await self.expect(Op.LOAD_A)
-        assert frame.args[:2] == xq.shape, frame
+        await self.expect(Op.LOAD_A, shape=xq.shape)
 
     async def gemm_blocks(self, raw, fmt, n):
         """GEMM of GGUF block weights; returns (binary32 bit patterns as uint32, device cycles)."""
@@ -179,7 +153,7 @@ class LinkBench:
         m = raw.shape[0]
         k = raw.shape[1] // fmt.block_bytes * 32
         self.send(gemm_blocks_command(raw, fmt, n, cfg))
-        result = GemmResult(n, m, cfg)
+        result = self.session.gemm_result(n, m)
         while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
             pass
         return result.out.astype(np.uint32), result.cycles

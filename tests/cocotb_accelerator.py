@@ -72,7 +72,7 @@ async def gemms(dut):
         dut._log.info(f"GEMM {n}x{k}x{m} ({a_kind}/{w_kind}) exact; {cycles} cycles, "
                       f"MAC utilization {util:.1%}")
         figures.append(dict(n=n, k=k, m=m, cycles=cycles, utilization=util))
-    in_flight = bench.credit.max_in_flight
+    in_flight = bench.session.credit.max_in_flight
     assert in_flight <= cfg.rx_bytes, (in_flight, cfg.rx_bytes)
     _write_report(case, gemms=figures, max_in_flight=in_flight)
 
@@ -167,7 +167,7 @@ async def block_products(dut):
         dut._log.info(f"{fmt_name} GEMM {n}x{k}x{m} ({kind}) bit-exact; {cycles} cycles, "
                       f"MAC utilization {util:.1%}")
         figures.append(dict(n=n, k=k, m=m, fmt=fmt_name, cycles=cycles, utilization=util))
-    _write_report(case, gemms=figures, max_in_flight=bench.credit.max_in_flight)
+    _write_report(case, gemms=figures, max_in_flight=bench.session.credit.max_in_flight)
 
 
 @cocotb.test()

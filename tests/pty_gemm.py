@@ -19,6 +19,6 @@ def gemm_over_pty(config, n, k, m, seed):
         try:
             assert drv.config == config
             np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
-            return drv._credit.max_in_flight
+            return drv.session.credit.max_in_flight
         finally:
             drv.close()
