@@ -100,7 +100,7 @@ def _yosys_cells(text):
 
 def array_luts_per_pe(board, env, out_dir, log):
     """Synthesize the array alone (same multipliers as the bitstream) and count its LUTs."""
-    cfg = board.config()
+    cfg = board.config
     array = SystolicArray(cfg.rows, cfg.cols, acc_width=cfg.acc_bits, multiplier=cfg.multiplier)
     platform = board.make_platform()
     (out_dir / "array.il").write_text(rtlil.convert(array, name="array", platform=platform))
@@ -133,7 +133,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
     env = tool_env(board)
     platform = board.make_platform()
     top = BoardTop(board)
-    print(f"{board.name}: {board.description}; {board.rows}x{board.cols} array, "
+    print(f"{board.name}: {board.description}; {board.config.rows}x{board.config.cols} array, "
           f"{board.clk_freq / 1e6:g} MHz target", file=log, flush=True)
     # Timing failures still produce a bitstream and a report: the Fmax is then reported (and
     # `systolica bitstream` fails) instead of the build stopping without figures.
@@ -151,10 +151,10 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
     (out_dir / "build.log").write_text(output)
     result = {
         "board": board.name, "description": board.description, "family": board.family,
-        "device": _device(platform), "rows": board.rows, "cols": board.cols, "macs": board.macs,
-        "multiplier": board.multiplier, "clock_mhz": top.pll.f_out / 1e6,
+        "device": _device(platform), "rows": board.config.rows, "cols": board.config.cols, "macs": board.macs,
+        "multiplier": board.config.multiplier, "clock_mhz": top.pll.f_out / 1e6,
         "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
-        "formats": list(board.formats),
+        "formats": list(board.config.formats),
         "build_seconds": round(time.monotonic() - started), "ok": code == 0,
     }
     report_path = out_dir / "report.json"

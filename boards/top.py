@@ -19,7 +19,7 @@ class BoardTop(Elaboratable):
 
     def __init__(self, board):
         self.board = board
-        self.config = board.config()
+        self.config = board.config
         self.pll = None
         self.divisor, self.baud_error = None, None
 

@@ -2,7 +2,7 @@
 the device's receive buffer (most boards' UARTs have no RTS/CTS, so nothing else stops an overrun).
 """
 
-from systolica.protocol import HEADER_BYTES, IDENTIFY_PAD
+from systolica.protocol import HEADER_BYTES, IDENTIFY_PAD, padded
 
 __all__ = ["CreditWindow"]
 
@@ -40,7 +40,7 @@ class CreditWindow:
 
     def on_identify(self, frame, config):
         """Set the window from an IDENTIFY reply, in stream order (before any later CREDIT)."""
-        header_bytes = -(-HEADER_BYTES // config.link_bytes) * config.link_bytes
+        header_bytes = padded(HEADER_BYTES, config.link_bytes)
         # The device's count (arg2) was taken right after it consumed our IDENTIFY header.
         acked = self._sent_before_identify + header_bytes
         self._offset = frame.args[2] - acked

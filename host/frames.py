@@ -8,7 +8,15 @@ import dataclasses
 import numpy as np
 
 from systolica import protocol
-from systolica.protocol import HEADER_BYTES, REPLY, Op, Status, pack_header, pad_to_words
+from systolica.protocol import (
+    HEADER_BYTES,
+    REPLY,
+    Op,
+    Status,
+    pack_header,
+    pad_to_words,
+    padded,
+)
 
 __all__ = [
     "DeviceError",
@@ -62,7 +70,7 @@ def identify_command():
 def _padded(tiles, link_bytes):
     """Bytes of ``tiles`` (tiles, vectors, width), each vector padded to whole link words."""
     count, vectors, width = tiles.shape
-    buf = np.zeros((count, vectors, -(-width // link_bytes) * link_bytes), dtype=np.uint8)
+    buf = np.zeros((count, vectors, padded(width, link_bytes)), dtype=np.uint8)
     buf[:, :, :width] = tiles
     return buf.tobytes()
 
@@ -99,7 +107,7 @@ def gemm_command(w, n, config):
 def _pad_rows(rows, link_bytes):
     """uint8 (count, width) → the same rows each zero-padded to whole link words."""
     count, width = rows.shape
-    out = np.zeros((count, -(-width // link_bytes) * link_bytes), dtype=np.uint8)
+    out = np.zeros((count, padded(width, link_bytes)), dtype=np.uint8)
     out[:, :width] = rows
     return out
 
@@ -144,7 +152,7 @@ def result_tile(frame, config):
     """Decode a RESULT frame to ``(i, j, block)`` with block an int32 (rows, cols) array."""
     i, j, shape = frame.args
     rows, cols = shape & 0xFFFF, shape >> 16
-    stride = -(-4 * cols // config.link_bytes) * config.link_bytes
+    stride = padded(4 * cols, config.link_bytes)
     raw = np.frombuffer(frame.payload, dtype=np.uint8).reshape(rows, stride)
     return i, j, raw[:, :4 * cols].copy().view("<i4")
 
@@ -218,12 +226,12 @@ class FrameReader:
             lb = args[1]
         if lb is None:
             raise ProtocolError(f"reply {op:#x} arrived before IDENTIFY told the link width")
-        head = -(-HEADER_BYTES // lb) * lb
+        head = padded(HEADER_BYTES, lb)
         if identify:
-            size, keep = -(-args[0] // lb) * lb, args[0]
+            size, keep = padded(args[0], lb), args[0]
         elif op == Op.RESULT and status == Status.OK:
             rows, cols = args[2] & 0xFFFF, args[2] >> 16
-            size = keep = rows * (-(-4 * cols // lb) * lb)
+            size = keep = rows * padded(4 * cols, lb)
         else:
             size = keep = 0
         return lb, head, size, keep

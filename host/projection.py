@@ -118,12 +118,12 @@ def measure_board(board, shapes, *, log=None):
             if fmt in cfg.formats:
                 xq, xd, raw = _random_gemm(rng, k, m, fmt)
                 drv.gemm_blocks(xq, xd, raw, fmt)
-                sent = _block_bytes_out(board.config(), xq, xd, raw, fmt)
+                sent = _block_bytes_out(board.config, xq, xd, raw, fmt)
             else:          # W8A8 on an int8 board: one byte per weight
                 a = rng.integers(-127, 128, (1, k), dtype=np.int8)
                 w = rng.integers(-127, 128, (k, m), dtype=np.int8)
                 drv.gemm(a, w)
-                sent = _int8_bytes_out(board.config(), a, w)
+                sent = _int8_bytes_out(board.config, a, w)
             out[_key(k, m, fmt)] = [drv.stats.device_cycles - before[0],
                                      sent + drv.stats.bytes_in - before[1]]
     finally:
@@ -185,7 +185,7 @@ def project_boards(model_file, boards=None, *, log=None, measure=True):
             c, b = counts[_key(k, m, fmt)]
             cycles += n * c
             link += n * b
-            kinds.add(fmt if fmt in board.formats else "int8")
+            kinds.add(fmt if fmt in board.config.formats else "int8")
         native = sorted(kinds - {"int8"})
         formats = "+".join(native) + " native" if native else "int8 W8A8"
         if native and "int8" in kinds:
@@ -202,7 +202,7 @@ def _sim_config(board):
     """The configuration the board's GEMMs are measured at, and its cache file."""
     from systolica.sim.board import build_key
 
-    base = board.config()
+    base = board.config
     cfg = dataclasses.replace(base, link_bytes=SIM_LINK_BYTES,
                               rx_fifo_words=max(base.rx_fifo_words // SIM_LINK_BYTES, 64))
     return cfg, CACHE / f"{board.name}-{build_key(cfg)}.json"

@@ -81,10 +81,10 @@ class CommandDecoder(wiring.Component):
         m = Module()
         cfg = self._config
         lb = cfg.link_bytes
-        hdr_words = -(-protocol.HEADER_BYTES // lb)
+        hdr_words = protocol.words(protocol.HEADER_BYTES, lb)
         blocks = bool(cfg.block_formats)
         vec_bytes = max(cfg.rows, cfg.cols, 2 * cfg.rows if blocks else 0)
-        vec_words = -(-vec_bytes // lb)
+        vec_words = protocol.words(vec_bytes, lb)
         word = self.rx.payload
 
         # Header: shifted in word by word; the first word must start with MAGIC.

@@ -46,7 +46,7 @@ class Framer(wiring.Component):
         identify = cfg.identify_payload()
 
         def words(nbytes):
-            return -(-nbytes // lb)
+            return protocol.words(nbytes, lb)
 
         # What goes out (a header, a result row or the IDENTIFY payload) is loaded into one
         # shift register and leaves from its low word, one word per handshake: the link word

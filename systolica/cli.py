@@ -260,7 +260,7 @@ def cmd_boards(args):
     from systolica.boards.catalog import BOARDS, UNSUPPORTED
 
     for b in BOARDS.values():
-        print(f"{b.name:<12} {b.description}: {b.rows}x{b.cols} array, "
+        print(f"{b.name:<12} {b.description}: {b.config.rows}x{b.config.cols} array, "
               f"{b.clk_freq / 1e6:g} MHz, UART {b.baudrate} baud")
     for name, reason in UNSUPPORTED.items():
         print(f"{name:<12} not supported: {reason}")

@@ -87,8 +87,21 @@ Commands and replies
 import enum
 import struct
 
-__all__ = ["HEADER_BYTES", "IDENTIFY_PAD", "MAGIC", "REPLY", "Format", "Op", "Status", "check_byte",
-           "pack_header", "pad_to_words", "unpack_header"]
+__all__ = [
+    "HEADER_BYTES",
+    "IDENTIFY_PAD",
+    "MAGIC",
+    "REPLY",
+    "Format",
+    "Op",
+    "Status",
+    "check_byte",
+    "pack_header",
+    "pad_to_words",
+    "padded",
+    "unpack_header",
+    "words",
+]
 
 MAGIC = 0xA5
 REPLY = 0x80
@@ -152,6 +165,16 @@ def unpack_header(data):
     if sum(data) & 0xFF:
         raise ValueError(f"bad check byte in header {bytes(data).hex()}")
     return op, status, arg0, arg1, arg2
+
+
+def words(nbytes, link_bytes):
+    """Link words that ``nbytes`` bytes take, the last one padded."""
+    return -(-nbytes // link_bytes)
+
+
+def padded(nbytes, link_bytes):
+    """Bytes that ``nbytes`` bytes take on the link, padded to whole words."""
+    return words(nbytes, link_bytes) * link_bytes
 
 
 def pad_to_words(data, link_bytes):

@@ -37,7 +37,7 @@ def test_board_clock_and_uart_are_reachable(name):
         assert 400e6 <= pll.f_vco <= 800e6
     _, error = baud_divisor(pll.f_out, board.baudrate)
     assert error < 0.02
-    assert board.config().link_bytes == 1
+    assert board.config.link_bytes == 1
 
 
 @pytest.mark.parametrize(("f_out", "expect"), [
@@ -114,7 +114,7 @@ def test_icebreaker_bitstream_meets_its_targets(icebreaker_build):
 def test_simulated_icebreaker_runs_a_gemm_over_serial():
     """What the board runs is what was tested: its configuration (1-byte link, 4x4 array, its
     buffers), simulated, behind a pseudo-terminal opened by the serial Link."""
-    gemm_over_pty(BOARDS["icebreaker"].config(), 6, 40, 9, seed=3)
+    gemm_over_pty(BOARDS["icebreaker"].config, 6, 40, 9, seed=3)
 
 
 @pytest.mark.parametrize("name", ["ulx3s-25f", "ecpix5-85f"])
@@ -126,11 +126,11 @@ def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
     bitstream (ulx3s-85f-gguf, 60 MHz) carries too; its int8 bitstream is the same array
     without the block formats. Q4_1 and Q8_0 GEMMs bit-exact with the block model, an int8
     GEMM exact."""
-    assert BOARDS[name].formats == FORMAT_NAMES
-    cfg = BOARDS[name].config()
+    assert BOARDS[name].config.formats == FORMAT_NAMES
+    cfg = BOARDS[name].config
     if name == "ecpix5-85f":
-        assert BOARDS["ulx3s-85f-gguf"].config() == cfg
-        assert dataclasses.replace(BOARDS["ulx3s-85f"], formats=FORMAT_NAMES).config() == cfg
+        assert BOARDS["ulx3s-85f-gguf"].config == cfg
+        assert dataclasses.replace(BOARDS["ulx3s-85f"].config, formats=FORMAT_NAMES) == cfg
     assert cfg.buffer_piece_depth == 2048
     share = {"ulx3s-25f": 6, "ecpix5-85f": 16}[name]
     assert (cfg.scale_share, cfg.scale_multiplier) == (share, "lut")
