@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOARD  ?= icebreaker
 
-.PHONY: all setup test lint demo bench bitstream bitstreams dsp-packing clean distclean help
+.PHONY: all setup test lint demo bench quality bitstream bitstreams dsp-packing clean distclean help
 
 all: test
 
@@ -14,6 +14,7 @@ help:
 	@echo "make demo    set up .venv from PyPI and run the main job on the simulated accelerator"
 	@echo "make test    set up .venv and run the whole test suite (ruff + pytest)"
 	@echo "make bench   simulated-board cycles/s and MAC utilization"
+	@echo "make quality   bits per weight against fidelity and tokens/s (reports/quality.*)"
 	@echo "make bitstream BOARD=icebreaker   one board's bitstream and report"
 	@echo "make bitstreams   every board; regenerates reports/boards.md and reports/roofline.png"
 	@echo "make dsp-packing   ULX3S-85F study: int8 PEs vs two 4-bit-weight products per DSP"
@@ -40,6 +41,9 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/systolica bench
+
+quality: setup
+	$(VENV)/bin/systolica quality --report reports
 
 bitstream: setup
 	$(VENV)/bin/systolica bitstream --board $(BOARD)

@@ -19,8 +19,8 @@ import numpy as np
 from . import block_formats
 from .quant import quantize_activations, quantize_weights
 
-__all__ = ["DEFAULT_TERMS", "AcceleratorLinear", "BlockLinear", "LinearRecord", "compare",
-           "split_tensor_name"]
+__all__ = ["DEFAULT_TERMS", "AcceleratorLinear", "BlockLinear", "LinearRecord", "block_format",
+           "compare", "split_tensor_name"]
 
 # Int8 terms per activation on the block datapath (see `BlockLinear`): two keep the logits within
 # cosine 0.9999 of the float model where one term's rounding noise alone costs up to 0.995.
@@ -34,6 +34,16 @@ def compare(got, want):
     denom = np.linalg.norm(got) * np.linalg.norm(want)
     cosine = float(got @ want / denom) if denom else float(np.array_equal(got, want))
     return float(np.max(np.abs(got - want))), cosine
+
+
+def block_format(model_file, name):
+    """The `block_formats.BlockFormat` tensor ``name`` of ``model_file`` is stored in."""
+    qtype = model_file.quant_type(name)
+    for fmt in block_formats.FORMATS.values():
+        if fmt.ggml_type == qtype:
+            return fmt
+    raise ValueError(f"{name} is stored as GGML type {qtype}, which the device's block "
+                     f"datapath does not take (it takes {', '.join(block_formats.FORMATS)})")
 
 
 def split_tensor_name(tensor):
@@ -142,6 +152,9 @@ class BlockLinear:
         Run the bit-exact check on a worker thread while the next GEMMs run on the device (the
         simulated board is another process: the check then costs no wall time of its own);
         `settle` waits for every pending check. Records' ``exact`` is None until then.
+    exact_check : bool
+        Check every call bit for bit against the block model (default). Off where the driver
+        is itself an exact model of the device (`systolica.host.quality`).
     terms : int
         Int8 terms per activation (`block_formats.quantize_activation_terms`): 1 sends each
         activation row once; 2 (about 15 bits) sends it and its quantized remainder as two rows of
@@ -150,10 +163,11 @@ class BlockLinear:
     """
 
     def __init__(self, driver, model_file, *, float_check=True, defer_check=False,
-                 terms=DEFAULT_TERMS):
+                 terms=DEFAULT_TERMS, exact_check=True):
         self.driver = driver
         self.model_file = model_file
         self.float_check = float_check
+        self.exact_check = exact_check
         if terms not in (1, 2):
             raise ValueError(f"terms must be 1 or 2, not {terms!r}")
         self.terms = terms
@@ -170,12 +184,7 @@ class BlockLinear:
         self.weights = 0          # weights streamed (for bytes per weight)
 
     def format_of(self, name):
-        qtype = self.model_file.quant_type(name)
-        for fmt in block_formats.FORMATS.values():
-            if fmt.ggml_type == qtype:
-                return fmt
-        raise ValueError(f"{name} is stored as GGML type {qtype}, which the device's block "
-                         f"datapath does not take (it takes {', '.join(block_formats.FORMATS)})")
+        return block_format(self.model_file, name)
 
     def __call__(self, x, tensor):
         fmt = self.format_of(tensor)
@@ -191,7 +200,7 @@ class BlockLinear:
             y = y + y_rows[t * x.shape[0]:(t + 1) * x.shape[0]]
         t2 = time.perf_counter()
         exact = None
-        if self._pool is None:
+        if self._pool is None and self.exact_check:
             exact = _bit_exact(y_rows, xq, xd, raw, fmt)
         t3 = time.perf_counter()
         max_err = cosine = float("nan")
@@ -202,7 +211,7 @@ class BlockLinear:
         self.records.append(_record(tensor, xq.shape, raw.shape[0], exact, max_err, cosine,
                                     stats, before, t2 - t1, quantize_seconds=t1 - t0,
                                     exact_seconds=t3 - t2, float_seconds=t4 - t3))
-        if self._pool is not None:
+        if self._pool is not None and self.exact_check:
             self._pending.append(self._pool.submit(self._check, self.records[-1], y_rows, xq,
                                                    xd, raw, fmt))
         return y

@@ -43,6 +43,7 @@ __all__ = [
     "BLOCK",
     "FORMATS",
     "BlockFormat",
+    "block_gemm_native",
     "block_gemm_reference",
     "decode_blocks",
     "dequantize_activations",
@@ -210,3 +211,38 @@ def block_gemm_reference(xq, xd, raw_weights, fmt):
             v = f32_mul(u, int_to_f32(sums[:, b])[:, None])
             acc = f32_add(acc, v)
     return acc
+
+
+def block_gemm_native(xq, xd, raw_weights, fmt):
+    """`block_gemm_reference`'s result, bit for bit, from numpy's own binary32 arithmetic.
+
+    The same operations in the same order: the block dot products are integers below 2**20 (a
+    float32 matrix product forms them exactly), and every ⊗ and ⊕ is one IEEE binary32 operation,
+    rounded to nearest even as the device's are. That is the device's arithmetic as long as no
+    result is subnormal or overflows, which the bounds in this module's docstring rule out for
+    finite binary16 scales; numpy is told to raise if one ever did. Orders of magnitude faster
+    than the bit-level model, for whole-model studies (`systolica.host.quality`); the tests
+    check the two agree.
+    """
+    fmt = _format(fmt)
+    dw, mw, q = decode_blocks(raw_weights, fmt)
+    xq = np.asarray(xq, dtype=np.int8)
+    n, k = xq.shape
+    if q.shape[1] != k:
+        raise ValueError(f"weights have K = {q.shape[1]}, activations K = {k}")
+    nb = k // BLOCK
+    xb = xq.astype(np.float32).reshape(n, nb, BLOCK).transpose(1, 0, 2)      # (nb, N, 32)
+    qb = q.astype(np.float32).reshape(-1, nb, BLOCK).transpose(1, 2, 0)      # (nb, 32, M)
+    dot = np.matmul(xb, qb)                                                  # (nb, N, M) exact
+    dx = np.asarray(xd, dtype=np.uint16).view(np.float16).astype(np.float32)  # (N, nb)
+    dw32 = dw.view(np.float16).astype(np.float32)                             # (M, nb)
+    acc = np.zeros((n, qb.shape[2]), dtype=np.float32)
+    with np.errstate(over="raise", under="raise", invalid="raise"):
+        if fmt.has_offset:
+            mw32 = mw.view(np.float16).astype(np.float32)
+            sums = xb.sum(axis=-1)                                           # (nb, N) exact
+        for b in range(nb):
+            acc = acc + dot[b] * (dw32[None, :, b] * dx[:, None, b])
+            if fmt.has_offset:
+                acc = acc + (mw32[None, :, b] * dx[:, None, b]) * sums[b][:, None]
+    return acc.view(np.uint32)

@@ -15,6 +15,7 @@ from systolica.generate_cmd import (
     cmd_generate,
     cmd_project,
 )
+from systolica.quality_cmd import add_quality_args, cmd_quality
 
 __all__ = ["main"]
 
@@ -315,6 +316,11 @@ def build_parser():
     p.add_argument("--boards", help="comma-separated boards (default: all)")
     p.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
     p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("quality", help="bits per weight against fidelity on real text and "
+                                       "tokens/s per board", description=cmd_quality.__doc__)
+    add_quality_args(p)
+    p.set_defaults(func=cmd_quality)
 
     p = sub.add_parser("boards", help="list supported boards", description=cmd_boards.__doc__)
     p.set_defaults(func=cmd_boards)

@@ -9,6 +9,7 @@ from gguf import GGMLQuantizationType, quants
 from systolica.host.block_formats import (
     BLOCK,
     FORMATS,
+    block_gemm_native,
     block_gemm_reference,
     decode_blocks,
     dequantize_activations,
@@ -140,6 +141,22 @@ def test_block_gemm_reference_matches_scalar_arithmetic(name):
     xd = random_halves(rng, (4, 3))
     got = block_gemm_reference(xq, xd, raw, fmt)
     np.testing.assert_array_equal(got, scalar_reference(xq, xd, raw, fmt))
+
+
+@pytest.mark.parametrize("special", [0.0, 0.2, 0.6])
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+def test_native_binary32_model_equals_the_bit_level_one(name, special):
+    """numpy's own binary32 arithmetic gives the bit-level model's results exactly, including
+    binary16 zeros, subnormals and the largest finite scales (`block_gemm_native`)."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(int(special * 10) + len(name))
+    raw = random_blocks(fmt, 40, 6, rng, special=special)
+    xq = rng.integers(-127, 128, size=(7, 6 * BLOCK)).astype(np.int8)
+    xq[0] = 127
+    xq[1] = -127
+    xd = random_halves(rng, (7, 6), special)
+    np.testing.assert_array_equal(block_gemm_native(xq, xd, raw, fmt),
+                                  block_gemm_reference(xq, xd, raw, fmt))
 
 
 @pytest.mark.parametrize("name", FORMAT_NAMES)

@@ -1,0 +1,244 @@
+"""What each bit buys: fidelity of the model in each weight format and activation scheme the
+device carries, on real text, next to what the format costs in link bytes and tokens/s.
+
+The baseline is the model file as it is (Q4_1 layers, a Q8_0 LM head) with float activations:
+the file holds no higher-precision weights. The other weight formats are re-quantized with
+`gguf.quants` from the file's own (dequantized) weights; the embedding lookup and the norms stay
+the file's. Every row runs the device's exact arithmetic in numpy, not an approximation of it:
+
+* block formats: `BlockLinear` as on the device (activations in 32-blocks, one or two int8
+  terms), its GEMMs computed by `block_formats.block_gemm_native`, bit-exact with the device's
+  block model;
+* int8 W8A8: `AcceleratorLinear` as on the device, its integer GEMM exact in numpy;
+* float activations: ``x @ Wᵀ`` with the row's dequantized weights (what the weight format alone
+  costs).
+
+The text is Python's own reference documentation (``pydoc_data.topics``, shipped with every
+Python): its topics in sorted order, tokenized once, cut into windows of a fixed length at a
+fixed stride, the same windows for every row. Per row: perplexity over the windows' next-token
+predictions, mean KL divergence of the next-token distribution from the baseline's, top-1
+agreement with the baseline, the bytes per weight of a real GEMM frame at a board's 1-byte
+link (headers and padding included), and the link-bound decode tokens/s on each catalog board
+that carries the format.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .accel_linear import AcceleratorLinear, BlockLinear, block_format
+from .block_formats import block_gemm_native
+from .driver import DriverStats
+from .llama import LINEARS, FloatLinear, LlamaModel, layer_tensor
+
+__all__ = ["ROWS", "QualityRow", "RowResult", "evaluate", "text_windows"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityRow:
+    name: str
+    weights: str        # "file", or a re-quantized format: "q8_0", "q4_0", "q4_1", "int8"
+    activations: str    # "float", "int8 per token", "int8 32-blocks", "2 x int8 32-blocks"
+
+    @property
+    def changes(self):
+        """Which of the two this row changes against the baseline."""
+        parts = [p for p, changed in (("weights", self.weights != "file"),
+                                      ("activations", self.activations != "float")) if changed]
+        return " + ".join(parts) or "nothing (baseline)"
+
+
+ROWS = [
+    QualityRow("file, float", "file", "float"),
+    QualityRow("file, A8 blocks", "file", "int8 32-blocks"),
+    QualityRow("file, 2xA8 blocks", "file", "2 x int8 32-blocks"),
+    QualityRow("q8_0, float", "q8_0", "float"),
+    QualityRow("q8_0, A8 blocks", "q8_0", "int8 32-blocks"),
+    QualityRow("q4_1, float", "q4_1", "float"),
+    QualityRow("q4_1, A8 blocks", "q4_1", "int8 32-blocks"),
+    QualityRow("q4_0, float", "q4_0", "float"),
+    QualityRow("q4_0, A8 blocks", "q4_0", "int8 32-blocks"),
+    QualityRow("int8/ch, float", "int8", "float"),
+    QualityRow("int8/ch, A8/token", "int8", "int8 per token"),
+]
+
+
+@dataclasses.dataclass
+class RowResult:
+    row: QualityRow
+    perplexity: float
+    kl: float                 # mean KL(baseline || row) of the next-token distributions, nats
+    top1: float               # fraction of positions whose arg max equals the baseline's
+    bytes_per_weight: float   # a decode step's GEMM frames at a 1-byte link, over its weights
+    tokens_per_s: dict        # board name → link-bound decode tokens/s (boards carrying it)
+
+
+def text_windows(tokenizer, count, length):
+    """``count`` windows of ``length`` token ids from Python's reference documentation."""
+    import pydoc_data.topics
+
+    topics = pydoc_data.topics.topics
+    text = "\n\n".join(topics[key] for key in sorted(topics))
+    ids = tokenizer.encode(text).ids
+    if count < 1 or length < 2:
+        raise ValueError(f"need at least 1 window of at least 2 tokens, not {count} x {length}")
+    if count * length > len(ids):
+        raise ValueError(f"{count} windows of {length} tokens need {count * length} tokens; the "
+                         f"text has {len(ids)}")
+    stride = len(ids) // count
+    return [ids[i * stride:i * stride + length] for i in range(count)]
+
+
+class Requantized:
+    """The model file's linear weights re-quantized to ``fmt`` (a GGML type name) with
+    `gguf.quants`; other tensors are the file's. Looks like a `ModelFile` to the linears."""
+
+    def __init__(self, model_file, fmt):
+        from gguf import GGMLQuantizationType
+
+        self.file = model_file
+        self.fmt = fmt
+        self.qtype = GGMLQuantizationType[fmt.upper()]
+        self._raw = {}
+        self._dequantized = {}
+
+    def raw(self, name):
+        from gguf import quants
+
+        if name not in self._raw:
+            self._raw[name] = np.asarray(quants.quantize(self.file.dequantized(name), self.qtype))
+        return self._raw[name]
+
+    def quant_type(self, name):
+        return self.qtype
+
+    def dequantized(self, name):
+        from gguf import quants
+
+        if name not in self._dequantized:
+            data = quants.dequantize(self.raw(name), self.qtype)
+            self._dequantized[name] = np.asarray(data, np.float32).reshape(
+                self.file.tensor_shape(name))
+        return self._dequantized[name]
+
+    def tensor_shape(self, name):
+        return self.file.tensor_shape(name)
+
+
+class _ModelDriver:
+    """The device's GEMMs computed exactly in numpy (stands where a `Driver` would)."""
+
+    def __init__(self):
+        self.stats = DriverStats()
+
+    def gemm(self, a, w):
+        # |sums| < 127 * 128 * K: exact in float64 for any K the model has.
+        return (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+
+    def gemm_blocks(self, xq, xd, raw, fmt):
+        return block_gemm_native(xq, xd, raw, fmt).view(np.float32)
+
+
+def _linear(row, model_file, sources):
+    if row.weights == "int8":
+        if row.activations == "float":
+            return _W8Float(model_file)
+        return AcceleratorLinear(_ModelDriver(), model_file)
+    source = model_file
+    if row.weights != "file":
+        source = sources.setdefault(row.weights, Requantized(model_file, row.weights))
+    if row.activations == "float":
+        return FloatLinear(source)
+    terms = 2 if row.activations.startswith("2 x") else 1
+    return BlockLinear(_ModelDriver(), source, float_check=False, terms=terms, exact_check=False)
+
+
+class _W8Float:
+    """int8 per-channel weights (from the file's weights, as `AcceleratorLinear` makes them)
+    with float activations."""
+
+    def __init__(self, model_file):
+        self.file = model_file
+        self._cache = {}
+
+    def __call__(self, x, tensor):
+        from .quant import quantize_weights
+
+        if tensor not in self._cache:
+            q, scale = quantize_weights(self.file.dequantized(tensor))
+            self._cache[tensor] = (q.astype(np.float32) * scale).T
+        return x @ self._cache[tensor]
+
+
+def _log_softmax(logits):
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _bytes_per_weight(row, model_file, sources, config):
+    """A decode step's GEMM frame bytes for ``row``'s weights at ``config`` over its weights."""
+    from .frames import gemm_blocks_command, gemm_command
+    from .quant import quantize_weights
+
+    p = model_file.params
+    names = [layer_tensor(0, w) for w in LINEARS] + ["token_embd.weight"]
+    counts = [p.n_layers] * len(LINEARS) + [1]
+    sent = weights = 0
+    for name, count in zip(names, counts, strict=True):
+        m, k = model_file.tensor_shape(name)
+        if row.weights == "int8":
+            wq, _ = quantize_weights(model_file.dequantized(name))
+            frame = gemm_command(np.ascontiguousarray(wq.T), 1, config)
+        else:
+            source = model_file if row.weights == "file" else sources[row.weights]
+            frame = gemm_blocks_command(source.raw(name), block_format(source, name), 1, config)
+        sent += count * len(frame)
+        weights += count * m * k
+    return sent / weights
+
+
+def evaluate(model_file, windows, rows=ROWS, *, progress=None):
+    """A `RowResult` per row of ``rows`` over the token-id ``windows``. ``progress(row, i)`` is
+    called before each window of each row."""
+    from systolica.boards.catalog import BOARDS
+    from systolica.boards.report import link_bytes_per_s
+    from systolica.config import Config
+
+    sources = {}
+    base_model = LlamaModel(model_file, FloatLinear(model_file))
+    base = []
+    results = []
+    for row in rows:
+        linear = _linear(row, model_file, sources)
+        model = LlamaModel(model_file, linear)
+        nll = kl = agree = positions = 0.0
+        for i, ids in enumerate(windows):
+            if progress:
+                progress(row, i)
+            if len(base) <= i:
+                base.append(_log_softmax(base_model.logits(ids)[:-1]))
+            ref = base[i]
+            got = _log_softmax(model.logits(ids)[:-1])
+            targets = np.asarray(ids[1:])
+            nll -= got[np.arange(len(targets)), targets].sum()
+            kl += (np.exp(ref) * (ref - got)).sum()
+            agree += (got.argmax(axis=-1) == ref.argmax(axis=-1)).sum()
+            positions += len(targets)
+        bpw = _bytes_per_weight(row, model_file, sources, Config(link_bytes=1))
+        fmt = "int8" if row.weights == "int8" else row.weights
+        tokens = {}
+        for name, board in BOARDS.items():
+            carried = board.config.formats
+            if (fmt == "file" and {"q4_1", "q8_0"} <= set(carried)) or fmt in carried:
+                weights_per_token = _weights_per_token(model_file)
+                tokens[name] = link_bytes_per_s(board.baudrate) / (bpw * weights_per_token)
+        results.append(RowResult(row, float(np.exp(nll / positions)), float(kl / positions),
+                                 float(agree / positions), bpw, tokens))
+    return results
+
+
+def _weights_per_token(model_file):
+    p = model_file.params
+    per_layer = sum(np.prod(model_file.tensor_shape(layer_tensor(0, w))) for w in LINEARS)
+    return int(p.n_layers * per_layer + np.prod(model_file.tensor_shape("token_embd.weight")))

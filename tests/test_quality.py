@@ -1,0 +1,64 @@
+"""`systolica quality` on two short windows: the table's figures are sane and ordered as the
+formats' precision says, and the report files are written; bad arguments are refused."""
+
+import json
+import math
+
+import pytest
+
+from systolica import cli
+from systolica.host.model_file import ModelFile
+from systolica.host.quality import text_windows
+from systolica.host.tokenizer import gguf_tokenizer
+
+
+def test_text_windows_are_fixed_slices_of_the_reference_documentation():
+    tokenizer = gguf_tokenizer(ModelFile())
+    windows = text_windows(tokenizer, 3, 20)
+    assert [len(w) for w in windows] == [20, 20, 20]
+    assert windows == text_windows(tokenizer, 3, 20)
+    assert len({tuple(w) for w in windows}) == 3
+    with pytest.raises(ValueError, match="need at least 1 window"):
+        text_windows(tokenizer, 0, 20)
+    with pytest.raises(ValueError, match="the text has"):
+        text_windows(tokenizer, 10, 10 ** 6)
+
+
+def test_quality_on_two_short_windows(tmp_path, capsys):
+    assert cli.main(["quality", "--windows", "2", "--tokens", "16", "--weights",
+                     "file,q8_0,q4_0", "--report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 windows x 16 tokens of Python's reference documentation" in out
+    rows = {r["row"]: r for r in json.loads((tmp_path / "quality.json").read_text())}
+    assert set(rows) == {"file, float", "file, A8 blocks", "file, 2xA8 blocks", "q8_0, float",
+                         "q8_0, A8 blocks", "q4_0, float", "q4_0, A8 blocks"}
+    for r in rows.values():
+        assert all(math.isfinite(r[k]) for k in ("perplexity", "kl", "top1", "bytes_per_weight"))
+        assert r["perplexity"] > 1 and r["kl"] >= 0 and 0 <= r["top1"] <= 1
+    base = rows["file, float"]
+    assert base["kl"] == 0 and base["top1"] == 1 and base["changes"] == "nothing (baseline)"
+    assert rows["q8_0, A8 blocks"]["changes"] == "weights + activations"
+    assert rows["file, A8 blocks"]["changes"] == "activations"
+    # More bits per weight, closer to the file's model; two activation terms closer than one.
+    assert rows["q8_0, A8 blocks"]["kl"] <= rows["q4_0, A8 blocks"]["kl"]
+    assert rows["q8_0, float"]["kl"] <= rows["q4_0, float"]["kl"]
+    assert rows["file, 2xA8 blocks"]["kl"] <= rows["file, A8 blocks"]["kl"]
+    # Frames at a 1-byte link: the blocks' own bytes per weight plus headers.
+    assert 34 / 32 <= rows["q8_0, A8 blocks"]["bytes_per_weight"] < 34 / 32 * 1.001
+    assert 18 / 32 <= rows["q4_0, A8 blocks"]["bytes_per_weight"] < 18 / 32 * 1.001
+    assert rows["q4_0, A8 blocks"]["tokens_per_s"]["ecpix5-85f"] > rows["q8_0, A8 blocks"][
+        "tokens_per_s"]["ecpix5-85f"]
+    assert "icebreaker" not in rows["q4_0, A8 blocks"]["tokens_per_s"]   # int8-only board
+    assert (tmp_path / "quality.png").stat().st_size > 10_000
+    assert "What each bit buys" in (tmp_path / "quality.md").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--windows", "0"], "--windows must be at least 1, not 0"),
+    (["--tokens", "1"], "--tokens must be at least 2, not 1"),
+    (["--weights", "q2_k"], "--weights takes file, q8_0, q4_1, q4_0, int8, not 'q2_k'"),
+    (["--windows", "100", "--tokens", "100000"], "the text has"),
+])
+def test_quality_bad_arguments(args, message, capsys):
+    assert cli.main(["quality", *args]) == 2
+    assert message in capsys.readouterr().err
