@@ -84,7 +84,7 @@ def table_lines(results, windows, tokens):
         rates = " ".join(f"{r.tokens_per_s[b]:.4f}" if b in r.tokens_per_s else "   -  "
                          for b in boards)
         lines.append(f"{r.row.name:<20} {r.row.changes:<22} {r.bytes_per_weight:>8.4f} "
-                     f"{8 * r.bytes_per_weight:>5.2f} {r.perplexity:>10.3f} {r.kl:>9.5f} "
+                     f"{8 * r.bytes_per_weight:>5.2f} {r.perplexity:>10.3f} {r.kl:>9.2e} "
                      f"{r.top1:>6.3f}  {rates}")
     return lines
 
@@ -113,10 +113,12 @@ def _plot(results, path):
             continue
         device = r.row.activations != "float"
         best = max(r.tokens_per_s.values(), default=0)
-        ax.semilogy(8 * r.bytes_per_weight, max(r.kl, 1e-7), "o" if device else "s",
-                    color="C0" if device else "C1")
-        ax.annotate(f"{r.row.name}\n{best:.4f} tok/s", (8 * r.bytes_per_weight, max(r.kl, 1e-7)),
-                    fontsize=7, xytext=(4, 2), textcoords="offset points")
+        at = (8 * r.bytes_per_weight, max(r.kl, 1e-8))
+        ax.semilogy(*at, "o" if device else "s", color="C0" if device else "C1")
+        ax.annotate(f"{r.row.name}: KL {r.kl:.1e}\n{best:.4f} tok/s", at, fontsize=7,
+                    xytext=(5, 3) if device else (5, -16), textcoords="offset points")
+    bits = [8 * r.bytes_per_weight for r in results]
+    ax.set_xlim(min(bits) - 0.3, max(bits) + 1.2)        # room for the labels on the right
     ax.plot([], [], "o", color="C0", label="device activations")
     ax.plot([], [], "s", color="C1", label="float activations (weight format alone)")
     ax.set_xlabel("bits per weight on the link (a decode step's GEMM frames)")
