@@ -36,6 +36,9 @@ class Board:
         seed is reproducible with the same tools).
     dsp_available : int
         Hard multipliers on the part (for the report).
+    usb_uart : tuple
+        (USB vendor id, product id, interface or None) of the board's USB-UART, for
+        ``--port auto``; the interface tells a dual-channel chip's UART from its JTAG side.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Board:
     nextpnr_opts: str = ""
     env: tuple = ()
     dsp_available: int = 0
+    usb_uart: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.config, Config) or self.config.link_bytes != 1:

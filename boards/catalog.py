@@ -24,6 +24,12 @@ __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 # 60 MHz, so that board has two entries: int8 at 100 MHz and every format at 60 MHz.
 INT8_FORMATS = ("int8",)
 
+# USB-UARTs (vendor, product, interface): an FTDI FT2232H's second channel (its first is JTAG),
+# an FTDI FT231X, and the Tang Nano 9K's BL702, whose firmware presents an FT2232-style pair of
+# channels with the UART on the second (not checked on hardware here).
+FT2232_UART = (0x0403, 0x6010, 1)
+FT231X_UART = (0x0403, 0x6015, None)
+
 
 def _accelerator(**fields):
     """A board's `Config`: one byte a cycle behind its UART and 8-weight lane words (a UART
@@ -35,7 +41,8 @@ def _accelerator(**fields):
 
 BOARDS = {b.name: b for b in [
     Board(
-        name="icebreaker", description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
+        name="icebreaker", usb_uart=FT2232_UART,
+        description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clk_freq=30e6, baudrate=3_000_000, dsp_available=8,
         config=_accelerator(rows=4, cols=4, act_depth=1024, max_k=512, multiplier="pairs"),
@@ -44,7 +51,8 @@ BOARDS = {b.name: b for b in [
         # reports/build_history.md).
         nextpnr_opts="--seed 3"),
     Board(
-        name="ulx3s-85f", description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
+        name="ulx3s-85f", usb_uart=FT231X_UART,
+        description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, dsp_available=156,
         config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
@@ -55,7 +63,8 @@ BOARDS = {b.name: b for b in [
     # every-format netlist at. 3 Mbaud is divisor 20 exactly. Decode on the board is bound by
     # the UART, not the clock.
     Board(
-        name="ulx3s-85f-gguf", description="Radiona ULX3S 85F with every GGUF format, 60 MHz "
+        name="ulx3s-85f-gguf", usb_uart=FT231X_UART,
+        description="Radiona ULX3S 85F with every GGUF format, 60 MHz "
                                            "(ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=60e6, baudrate=3_000_000, dsp_available=156,
@@ -65,7 +74,8 @@ BOARDS = {b.name: b for b in [
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6"),
     Board(
-        name="ulx3s-25f", description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
+        name="ulx3s-25f", usb_uart=FT231X_UART,
+        description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, dsp_available=28,
         config=_accelerator(rows=4, cols=6, act_depth=4096, max_k=1536, rx_fifo_words=2048,
@@ -74,7 +84,8 @@ BOARDS = {b.name: b for b in [
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--seed 3"),
     Board(
-        name="ecpix5-85f", description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
+        name="ecpix5-85f", usb_uart=FT2232_UART,
+        description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
                                        "FT2232H UART)",
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, dsp_available=156,
@@ -90,7 +101,8 @@ BOARDS = {b.name: b for b in [
     # Placement bounds the array: 6x4 is the largest that placed (reports/build_history.md).
     # 3 Mbaud is divisor 18 exactly.
     Board(
-        name="tang-nano-9k", description="Sipeed Tang Nano 9K (Gowin GW1NR-9C, BL702 USB-UART)",
+        name="tang-nano-9k", usb_uart=FT2232_UART,
+        description="Sipeed Tang Nano 9K (Gowin GW1NR-9C, BL702 USB-UART)",
         platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
         clk_freq=54e6, baudrate=3_000_000, dsp_available=40,
         config=_accelerator(rows=6, cols=4, act_depth=1024, max_k=512, multiplier="infer"),

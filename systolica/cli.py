@@ -52,7 +52,8 @@ def _add_device_args(parser):
     group.add_argument("--link-bytes", type=int,
                        help=f"simulated link width in bytes per cycle (default "
                             f"{default.link_bytes})")
-    group.add_argument("--port", help="talk to a real board on this serial port instead")
+    group.add_argument("--port", help="talk to a real board on this serial port instead; 'auto' "
+                                      "finds the board's USB-UART by its USB id")
     group.add_argument("--baud", type=int, default=3_000_000, help="serial line rate")
     group.add_argument("--timeout", type=float, default=30.0,
                        help="seconds without an answer before the link is declared dead")
@@ -353,6 +354,16 @@ def main(argv=None):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise SystemExit(f"systolica: -{name} must be a positive integer, not {value}")
+    if getattr(args, "port", None) == "auto":
+        from systolica.boards.catalog import BOARDS
+        from systolica.host.ports import PortNotFound, find_board_port
+
+        try:
+            args.port, names = find_board_port(BOARDS)
+        except PortNotFound as exc:
+            print(f"systolica: error: --port auto: {exc}", file=sys.stderr)
+            return 2
+        print(f"--port auto: {args.port} (the USB-UART of {', '.join(names)})", file=sys.stderr)
     try:
         return args.func(args)
     except KeyboardInterrupt:
