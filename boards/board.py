@@ -36,6 +36,8 @@ class Board:
         seed is reproducible with the same tools).
     dsp_available : int
         Hard multipliers on the part (for the report).
+    loader : str
+        openFPGALoader's name for the board (``--board``), for ``systolica program``.
     usb_uart : tuple
         (USB vendor id, product id, interface or None) of the board's USB-UART, for
         ``--port auto``; the interface tells a dual-channel chip's UART from its JTAG side.
@@ -54,6 +56,7 @@ class Board:
     env: tuple = ()
     dsp_available: int = 0
     usb_uart: tuple = ()
+    loader: str = ""
 
     def __post_init__(self):
         if not isinstance(self.config, Config) or self.config.link_bytes != 1:
@@ -67,6 +70,11 @@ class Board:
             from .gowin import with_himbaechel
             platform_cls = with_himbaechel(platform_cls)
         return platform_cls()
+
+    @property
+    def bitstream_extension(self):
+        """What the family's flow writes: iCE40 .bin, ECP5 .bit, Gowin .fs."""
+        return {"ice40": "bin", "ecp5": "bit", "gowin": "fs"}[self.family]
 
     @property
     def macs(self):

@@ -18,6 +18,7 @@ from amaranth.back import rtlil
 
 from systolica.rtl.array import SystolicArray
 
+from .program import bitstream_key
 from .top import BoardTop
 
 __all__ = ["BUILD_ROOT", "build_board", "tool_env"]
@@ -154,7 +155,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         "device": _device(platform), "rows": board.config.rows, "cols": board.config.cols, "macs": board.macs,
         "multiplier": board.config.multiplier, "clock_mhz": top.pll.f_out / 1e6,
         "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
-        "formats": list(board.config.formats),
+        "formats": list(board.config.formats), "source_key": bitstream_key(board),
         "build_seconds": round(time.monotonic() - started), "ok": code == 0,
     }
     report_path = out_dir / "report.json"

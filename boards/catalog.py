@@ -41,7 +41,7 @@ def _accelerator(**fields):
 
 BOARDS = {b.name: b for b in [
     Board(
-        name="icebreaker", usb_uart=FT2232_UART,
+        name="icebreaker", loader="icebreaker", usb_uart=FT2232_UART,
         description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clk_freq=30e6, baudrate=3_000_000, dsp_available=8,
@@ -51,7 +51,7 @@ BOARDS = {b.name: b for b in [
         # reports/build_history.md).
         nextpnr_opts="--seed 3"),
     Board(
-        name="ulx3s-85f", usb_uart=FT231X_UART,
+        name="ulx3s-85f", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, dsp_available=156,
@@ -63,7 +63,7 @@ BOARDS = {b.name: b for b in [
     # every-format netlist at. 3 Mbaud is divisor 20 exactly. Decode on the board is bound by
     # the UART, not the clock.
     Board(
-        name="ulx3s-85f-gguf", usb_uart=FT231X_UART,
+        name="ulx3s-85f-gguf", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 85F with every GGUF format, 60 MHz "
                                            "(ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
@@ -74,7 +74,7 @@ BOARDS = {b.name: b for b in [
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6"),
     Board(
-        name="ulx3s-25f", usb_uart=FT231X_UART,
+        name="ulx3s-25f", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, dsp_available=28,
@@ -84,7 +84,7 @@ BOARDS = {b.name: b for b in [
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--seed 3"),
     Board(
-        name="ecpix5-85f", usb_uart=FT2232_UART,
+        name="ecpix5-85f", loader="ecpix5", usb_uart=FT2232_UART,
         description="LambdaConcept ECPIX-5 85F (ECP5-5G LFE5UM5G-85F, "
                                        "FT2232H UART)",
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
@@ -101,7 +101,7 @@ BOARDS = {b.name: b for b in [
     # Placement bounds the array: 6x4 is the largest that placed (reports/build_history.md).
     # 3 Mbaud is divisor 18 exactly.
     Board(
-        name="tang-nano-9k", usb_uart=FT2232_UART,
+        name="tang-nano-9k", loader="tangnano9k", usb_uart=FT2232_UART,
         description="Sipeed Tang Nano 9K (Gowin GW1NR-9C, BL702 USB-UART)",
         platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
         clk_freq=54e6, baudrate=3_000_000, dsp_available=40,

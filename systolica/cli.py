@@ -189,7 +189,25 @@ def _board_from_args(args):
 
     board = board_by_name(args.board)
     changes = {k: v for k, v in (("rows", args.rows), ("cols", args.cols)) if v is not None}
-    return dataclasses.replace(board, **changes) if changes else board
+    if not changes:
+        return board
+    return dataclasses.replace(board, config=dataclasses.replace(board.config, **changes))
+
+
+def cmd_program(args):
+    """Load a board's bitstream into its FPGA (SRAM; --flash: its SPI flash, so it stays after
+    power-off) with openFPGALoader, building the bitstream first if it is missing or was built
+    from other sources. --dry-run prints what it would do and does nothing."""
+    from systolica.boards.catalog import board_by_name
+    from systolica.boards.program import ProgramError, program
+
+    board = board_by_name(args.board)
+    try:
+        program(board, flash=args.flash, dry_run=args.dry_run)
+    except ProgramError as exc:
+        print(f"systolica program: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_result(r):
@@ -332,6 +350,15 @@ def build_parser():
     p.add_argument("--rows", type=int, help="override the board's array rows")
     p.add_argument("--cols", type=int, help="override the board's array columns")
     p.set_defaults(func=cmd_bitstream)
+
+    p = sub.add_parser("program", help="load a board's bitstream (building it if needed)",
+                       description=cmd_program.__doc__)
+    p.add_argument("--board", required=True, help="board name (see `systolica boards`)")
+    p.add_argument("--flash", action="store_true",
+                   help="write the SPI flash instead of the FPGA's SRAM")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the openFPGALoader command (and whether a build comes first)")
+    p.set_defaults(func=cmd_program)
 
     p = sub.add_parser("bitstreams", help="build all boards; regenerate reports/boards.md",
                        description=cmd_bitstreams.__doc__)
