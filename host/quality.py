@@ -31,7 +31,15 @@ from .block_formats import block_gemm_native
 from .driver import DriverStats
 from .llama import LINEARS, FloatLinear, LlamaModel, layer_tensor
 
-__all__ = ["ROWS", "QualityRow", "RowResult", "evaluate", "text_windows"]
+__all__ = [
+    "ROWS",
+    "QualityRow",
+    "RowResult",
+    "decode_bytes_per_weight",
+    "evaluate",
+    "text_windows",
+    "weights_per_token",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,22 +184,23 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _bytes_per_weight(row, model_file, sources, config):
-    """A decode step's GEMM frame bytes for ``row``'s weights at ``config`` over its weights."""
+def decode_bytes_per_weight(model_file, config, *, source=None, int8=False):
+    """Bytes a decode step's GEMM frames put on the link at ``config``, over its weights: the
+    weights of ``source`` (default: the model file) in their block formats, or in int8 W8A8."""
     from .frames import gemm_blocks_command, gemm_command
     from .quant import quantize_weights
 
+    source = source or model_file
     p = model_file.params
     names = [layer_tensor(0, w) for w in LINEARS] + ["token_embd.weight"]
     counts = [p.n_layers] * len(LINEARS) + [1]
     sent = weights = 0
     for name, count in zip(names, counts, strict=True):
         m, k = model_file.tensor_shape(name)
-        if row.weights == "int8":
+        if int8:
             wq, _ = quantize_weights(model_file.dequantized(name))
             frame = gemm_command(np.ascontiguousarray(wq.T), 1, config)
         else:
-            source = model_file if row.weights == "file" else sources[row.weights]
             frame = gemm_blocks_command(source.raw(name), block_format(source, name), 1, config)
         sent += count * len(frame)
         weights += count * m * k
@@ -225,20 +234,22 @@ def evaluate(model_file, windows, rows=ROWS, *, progress=None):
             kl += (np.exp(ref) * (ref - got)).sum()
             agree += (got.argmax(axis=-1) == ref.argmax(axis=-1)).sum()
             positions += len(targets)
-        bpw = _bytes_per_weight(row, model_file, sources, Config(link_bytes=1))
+        bpw = decode_bytes_per_weight(model_file, Config(link_bytes=1),
+                                      source=sources.get(row.weights), int8=row.weights == "int8")
         fmt = "int8" if row.weights == "int8" else row.weights
         tokens = {}
         for name, board in BOARDS.items():
             carried = board.config.formats
             if (fmt == "file" and {"q4_1", "q8_0"} <= set(carried)) or fmt in carried:
-                weights_per_token = _weights_per_token(model_file)
-                tokens[name] = link_bytes_per_s(board.baudrate) / (bpw * weights_per_token)
+                per_token = weights_per_token(model_file)
+                tokens[name] = link_bytes_per_s(board.baudrate) / (bpw * per_token)
         results.append(RowResult(row, float(np.exp(nll / positions)), float(kl / positions),
                                  float(agree / positions), bpw, tokens))
     return results
 
 
-def _weights_per_token(model_file):
+def weights_per_token(model_file):
+    """Weights a decode step streams: every linear of every layer and the LM head."""
     p = model_file.params
     per_layer = sum(np.prod(model_file.tensor_shape(layer_tensor(0, w))) for w in LINEARS)
     return int(p.n_layers * per_layer + np.prod(model_file.tensor_shape("token_embd.weight")))

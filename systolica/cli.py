@@ -142,6 +142,30 @@ def cmd_identify(args):
     return 0
 
 
+def cmd_selftest(args):
+    """Bring-up check of a device (a board with --port, else the simulated board; with --board
+    and no --port, the simulated board at that board's configuration): IDENTIFY against the
+    catalog entry, GEMMs in every format it carries against numpy and the bit-exact block model,
+    the link's real throughput both ways and the decode rate it implies, and what the LEDs
+    mean. Exits non-zero if a check fails."""
+    from systolica.boards.catalog import board_by_name
+    from systolica.host.driver import Driver
+    from systolica.host.link import SerialLink, SimulatedBoardLink
+    from systolica.host.model_file import ModelFile
+    from systolica.host.selftest import selftest
+
+    board = board_by_name(args.board) if args.board else None
+    if args.port:
+        link, baud = SerialLink(args.port, args.baud), args.baud
+    else:
+        link, baud = SimulatedBoardLink(board.config if board else config_from_args(args)), None
+    with Driver(link, timeout=args.timeout) as drv:
+        checks, lines = selftest(drv, board=board, model_file=ModelFile(), baudrate=baud)
+    for line in lines:
+        print(line)
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def cmd_run_layer(args):
     """Run one SmolLM2-135M-Instruct decoder layer (from its real Q4_1 GGUF) with every linear on
     the accelerator, and compare it with the float model."""
@@ -350,6 +374,13 @@ def build_parser():
     p.add_argument("--rows", type=int, help="override the board's array rows")
     p.add_argument("--cols", type=int, help="override the board's array columns")
     p.set_defaults(func=cmd_bitstream)
+
+    p = sub.add_parser("selftest", help="bring-up check: identity, GEMMs in every format, link "
+                                        "rate", description=cmd_selftest.__doc__)
+    p.add_argument("--board", help="the catalog board the device should be (see `systolica "
+                                   "boards`)")
+    _add_device_args(p)
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("program", help="load a board's bitstream (building it if needed)",
                        description=cmd_program.__doc__)
