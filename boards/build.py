@@ -18,6 +18,7 @@ from amaranth.back import rtlil
 
 from systolica.rtl.array import SystolicArray
 
+from .build_progress import BuildProgress, LogTail
 from .program import bitstream_key
 from .top import BoardTop
 
@@ -69,22 +70,32 @@ def tool_env(board):
     return env
 
 
-def _run_script(script, cwd, env, log):
-    """Run the build script under ``bash -x`` and print a line as each tool starts/ends."""
+# The logs the build scripts have the tools write (Yosys -l, nextpnr --log).
+TOOL_LOGS = ("systolica.rpt", "systolica.tim")
+
+
+def _run_script(script, cwd, env, log, *, last_seconds=None):
+    """Run the build script under ``bash -x``: a line as each tool starts and ends, and between
+    them what the tools' own logs say (phase, placement estimate, routing left, elapsed)."""
     proc = subprocess.Popen(["bash", "-x", script], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    progress = BuildProgress(last_seconds=last_seconds)
     lines, current, started = [], None, time.monotonic()
-    for line in proc.stdout:
-        lines.append(line)
-        hit = re.search(r"yowasp-[\w-]+|gowin_pack", line)
-        if line.startswith("+ ") and not line.startswith("+ :") and hit:
-            tool = hit.group(0)
-            now = time.monotonic()
-            if current:
-                print(f"  {current} done ({now - started:.0f} s)", file=log, flush=True)
-            current, started = tool, now
-            print(f"  {tool} ...", file=log, flush=True)
-    proc.wait()
+    tail = LogTail([pathlib.Path(cwd) / name for name in TOOL_LOGS], progress,
+                   lambda status: print(f"    {status}", file=log, flush=True))
+    with tail:
+        for line in proc.stdout:
+            lines.append(line)
+            hit = re.search(r"yowasp-[\w-]+|gowin_pack", line)
+            if line.startswith("+ ") and not line.startswith("+ :") and hit:
+                tool = hit.group(0)
+                now = time.monotonic()
+                if current:
+                    print(f"  {current} done ({now - started:.0f} s)", file=log, flush=True)
+                current, started = tool, now
+                progress.tool_started(tool)
+                print(f"  {tool} ...", file=log, flush=True)
+        proc.wait()
     if current:
         state = "done" if proc.returncode == 0 else "FAILED"
         print(f"  {current} {state} ({time.monotonic() - started:.0f} s)", file=log, flush=True)
@@ -129,6 +140,9 @@ def _device(platform):
 def build_board(board, *, log=sys.stderr, luts_per_pe=True):
     """Build ``board``'s bitstream; returns a dict of what was measured (see `report`)."""
     out_dir = BUILD_ROOT / board.name
+    last_seconds = None
+    if (out_dir / "result.json").exists():
+        last_seconds = json.loads((out_dir / "result.json").read_text()).get("build_seconds")
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     env = tool_env(board)
@@ -148,7 +162,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
                                          f"{board.nextpnr_opts}".strip(), **overrides)
     plan.extract(out_dir)
     started = time.monotonic()
-    code, output = _run_script("build_systolica.sh", out_dir, env, log)
+    code, output = _run_script("build_systolica.sh", out_dir, env, log, last_seconds=last_seconds)
     (out_dir / "build.log").write_text(output)
     result = {
         "board": board.name, "description": board.description, "family": board.family,
@@ -173,8 +187,10 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         result["flip_flops"] = sum(n for c, n in cells.items()
                                    if c.startswith(_FF_PREFIX[board.family]))
     if code != 0:
+        logs = ", ".join(str((out_dir / name).relative_to(REPO)) for name in
+                         ("build.log", *TOOL_LOGS) if (out_dir / name).exists())
         tail = "\n".join(output.splitlines()[-15:])
-        result["error"] = tail
+        result["error"] = f"{tail}\nfull logs: {logs}"
         (out_dir / "result.json").write_text(json.dumps(result, indent=1))
         return result
     bitstream = next((path for ext in ("bin", "bit", "fs")

@@ -1,0 +1,108 @@
+"""What a bitstream build is doing, read from the tools' own logs as they grow: the phase
+(synthesis, packing, placement, routing, bitstream), placement's clock estimate, the router's
+remaining arcs (router1) or overused wires (router2), and the elapsed time."""
+
+import re
+import threading
+import time
+
+__all__ = ["BuildProgress", "LogTail"]
+
+_YOSYS_PASS = re.compile(r"^\d+\.\d+(?:\.\d+)*\. Executing (\S+)")
+_FMAX = re.compile(r"Max frequency for clock +'[^']*': ([\d.]+) MHz")
+_ROUTER1 = re.compile(r"^Info: +(\d+) \| +\d+ +\d+ \| +\d+ +\d+ \| +(\d+)\|")
+_ROUTER2 = re.compile(r"iter=(\d+) wires=(\d+) overused=(\d+)")
+
+
+class BuildProgress:
+    """Feed it log lines (`feed`); `status` is one line for a person."""
+
+    def __init__(self, *, last_seconds=None):
+        self.phase = "starting"
+        self.detail = ""
+        self.estimate_mhz = None
+        self.last_seconds = last_seconds
+        self.started = time.monotonic()
+
+    def feed(self, line):
+        """Take one log line; True if the status changed."""
+        before = (self.phase, self.detail, self.estimate_mhz)
+        line = line.rstrip("\n")
+        if m := _YOSYS_PASS.match(line):
+            self.phase, self.detail = "synthesis", m.group(1)
+        elif line.startswith("Info: Packing") or "Packing constants" in line:
+            self.phase, self.detail = "packing", ""
+        elif ("placer" in line.lower() and line.startswith("Info:") and "Running" in line) or (
+                "initial analytic placement" in line):
+            self.phase, self.detail = "placement", ""
+        elif m := _FMAX.search(line):
+            if self.estimate_mhz is None or self.phase == "placement":
+                self.estimate_mhz = float(m.group(1))
+        elif line.startswith("Info: Routing"):
+            self.phase, self.detail = "routing", ""
+        elif m := _ROUTER1.match(line):
+            self.phase, self.detail = "routing", f"{int(m.group(2)):,} arcs left"
+        elif m := _ROUTER2.search(line):
+            self.phase = "routing"
+            self.detail = f"iteration {m.group(1)}, {int(m.group(3)):,} overused wires"
+        return (self.phase, self.detail, self.estimate_mhz) != before
+
+    def tool_started(self, tool):
+        if "pack" in tool and "nextpnr" not in tool:
+            self.phase, self.detail = "bitstream", tool
+
+    @property
+    def status(self):
+        parts = [self.phase + (f" ({self.detail})" if self.detail else "")]
+        if self.estimate_mhz is not None:
+            parts.append(f"placed at an estimated {self.estimate_mhz:.1f} MHz")
+        elapsed = time.monotonic() - self.started
+        guide = f" of about {self.last_seconds:.0f} s last time" if self.last_seconds else ""
+        parts.append(f"{elapsed:.0f} s{guide}")
+        return ", ".join(parts)
+
+
+class LogTail:
+    """Follows the log files a build writes (they appear as each tool starts) on a thread and
+    reports `BuildProgress.status` to ``report(status)`` as it changes, at most once every
+    ``every`` seconds (and at least that often while nothing changes)."""
+
+    def __init__(self, paths, progress, report, *, every=30.0, poll=0.5):
+        self.paths, self.progress, self.report = list(paths), progress, report
+        self.every, self.poll = every, poll
+        self._offsets = {p: 0 for p in self.paths}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def _read(self):
+        changed = False
+        for path in self.paths:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offsets[path])
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            complete = data[:data.rfind(b"\n") + 1]
+            self._offsets[path] += len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                changed |= self.progress.feed(line)
+        return changed
+
+    def _run(self):
+        last = 0.0
+        while not self._stop.wait(self.poll):
+            changed = self._read()
+            now = time.monotonic()
+            if (changed and now - last >= min(self.every, 5.0)) or now - last >= self.every:
+                self.report(self.progress.status)
+                last = now

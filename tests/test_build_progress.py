@@ -1,0 +1,57 @@
+"""Build progress read from the tools' logs: the phases, placement's estimate and what the router
+has left, as the lines nextpnr and Yosys write them; and a log followed while it grows."""
+
+import time
+
+from systolica.boards.build_progress import BuildProgress, LogTail
+
+# Lines as Yosys -l and nextpnr --log write them (an iCE40 build of this design, router1; and
+# router2's iteration line from an ECP5 build).
+LOG = [
+    ("2.23. Executing ABC pass (technology mapping using ABC).", "synthesis (ABC)"),
+    ("Info: Packing constants..", "packing"),
+    ("Info: Creating initial analytic placement for 3663 cells, random placement wirelen = 11.",
+     "placement"),
+    ("Info:     at iteration #1, type ALL: wirelen solved = 1117, spread = 43235, legal = 64090; "
+     "time = 1.40s", "placement"),
+    ("Info: Max frequency for clock 'accel.adapter.clk': 32.60 MHz (PASS at 30.02 MHz)",
+     "placement, placed at an estimated 32.6 MHz"),
+    ("Info: Routing..", "routing, placed at an estimated 32.6 MHz"),
+    ("Info:       1000 |      131        868 |  131   868 |     12738|       1.18       1.18|",
+     "routing (12,738 arcs left), placed at an estimated 32.6 MHz"),
+    ("Info:     iter=7 wires=180321 overused=2345 overuse=4567 archfail=NA",
+     "routing (iteration 7, 2,345 overused wires), placed at an estimated 32.6 MHz"),
+    # The final report's Fmax after routing does not replace placement's estimate.
+    ("Info: Max frequency for clock 'accel.adapter.clk': 34.30 MHz (PASS at 30.02 MHz)",
+     "routing (iteration 7, 2,345 overused wires), placed at an estimated 32.6 MHz"),
+]
+
+
+def test_phases_estimate_and_routing_left_from_the_logs():
+    progress = BuildProgress(last_seconds=86)
+    for line, want in LOG:
+        progress.feed(line)
+        assert progress.status.startswith(want + ", "), (line, progress.status)
+        assert progress.status.endswith(" s of about 86 s last time")
+    progress.tool_started("yowasp-icepack")
+    assert progress.status.startswith("bitstream (yowasp-icepack)")
+
+
+def test_unrelated_lines_change_nothing():
+    progress = BuildProgress()
+    assert not progress.feed("Info: constrained 'clk12_0__io' to bel 'X12/Y31/io1'")
+    assert progress.status.startswith("starting, ") and "last time" not in progress.status
+
+
+def test_log_tail_follows_a_growing_log(tmp_path):
+    path = tmp_path / "systolica.tim"
+    seen = []
+    with LogTail([path, tmp_path / "not-yet.rpt"], BuildProgress(), seen.append, every=0.05,
+                 poll=0.01) as tail:
+        path.write_text("Info: Routing..\nInfo:       1000 |  1  2 |  3  4 |      5")
+        time.sleep(0.2)
+        with path.open("a") as f:
+            f.write("00|  1.0  1.0|\n")        # the half line completes
+        time.sleep(0.2)
+    assert tail.progress.detail == "500 arcs left"
+    assert any(s.startswith("routing") for s in seen)
