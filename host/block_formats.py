@@ -180,6 +180,18 @@ def quantize_activation_terms(x, terms):
     return np.concatenate(qs), np.concatenate(ds)
 
 
+def _operands(xq, raw_weights, fmt):
+    """What both block GEMM models start from: the format, the weights' fields, the int8
+    activations and the number of 32-blocks along K (checked to match)."""
+    fmt = _format(fmt)
+    dw, mw, q = decode_blocks(raw_weights, fmt)
+    xq = np.asarray(xq, dtype=np.int8)
+    k = xq.shape[1]
+    if q.shape[1] != k:
+        raise ValueError(f"weights have K = {q.shape[1]}, activations K = {k}")
+    return fmt, dw, mw, q, xq, k // BLOCK
+
+
 def block_gemm_reference(xq, xd, raw_weights, fmt):
     """The device's result, bit for bit: binary32 patterns (N, M) as uint32.
 
@@ -189,13 +201,8 @@ def block_gemm_reference(xq, xd, raw_weights, fmt):
     raw_weights : uint8 (M, K/32 * block_bytes): the weight tensor's rows of GGUF blocks.
     fmt : str or BlockFormat
     """
-    fmt = _format(fmt)
-    dw, mw, q = decode_blocks(raw_weights, fmt)
-    xq = np.asarray(xq, dtype=np.int8)
-    n, k = xq.shape
-    if q.shape[1] != k:
-        raise ValueError(f"weights have K = {q.shape[1]}, activations K = {k}")
-    nb = k // BLOCK
+    fmt, dw, mw, q, xq, nb = _operands(xq, raw_weights, fmt)
+    n = xq.shape[0]
     xb = xq.astype(np.int64).reshape(n, nb, BLOCK)
     qb = q.astype(np.int64).reshape(-1, nb, BLOCK)
     dot = np.einsum("nbi,mbi->bnm", xb, qb)               # (nb, N, M) exact
@@ -224,13 +231,8 @@ def block_gemm_native(xq, xd, raw_weights, fmt):
     than the bit-level model, for whole-model studies (`systolica.host.quality`); the tests
     check the two agree.
     """
-    fmt = _format(fmt)
-    dw, mw, q = decode_blocks(raw_weights, fmt)
-    xq = np.asarray(xq, dtype=np.int8)
-    n, k = xq.shape
-    if q.shape[1] != k:
-        raise ValueError(f"weights have K = {q.shape[1]}, activations K = {k}")
-    nb = k // BLOCK
+    fmt, dw, mw, q, xq, nb = _operands(xq, raw_weights, fmt)
+    n = xq.shape[0]
     xb = xq.astype(np.float32).reshape(n, nb, BLOCK).transpose(1, 0, 2)      # (nb, N, 32)
     qb = q.astype(np.float32).reshape(-1, nb, BLOCK).transpose(1, 2, 0)      # (nb, 32, M)
     dot = np.matmul(xb, qb)                                                  # (nb, N, M) exact
