@@ -131,15 +131,31 @@ def array_luts_per_pe(board, env, out_dir, log):
     return luts / (cfg.rows * cfg.cols), cells
 
 
+def _commit():
+    """The commit the build's sources come from ("-dirty" when the work tree differs from it),
+    or None outside a git checkout."""
+    done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def _shown(path):
+    """``path`` relative to the repository when it is inside it, else as it is."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def _device(platform):
     """The chip: a Lattice platform's ``device`` ("LFE5U-85F"), a Gowin one's ``family``
     ("GW1NR-9C"; its ``part`` is the full ordering code with package and speed grade)."""
     return getattr(platform, "device", None) or platform.family
 
 
-def build_board(board, *, log=sys.stderr, luts_per_pe=True):
-    """Build ``board``'s bitstream; returns a dict of what was measured (see `report`)."""
-    out_dir = BUILD_ROOT / board.name
+def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
+    """Build ``board``'s bitstream in ``out_dir`` (default ``build/boards/NAME``); returns a dict
+    of what was measured (see `report`)."""
+    out_dir = pathlib.Path(out_dir).resolve() if out_dir is not None else BUILD_ROOT / board.name
     last_seconds = None
     if (out_dir / "result.json").exists():
         last_seconds = json.loads((out_dir / "result.json").read_text()).get("build_seconds")
@@ -170,6 +186,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         "multiplier": board.config.multiplier, "clock_mhz": top.pll.f_out / 1e6,
         "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
         "formats": list(board.config.formats), "source_key": bitstream_key(board),
+        "commit": _commit(), "nextpnr_opts": board.nextpnr_opts,
         "build_seconds": round(time.monotonic() - started), "ok": code == 0,
     }
     report_path = out_dir / "report.json"
@@ -187,7 +204,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         result["flip_flops"] = sum(n for c, n in cells.items()
                                    if c.startswith(_FF_PREFIX[board.family]))
     if code != 0:
-        logs = ", ".join(str((out_dir / name).relative_to(REPO)) for name in
+        logs = ", ".join(_shown(out_dir / name) for name in
                          ("build.log", *TOOL_LOGS) if (out_dir / name).exists())
         tail = "\n".join(output.splitlines()[-15:])
         result["error"] = f"{tail}\nfull logs: {logs}"
@@ -195,7 +212,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True):
         return result
     bitstream = next((path for ext in ("bin", "bit", "fs")
                       for path in out_dir.glob(f"systolica.{ext}")), None)
-    result["bitstream"] = str(bitstream.relative_to(REPO)) if bitstream else None
+    result["bitstream"] = _shown(bitstream) if bitstream else None
     if luts_per_pe:
         result["luts_per_pe"], _ = array_luts_per_pe(board, env, out_dir, log)
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))

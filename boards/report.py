@@ -48,15 +48,19 @@ def render_markdown(results, command="make bitstreams", missing=()):
         "utilization and Fmax, Yosys `stat` of the array alone for LUTs per PE). Tokens/s is the",
         "link-bound decode rate of SmolLM2-135M "
         f"({SMOLLM2_WEIGHTS_PER_TOKEN / 1e6:.1f} M weights per token) at the board's UART rate.",
+        "'built at' is the commit the build's sources came from ('-dirty': with uncommitted",
+        "changes); a figure holds for that netlist only. Rows built before builds recorded their",
+        "commit name the commit that landed them ('(landed)').",
         "",
         "| board | device | array | MACs | clock MHz | Fmax MHz | logic | FFs | DSP | BRAM | "
-        "peak GOPS | LUTs/PE | tokens/s by weight format |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "peak GOPS | LUTs/PE | tokens/s by weight format | built at | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if not r.get("ok"):
             lines.append(f"| {r['board']} | {r.get('device', '')} | {r['rows']}x{r['cols']} | "
-                         f"{r['macs']} | {r['clock_mhz']:g} | build failed | | | | | | | |")
+                         f"{r['macs']} | {r['clock_mhz']:g} | build failed | | | | | | | | "
+                         f"{r.get('commit') or '?'} | {r.get('build_seconds', '')} |")
             continue
         fmax = r.get("fmax_mhz")
         verdict = "" if fmax is None else (" ✓" if fmax >= r["clock_mhz"] else " ✗")
@@ -67,7 +71,8 @@ def render_markdown(results, command="make bitstreams", missing=()):
             f"| {r['board']} | {r['device']} | {r['rows']}x{r['cols']} | {r['macs']} | "
             f"{r['clock_mhz']:g} | {fmax:.1f}{verdict} | {_pair(r.get('logic'))} | "
             f"{r.get('flip_flops', '–')} | {_pair(r.get('dsp'))} | {_pair(r.get('bram'))} | "
-            f"{gops:.2f} | {r.get('luts_per_pe', 0):.0f} | {tps} |")
+            f"{gops:.2f} | {r.get('luts_per_pe', 0):.0f} | {tps} | {r.get('commit') or '?'} | "
+            f"{r.get('build_seconds', '')} |")
     lines += ["", "Targets (issue 4; the minimum is required, the aim is what we are after):", "",
               "| board | target | MACs × MHz | met |", "|---|---|---|---|"]
     for r in results:

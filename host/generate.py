@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .accel_linear import DEFAULT_TERMS, BlockLinear, compare
+from .accel_linear import DEFAULT_TERMS, BlockLinear, block_format, compare
 from .driver import Driver
 from .llama import FloatLinear, LlamaModel, context_length
 from .sampling import Sampler
@@ -88,12 +88,28 @@ class AcceleratorBackend:
         self.driver.close()
 
 
+def linear_formats(model_file):
+    """The block formats the model's linears (every 2-D weight: the layers' projections and the
+    tied LM head) are stored in, sorted."""
+    return sorted({block_format(model_file, name).name for name in model_file.tensors
+                   if name.endswith(".weight") and len(model_file.tensor_shape(name)) == 2})
+
+
 def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS):
     """Wrap ``link`` in a `TimedLink`, open a `Driver` on it (IDENTIFY) and a `BlockLinear`
     (``terms`` int8 terms per activation) without its per-call float reference (the per-step
     check compares with the float model)."""
     timed = TimedLink(link)
     driver = Driver(timed, timeout=timeout)
+    needed = linear_formats(model_file)
+    missing = [name for name in needed if name not in driver.config.formats]
+    if missing:
+        driver.close()
+        raise ValueError(
+            f"the device carries the weight formats {', '.join(driver.config.formats)}, but the "
+            f"model's linears are stored as {', '.join(needed)}: {', '.join(missing)} missing. "
+            "Use a board whose bitstream carries them (`systolica boards`: ulx3s-25f, "
+            "ulx3s-85f-gguf, ecpix5-85f) or the simulated board (no --port)")
     return AcceleratorBackend(timed, driver, BlockLinear(driver, model_file, float_check=False,
                                                             defer_check=True, terms=terms))
 

@@ -7,8 +7,8 @@ from amaranth.lib.wiring import In, Out
 from systolica import protocol
 from systolica.protocol import Op
 
-from .decoder import Header, Reply
 from .engine import ResultRow
+from .frame_layouts import Header, Reply
 
 __all__ = ["Framer"]
 

@@ -2,6 +2,7 @@
 ``bitstreams`` (the catalog, builds with the PyPI Yosys/nextpnr, loading a bitstream)."""
 
 import sys
+from pathlib import Path
 
 __all__ = ["add_board_commands", "cmd_bitstream", "cmd_bitstreams", "cmd_boards", "cmd_program"]
 
@@ -13,9 +14,11 @@ def _board_from_args(args):
 
     board = board_by_name(args.board)
     changes = {k: v for k, v in (("rows", args.rows), ("cols", args.cols)) if v is not None}
-    if not changes:
-        return board
-    return dataclasses.replace(board, config=dataclasses.replace(board.config, **changes))
+    if changes:
+        board = dataclasses.replace(board, config=dataclasses.replace(board.config, **changes))
+    if getattr(args, "nextpnr_opts", None) is not None:
+        board = dataclasses.replace(board, nextpnr_opts=args.nextpnr_opts)
+    return board
 
 
 def cmd_program(args):
@@ -61,7 +64,7 @@ def cmd_bitstream(args):
     """Build a board's bitstream with the PyPI Yosys/nextpnr and report what it measured."""
     from systolica.boards.build import build_board
 
-    result = build_board(_board_from_args(args))
+    result = build_board(_board_from_args(args), out_dir=args.build_dir)
     _print_result(result)
     return 0 if result["ok"] and result["fmax_mhz"] >= result["clock_mhz"] else 1
 
@@ -103,11 +106,13 @@ def cmd_boards(args):
     """List the supported boards (and the ones not supported, with the reason)."""
     from systolica.boards.catalog import BOARDS, UNSUPPORTED
 
+    width = max(map(len, [*BOARDS, *UNSUPPORTED]))
     for b in BOARDS.values():
-        print(f"{b.name:<12} {b.description}: {b.config.rows}x{b.config.cols} array, "
-              f"{b.clk_freq / 1e6:g} MHz, UART {b.baudrate} baud")
+        print(f"{b.name:<{width}}  {b.description}: {b.config.rows}x{b.config.cols} array, "
+              f"{b.clk_freq / 1e6:g} MHz, UART {b.baudrate} baud"
+              + (f"; nextpnr {b.nextpnr_opts}" if b.nextpnr_opts else ""))
     for name, reason in UNSUPPORTED.items():
-        print(f"{name:<12} not supported: {reason}")
+        print(f"{name:<{width}}  not supported: {reason}")
     return 0
 
 
@@ -121,6 +126,12 @@ def add_board_commands(sub):
     p.add_argument("--board", required=True, help="board name (see `systolica boards`)")
     p.add_argument("--rows", type=int, help="override the board's array rows")
     p.add_argument("--cols", type=int, help="override the board's array columns")
+    p.add_argument("--nextpnr-opts", metavar="OPTS",
+                   help="nextpnr options instead of the catalog's (a seed search: "
+                        "--nextpnr-opts='--seed 2'; see `systolica boards` for the catalog's)")
+    p.add_argument("--build-dir", type=Path, metavar="DIR",
+                   help="build here instead of build/boards/BOARD (so that several builds of "
+                        "one board can run side by side; `program` uses the default folder)")
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("program", help="load a board's bitstream (building it if needed)",

@@ -73,7 +73,7 @@ def cmd_generate(args):
                     else SimulatedBoardLink(config))
             accel = open_accelerator(link, model_file, timeout=args.timeout,
                                      terms=args.activation_terms)
-        except LinkError as exc:
+        except (LinkError, ValueError) as exc:
             print(f"systolica generate: error: {exc}", file=sys.stderr)
             return 1
     check = accel is not None and args.check

@@ -368,3 +368,13 @@ def test_generate_on_simulated_board(model_file):
     # board's run-to-run variation, see the README).
     assert prefill.device_cycles > 0.8 * decode.device_cycles
     print("\n".join(summary_lines(result)))
+
+
+def test_generate_refuses_a_device_without_the_models_formats(model_file):
+    """An int8-only device (the iCEBreaker's configuration, simulated) is refused at open with
+    the formats it lacks, before any GEMM is sent."""
+    from systolica.boards.catalog import BOARDS
+
+    link = SimulatedBoardLink(BOARDS["icebreaker"].config)
+    with pytest.raises(ValueError, match=r"q4_1, q8_0 missing.*ulx3s-25f"):
+        open_accelerator(link, model_file, timeout=60)
