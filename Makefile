@@ -33,8 +33,12 @@ setup: $(STAMP)
 lint: setup
 	$(PY) -m ruff check .
 
+# Two workers (CI has two cores); a file's tests stay on one worker, so a module's fixtures (the
+# iCEBreaker bitstream, a simulator build) are made once. JOBS=0 runs in this process.
+JOBS ?= 2
+
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist loadfile
 
 demo: setup
 	$(VENV)/bin/systolica demo

@@ -158,26 +158,41 @@ class BlockUnpacker(wiring.Component):
         lane = Signal(range(cols))              # blocks of the current group emitted so far
         byte = [buf[8 * j:8 * j + 8] for j in range(n)]
 
-        # Per format (selected by fmt): a whole block held, the buffer shifted down by one
-        # block, the fill count after that (and with a word added), a word fits after an emit
-        # (less than a block left), the decoded block.
-        has = Signal()
+        # Per format (selected by fmt): the buffer shifted down by one block, the fill count
+        # after that (and with a word added), the decoded block; and, for each way the cycle
+        # can end, whether the next fill count holds a whole block and whether a word fits after
+        # an emit (less than a block left). Those two are registers (timing: from ``cnt``
+        # through a compare into ``emit`` and the byte buffer's enables was the ULX3S-25F's
+        # critical path); the compares for the next count are made from ``cnt`` side by side.
+        has = Signal()                          # a whole block held (cnt >= block bytes)
+        room_after_emit = Signal(init=1)        # cnt < 2 × block bytes
         kept = Signal(8 * n)
         rest = Signal(range(n + 1))
         rest_plus = Signal(range(n + lb + 1))
-        room_after_emit = Signal()
         d, mo, q, bad = Signal(16), Signal(16), Signal(8 * 32), Signal()
+        # The flags for a next count of cnt + lb, cnt - bb + lb, cnt - bb and lb.
+        has_next = {way: Signal(name=f"has_{way}") for way in ("word", "emit_word", "emit", "lb")}
+        room_next = {way: Signal(name=f"room_{way}") for way in has_next}
+
+        def at_least(value):
+            return cnt >= value if value > 0 else Const(1)
 
         def per_format(f):
             bb = BLOCK_BYTES[f]
             fd, fm, fq, fbad = _decode(f, byte[:bb])
             m.d.comb += [
-                has.eq(cnt >= bb),
                 kept.eq(buf[8 * bb:]),
                 rest.eq(cnt - bb),
                 rest_plus.eq(cnt + (lb - bb)),
-                room_after_emit.eq(cnt < 2 * bb),
                 d.eq(fd), mo.eq(fm), q.eq(fq), bad.eq(fbad),
+                has_next["word"].eq(at_least(bb - lb)),
+                has_next["emit_word"].eq(at_least(2 * bb - lb)),
+                has_next["emit"].eq(at_least(2 * bb)),
+                has_next["lb"].eq(lb >= bb),
+                room_next["word"].eq(~at_least(2 * bb - lb)),
+                room_next["emit_word"].eq(~at_least(3 * bb - lb)),
+                room_next["emit"].eq(~at_least(3 * bb)),
+                room_next["lb"].eq(lb < 2 * bb),
             ]
 
         if len(self._formats) == 1:
@@ -242,10 +257,24 @@ class BlockUnpacker(wiring.Component):
             if j < lb:
                 wbyte = Mux(emit & last, word.word_select(j, 8) if lb > 1 else word, wbyte)
             m.d.sync += buf[8 * j:8 * j + 8].eq(Mux(take & hit, wbyte, base[8 * j:8 * j + 8]))
+        def next_count(value, way):
+            m.d.sync += cnt.eq(value)
+            if way is None:         # empty
+                m.d.sync += [has.eq(0), room_after_emit.eq(1)]
+            else:
+                m.d.sync += [has.eq(has_next[way]), room_after_emit.eq(room_next[way])]
+
         with m.If(take):
-            m.d.sync += cnt.eq(Mux(emit, Mux(last, lb, rest_plus), cnt + lb))
-        with m.Else():
-            m.d.sync += cnt.eq(Mux(emit, Mux(last, 0, rest), cnt))
+            with m.If(emit & last):
+                next_count(lb, "lb")
+            with m.Elif(emit):
+                next_count(rest_plus, "emit_word")
+            with m.Else():
+                next_count(cnt + lb, "word")
+        with m.Elif(emit & last):
+            next_count(0, None)
+        with m.Elif(emit):
+            next_count(rest, "emit")
 
         # Nothing buffered and no group begun: group_blocks may change (the output register
         # may still hold the previous group's last block).

