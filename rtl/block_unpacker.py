@@ -56,6 +56,7 @@ from amaranth.lib.wiring import In, Out, connect
 
 from systolica.protocol import BLOCK_BYTES, Format
 
+from .control import UnpackerControlSignature
 from .mux_tree import byte_select
 from .skid_buffer import SkidBuffer
 
@@ -115,11 +116,11 @@ class BlockUnpacker(wiring.Component):
 
     Ports
     -----
-    fmt : in, the `Format` code of the current GEMM.
-    group_blocks : in, C' (1 .. cols), the blocks per group of the current tile.
+    control : `UnpackerControlSignature` (in): ``fmt``, the `Format` code of the current GEMM;
+        ``group_blocks``, C' (1 .. cols), the blocks per group of the current tile; ``idle``
+        (out), no word or byte buffered and no group begun: ``group_blocks`` may change.
     words : stream of link words in (consecutive groups, each padded to whole words).
     blocks : stream of unpacked blocks out (`block_layout`), one per channel per group.
-    idle : out, no word or byte buffered and no group begun: ``group_blocks`` may change.
     """
 
     def __init__(self, link_bytes, cols, formats):
@@ -135,11 +136,9 @@ class BlockUnpacker(wiring.Component):
         self._formats = formats
         self.buffer_bytes = max(BLOCK_BYTES[f] for f in formats) + link_bytes - 1
         super().__init__({
-            "fmt": In(2),
-            "group_blocks": In(range(cols + 1)),
+            "control": In(UnpackerControlSignature(cols)),
             "words": In(stream.Signature(8 * link_bytes)),
             "blocks": Out(stream.Signature(block_layout(cols))),
-            "idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -204,7 +203,7 @@ class BlockUnpacker(wiring.Component):
             # before a GEMM's first word reaches the byte buffer (through the skid buffer).
             is_fmt = {f: Signal(name=f"is_{f.name.lower()}") for f in self._formats[:-1]}
             for f, bit in is_fmt.items():
-                m.d.sync += bit.eq(self.fmt == f)
+                m.d.sync += bit.eq(self.control.fmt == f)
             for i, f in enumerate(self._formats):
                 if i == 0:
                     ctx = m.If(is_fmt[f])
@@ -220,7 +219,7 @@ class BlockUnpacker(wiring.Component):
         last = Signal()
         m.d.comb += [
             emit.eq(has & out_free),
-            last.eq(lane + 1 == self.group_blocks),
+            last.eq(lane + 1 == self.control.group_blocks),
         ]
 
         # The cycle ends in one of three ways: no emit (an accepted word is written at cnt),
@@ -278,7 +277,7 @@ class BlockUnpacker(wiring.Component):
 
         # Nothing buffered and no group begun: group_blocks may change (the output register
         # may still hold the previous group's last block).
-        m.d.comb += self.idle.eq((cnt == 0) & (lane == 0) & ~words.valid)
+        m.d.comb += self.control.idle.eq((cnt == 0) & (lane == 0) & ~words.valid)
         with m.If(emit):
             m.d.sync += lane.eq(Mux(last, 0, lane + 1))
         with m.If(out_free):

@@ -1,10 +1,10 @@
 """Command decoder: the header parser and the payload router, sharing the received words."""
 
 from amaranth.hdl import Module
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from .frame_layouts import Reply
+from .control import GemmControlSignature, UnpackerControlSignature
 from .header_parser import HeaderParser
 from .payload_router import PayloadRouter
 
@@ -21,51 +21,39 @@ class CommandDecoder(wiring.Component):
     Ports
     -----
     rx : stream of link words in.
-    act : stream of activation vectors (``rows`` int8) for the activation buffer, in LOAD_A order.
-    wgt : stream of weight rows (``cols`` int8) for the weight banks, in GEMM order.
-    reply : stream of replies for the framer (LOAD_A done, IDENTIFY, errors).
-    load_start, gemm_start : one-cycle strobes when a LOAD_A / GEMM starts; ``n``, ``k``, ``m``
-        hold that command's sizes (``k_last`` = K - 1, registered for timing).
+    act, wgt, act_scale, wgt_words : the `PayloadRouter`'s streams (activation vectors, weight
+        rows, and with block formats scale vectors and a block GEMM's payload words).
+    reply : the `HeaderParser`'s stream of replies for the framer.
+    control : `GemmControlSignature` (out): the strobes from the router, the sizes and format
+        from the parser.
+    unpacker : (block formats) `UnpackerControlSignature` (out) for the block unpacker.
     busy : in; while set (a GEMM is still computing or replying) no new header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
-    act_scale, act_blocks, wgt_words, group_blocks, fmt, unpacker_idle : (block formats) the
-        activations' scale vectors and whether A is in 32-blocks; a block GEMM's payload words,
-        blocks a group and weight format for the unpacker; the unpacker has finished a tile.
     """
 
     def __init__(self, config):
         self._config = config
         cfg = config
+        self._parser = HeaderParser(cfg)
+        self._router = PayloadRouter(cfg)
+        # The halves' own streams and status ports, as they declare them.
+        parser_ports = self._parser.signature.members
+        router_ports = self._router.signature.members
+        streams = ("act", "wgt", "act_scale", "wgt_words") if cfg.block_formats else ("act", "wgt")
         super().__init__({
             "rx": In(stream.Signature(8 * cfg.link_bytes)),
-            "act": Out(stream.Signature(data.ArrayLayout(data.signed(8), cfg.rows))),
-            "wgt": Out(stream.Signature(data.ArrayLayout(data.signed(8), cfg.cols))),
-            "reply": Out(stream.Signature(Reply)),
-            "load_start": Out(1),
-            "gemm_start": Out(1),
-            "n": Out(16),
-            "k": Out(range(cfg.max_k + 1)),
-            "k_last": Out(range(cfg.max_k)),
-            "m": Out(16),
-            "busy": In(1),
-            "idle": Out(1),
-            "consumed": In(32),
-            **({
-                "act_scale": Out(stream.Signature(data.ArrayLayout(16, cfg.rows))),
-                "act_blocks": Out(1),
-                "wgt_words": Out(stream.Signature(8 * cfg.link_bytes)),
-                "group_blocks": Out(range(cfg.cols + 1)),
-                "fmt": Out(2),
-                "unpacker_idle": In(1),
-            } if cfg.block_formats else {}),
+            **{name: router_ports[name] for name in streams},
+            **{name: parser_ports[name] for name in ("reply", "busy", "idle", "consumed")},
+            "control": Out(GemmControlSignature(cfg)),
+            **({"unpacker": Out(UnpackerControlSignature(cfg.cols))} if cfg.block_formats else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        m.submodules.parser = parser = HeaderParser(cfg)
-        m.submodules.router = router = PayloadRouter(cfg)
+        m.submodules.parser = parser = self._parser
+        m.submodules.router = router = self._router
         connect(m, parser.router, router.parser)
         connect(m, parser.reply, flipped(self.reply))
         connect(m, router.act, flipped(self.act))
@@ -75,17 +63,20 @@ class CommandDecoder(wiring.Component):
             parser.rx.payload.eq(self.rx.payload), router.rx.payload.eq(self.rx.payload),
             parser.rx.valid.eq(self.rx.valid), router.rx.valid.eq(self.rx.valid),
             self.rx.ready.eq(parser.rx.ready | router.rx.ready),
-            self.load_start.eq(router.load_start), self.gemm_start.eq(router.gemm_start),
-            self.n.eq(parser.n), self.k.eq(parser.k), self.k_last.eq(parser.k_last),
-            self.m.eq(parser.m), self.idle.eq(parser.idle),
+            self.control.load_start.eq(router.load_start),
+            self.control.gemm_start.eq(router.gemm_start),
+            self.control.n.eq(parser.n), self.control.k.eq(parser.k),
+            self.control.k_last.eq(parser.k_last), self.control.m.eq(parser.m),
+            self.idle.eq(parser.idle),
             parser.busy.eq(self.busy), parser.consumed.eq(self.consumed),
         ]
         if cfg.block_formats:
             connect(m, router.act_scale, flipped(self.act_scale))
             connect(m, router.wgt_words, flipped(self.wgt_words))
             m.d.comb += [
-                self.act_blocks.eq(parser.act_blocks), self.fmt.eq(parser.fmt),
-                self.group_blocks.eq(router.group_blocks),
-                router.unpacker_idle.eq(self.unpacker_idle),
+                self.control.act_blocks.eq(parser.act_blocks), self.control.fmt.eq(parser.fmt),
+                self.unpacker.fmt.eq(parser.fmt),
+                self.unpacker.group_blocks.eq(router.group_blocks),
+                router.unpacker_idle.eq(self.unpacker.idle),
             ]
         return m

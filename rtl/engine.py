@@ -10,6 +10,7 @@ from systolica.protocol import Format
 from .activation_buffer import ActivationBuffer
 from .array import SystolicArray
 from .block_unpacker import block_layout
+from .control import GemmControlSignature
 from .drain import Drain, ResultRow
 from .scale_stage import ScaleStage
 from .sequencer import Sequencer
@@ -38,12 +39,10 @@ class GemmEngine(wiring.Component):
     -----
     act : stream in of activation vectors (``rows`` int8), LOAD_A order.
     wgt : stream in of weight rows (``cols`` int8), GEMM order.
-    load_start, gemm_start : in; one-cycle strobes when a LOAD_A / GEMM starts.
-    n, k, k_last, m : in; the GEMM's sizes (``k_last`` = K - 1).
+    control : `GemmControlSignature` (in): the commands' strobes, sizes and format.
     results : stream out of `ResultRow`.
     busy : out; a GEMM is running (until its last result row has left).
-    act_scale, act_blocks : (block formats) in; LOAD_A's scale vectors, and A is in 32-blocks.
-    fmt : (block formats) in; the GEMM's weight format.
+    act_scale : (block formats) stream in of LOAD_A's scale vectors.
     blocks : (block formats) stream in of unpacked weight blocks.
     bad_scale : (block formats) out; a weight block of this GEMM had an inf/NaN scale.
     """
@@ -54,18 +53,11 @@ class GemmEngine(wiring.Component):
         super().__init__({
             "act": In(stream.Signature(data.ArrayLayout(data.signed(8), cfg.rows))),
             "wgt": In(stream.Signature(data.ArrayLayout(data.signed(8), cfg.cols))),
-            "load_start": In(1),
-            "gemm_start": In(1),
-            "n": In(16),
-            "k": In(range(cfg.max_k + 1)),
-            "k_last": In(range(cfg.max_k)),
-            "m": In(16),
+            "control": In(GemmControlSignature(cfg)),
             "results": Out(stream.Signature(ResultRow(cfg))),
             "busy": Out(1),
             **({
                 "act_scale": In(stream.Signature(data.ArrayLayout(16, cfg.rows))),
-                "act_blocks": In(1),
-                "fmt": In(2),
                 "blocks": In(stream.Signature(block_layout(cfg.cols))),
                 "bad_scale": Out(1),
             } if cfg.block_formats else {}),
@@ -86,25 +78,25 @@ class GemmEngine(wiring.Component):
         # used before the GEMM's first weights are in.
         wmode = Signal()
         if blocks:
-            m.d.sync += wmode.eq(self.fmt != Format.INT8)
+            m.d.sync += wmode.eq(self.control.fmt != Format.INT8)
         connect(m, flipped(self.act), act_buf.act)
         connect(m, flipped(self.wgt), banks.wgt)
         m.d.comb += [
-            act_buf.load_start.eq(self.load_start),
-            banks.gemm_start.eq(self.gemm_start),
-            banks.k_last.eq(self.k_last),
+            act_buf.load_start.eq(self.control.load_start),
+            banks.gemm_start.eq(self.control.gemm_start),
+            banks.k_last.eq(self.control.k_last),
             banks.wmode.eq(wmode),
         ]
         if blocks:
             connect(m, flipped(self.act_scale), act_buf.act_scale)
             connect(m, flipped(self.blocks), banks.blocks)
-            m.d.comb += [act_buf.act_blocks.eq(self.act_blocks),
+            m.d.comb += [act_buf.act_blocks.eq(self.control.act_blocks),
                          self.bad_scale.eq(banks.bad_scale)]
         m.submodules.sequencer = seq = Sequencer(cfg, act_buf.latency)
         m.submodules.drain = drain = Drain(cfg)
         m.d.comb += [
-            seq.start.eq(self.gemm_start), seq.n.eq(self.n), seq.k.eq(self.k),
-            seq.k_last.eq(self.k_last), seq.m.eq(self.m), seq.wmode.eq(wmode),
+            seq.start.eq(self.control.gemm_start), seq.n.eq(self.control.n), seq.k.eq(self.control.k),
+            seq.k_last.eq(self.control.k_last), seq.m.eq(self.control.m), seq.wmode.eq(wmode),
             seq.bank_full.eq(banks.full), banks.release.eq(seq.release),
             act_buf.r_addr.eq(seq.act_addr), banks.r_bank.eq(seq.r_bank), banks.r_k.eq(seq.r_k),
         ]
@@ -117,7 +109,7 @@ class GemmEngine(wiring.Component):
         ]
         connect(m, seq.tiles, drain.tiles)
         connect(m, drain.results, flipped(self.results))
-        m.d.comb += [drain.start.eq(self.gemm_start), seq.drained.eq(drain.drained),
+        m.d.comb += [drain.start.eq(self.control.gemm_start), seq.drained.eq(drain.drained),
                      self.busy.eq(drain.busy)]
         if blocks:
             # The scale stage's output registers replace the array's in a block GEMM.
@@ -126,7 +118,7 @@ class GemmEngine(wiring.Component):
             m.d.comb += [
                 banks.scale_addr.eq(stage.w_scale_addr), stage.w_scales.eq(banks.scale_data),
                 act_buf.block_addr.eq(stage.a_block_addr), stage.a_blocks.eq(act_buf.block_data),
-                stage.wmode.eq(wmode), stage.fmt.eq(self.fmt),
+                stage.wmode.eq(wmode), stage.fmt.eq(self.control.fmt),
                 stage.row0_done.eq(array.row0_done), stage.partials.eq(array.row),
                 array.row_sel.eq(stage.row_sel),
                 stage.drain_row.eq(drain.row), stage.drain_next.eq(drain.row_next),

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from systolica import protocol
 from systolica.protocol import Op
 
+from .control import CreditSignature, GemmControlSignature
 from .drain import ResultRow
 from .frame_layouts import Header, Reply
 
@@ -29,11 +30,8 @@ class Framer(wiring.Component):
             "tx": Out(stream.Signature(8 * cfg.link_bytes)),
             "reply": In(stream.Signature(Reply)),
             "results": In(stream.Signature(ResultRow(cfg))),
-            "credit_due": In(1),
-            "consumed": In(32),
-            "credit_sent": Out(1),
-            "gemm_start": In(1),
-            "m": In(16),
+            "credit": In(CreditSignature()),
+            "control": In(GemmControlSignature(cfg)),
             "busy": Out(1),
             "bad_scale": In(1),    # the GEMM met an inf/NaN block scale: its reply says so
         })
@@ -68,7 +66,7 @@ class Framer(wiring.Component):
         cycles = Signal(48)
         counting = Signal()
         done_pending = Signal()
-        with m.If(self.gemm_start):
+        with m.If(self.control.gemm_start):
             m.d.sync += [cycles.eq(0), counting.eq(1), self.busy.eq(1)]
         with m.Elif(counting):
             m.d.sync += cycles.eq(cycles + 1)
@@ -101,9 +99,9 @@ class Framer(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.credit_due):
-                    m.d.comb += self.credit_sent.eq(1)
-                    send_header(Op.CREDIT | protocol.REPLY, arg0=self.consumed)
+                with m.If(self.credit.credit_due):
+                    m.d.comb += self.credit.credit_sent.eq(1)
+                    send_header(Op.CREDIT | protocol.REPLY, arg0=self.credit.consumed)
                 with m.Elif(self.reply.valid):
                     m.d.comb += self.reply.ready.eq(1)
                     rp = self.reply.payload
@@ -117,7 +115,7 @@ class Framer(wiring.Component):
                     m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
                     send_header(Op.GEMM | protocol.REPLY,
                                 Mux(self.bad_scale, protocol.Status.BAD_SCALE, 0),
-                                cycles[:32], cycles[32:], self.m)
+                                cycles[:32], cycles[32:], self.control.m)
 
             with m.State("CHECK"):
                 # The check byte from the registered header, in two cycles of its own (timing):

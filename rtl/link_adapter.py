@@ -5,6 +5,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .block_ram_fifo import BlockRamFifo
+from .control import CreditSignature
 from .skid_buffer import SkidBuffer
 
 __all__ = ["LinkAdapter"]
@@ -34,9 +35,7 @@ class LinkAdapter(wiring.Component):
             "rx": Out(stream.Signature(width)),
             "tx": In(stream.Signature(width)),
             "decoder_idle": In(1),
-            "consumed": Out(32),
-            "credit_due": Out(1),
-            "credit_sent": In(1),
+            "credit": Out(CreditSignature()),
             "rx_empty": Out(1),
         })
 
@@ -60,20 +59,20 @@ class LinkAdapter(wiring.Component):
 
         reported = Signal(32)
         with m.If(self.rx.valid & self.rx.ready):
-            m.d.sync += self.consumed.eq(self.consumed + cfg.link_bytes)
-        with m.If(self.credit_sent):
-            m.d.sync += reported.eq(self.consumed)
+            m.d.sync += self.credit.consumed.eq(self.credit.consumed + cfg.link_bytes)
+        with m.If(self.credit.credit_sent):
+            m.d.sync += reported.eq(self.credit.consumed)
 
         m.d.comb += self.rx_empty.eq(rx_fifo.empty & ~rx_reg.o.valid)
 
         # credit_due is registered (it starts a long path in the framer); it drops the cycle
         # after a CREDIT is taken and is recomputed from the new count the cycle after that.
         unreported = Signal(32)
-        m.d.comb += unreported.eq(self.consumed - reported)
-        with m.If(self.credit_sent):
-            m.d.sync += self.credit_due.eq(0)
+        m.d.comb += unreported.eq(self.credit.consumed - reported)
+        with m.If(self.credit.credit_sent):
+            m.d.sync += self.credit.credit_due.eq(0)
         with m.Else():
-            m.d.sync += self.credit_due.eq(
+            m.d.sync += self.credit.credit_due.eq(
                 (unreported >= cfg.rx_bytes // 2) |
                 ((unreported != 0) & self.rx_empty & self.decoder_idle))
         return m

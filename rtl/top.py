@@ -60,34 +60,21 @@ class Accelerator(wiring.Component):
             connect(m, stage.o, framer.results)
         else:
             connect(m, engine.results, framer.results)
+        connect(m, decoder.control, engine.control, framer.control)
+        connect(m, adapter.credit, framer.credit)
         m.d.comb += [
             self.rx_empty.eq(adapter.rx_empty),
             adapter.decoder_idle.eq(decoder.idle),
-            decoder.consumed.eq(adapter.consumed),
-            framer.credit_due.eq(adapter.credit_due),
-            framer.consumed.eq(adapter.consumed),
-            adapter.credit_sent.eq(framer.credit_sent),
-            engine.load_start.eq(decoder.load_start),
-            engine.gemm_start.eq(decoder.gemm_start),
-            framer.gemm_start.eq(decoder.gemm_start),
-            framer.m.eq(decoder.m),
+            decoder.consumed.eq(adapter.credit.consumed),
             decoder.busy.eq(framer.busy),
         ]
-        for name in ("n", "k", "k_last", "m"):
-            m.d.comb += getattr(engine, name).eq(getattr(decoder, name))
         if cfg.block_formats:
             # GGUF blocks: link words → unpacker → one block a beat into the engine.
             m.submodules.unpacker = unpacker = BlockUnpacker(cfg.link_bytes, cfg.cols,
                                                              cfg.block_formats)
             connect(m, decoder.wgt_words, unpacker.words)
+            connect(m, decoder.unpacker, unpacker.control)
             connect(m, unpacker.blocks, engine.blocks)
             connect(m, decoder.act_scale, engine.act_scale)
-            m.d.comb += [
-                unpacker.fmt.eq(decoder.fmt),
-                unpacker.group_blocks.eq(decoder.group_blocks),
-                decoder.unpacker_idle.eq(unpacker.idle),
-                engine.fmt.eq(decoder.fmt),
-                engine.act_blocks.eq(decoder.act_blocks),
-                framer.bad_scale.eq(engine.bad_scale),
-            ]
+            m.d.comb += framer.bad_scale.eq(engine.bad_scale)
         return m

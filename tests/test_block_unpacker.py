@@ -120,12 +120,12 @@ def run_unpacker(link_bytes, cols, formats, groups, seed=0, gap_in=0.35, gap_out
         for fmt, gaps, tiles in runs:
             while len(got) < blocks_before:     # a new GEMM (format) once all before is out
                 await tick()
-            ctx.set(dut.fmt, fmt)
+            ctx.set(dut.control.fmt, fmt)
             for cp, words, blks in tiles:
                 # C' changes once the previous tile's last block has been emitted.
                 while groups_seen[0] < groups_before:
                     await tick()
-                ctx.set(dut.group_blocks, cp)
+                ctx.set(dut.control.group_blocks, cp)
                 for word in words:
                     while gaps and rng.random() < gap_in:
                         await tick()

@@ -1,0 +1,69 @@
+"""The device's control interfaces between its blocks: a command's start and sizes, the credit
+exchange, and the unpacker's per-tile settings. Each is declared from its driver's side."""
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["CreditSignature", "GemmControlSignature", "UnpackerControlSignature"]
+
+
+class GemmControlSignature(wiring.Signature):
+    """The command decoder's side (``Out``) of what the engine and the framer follow.
+
+    Members
+    -------
+    load_start, gemm_start : one-cycle strobes when a LOAD_A / GEMM starts (its header accepted).
+    n, k, m : that command's sizes; ``k_last`` = K - 1 (registered for timing). They hold
+        from the strobe until the next command's.
+    fmt : (block formats) the GEMM's weight format (`protocol.Format`).
+    act_blocks : (block formats) the loaded activations are in 32-blocks.
+    """
+
+    def __init__(self, config):
+        super().__init__({
+            "load_start": Out(1),
+            "gemm_start": Out(1),
+            "n": Out(16),
+            "k": Out(range(config.max_k + 1)),
+            "k_last": Out(range(config.max_k)),
+            "m": Out(16),
+            **({"fmt": Out(2), "act_blocks": Out(1)} if config.block_formats else {}),
+        })
+
+
+class CreditSignature(wiring.Signature):
+    """The link adapter's side (``Out``) of the credit exchange with the framer.
+
+    Members
+    -------
+    consumed : bytes taken out of the receive buffer so far (modulo 2**32).
+    credit_due : a CREDIT frame should be sent (registered; drops with ``credit_sent``).
+    credit_sent : in; the framer took ``consumed`` into a CREDIT header this cycle.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "consumed": Out(32),
+            "credit_due": Out(1),
+            "credit_sent": In(1),
+        })
+
+
+class UnpackerControlSignature(wiring.Signature):
+    """The payload router's side (``Out``) of the block unpacker's settings.
+
+    Members
+    -------
+    fmt : the GEMM's block format; set at least two cycles before its first payload word
+        reaches the unpacker, changed only between GEMMs.
+    group_blocks : C' (1 .. cols), blocks in each group of the current tile; changed only while
+        ``idle``.
+    idle : in; nothing buffered and no group begun.
+    """
+
+    def __init__(self, cols):
+        super().__init__({
+            "fmt": Out(2),
+            "group_blocks": Out(range(cols + 1)),
+            "idle": In(1),
+        })
