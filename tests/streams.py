@@ -8,7 +8,9 @@ give up with an AssertionError after ``max_cycles`` cycles, so a design that sto
 its test instead of hanging it.
 """
 
-__all__ = ["receive", "send"]
+from amaranth.sim import Simulator
+
+__all__ = ["receive", "send", "simulate"]
 
 MAX_CYCLES = 100_000
 
@@ -48,3 +50,14 @@ async def receive(ctx, stream, count, rng=None, p_stall=0.0, convert=None,
         raise AssertionError(f"{len(got)} of {count} beats in {cycle + 1} cycles")
     ctx.set(stream.ready, 0)
     return got
+
+
+def simulate(dut, testbench, *background):
+    """Run ``testbench`` against ``dut`` on a clock, with ``background`` testbenches beside it
+    (they stop when it returns)."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
+    sim.add_testbench(testbench)
+    sim.run()

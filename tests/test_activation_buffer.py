@@ -3,8 +3,7 @@ their addresses; in 32-blocks, each block's scales and the sums of its 32 values
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
-from streams import send
+from streams import send, simulate
 
 from systolica.config import Config
 from systolica.rtl.activation_buffer import ActivationBuffer
@@ -39,10 +38,7 @@ def run_buffer(config, vectors, scales, seed):
                 await ctx.tick()
                 got["blocks"].append([(e.dx, e.sum) for e in ctx.get(dut.block_data)])
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     got["vectors"] = got["vectors"][:len(vectors)]
     return got
 

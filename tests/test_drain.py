@@ -3,8 +3,7 @@ under random backpressure, with at most two tiles in flight as the sequencer all
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
-from streams import receive
+from streams import receive, simulate
 
 from systolica.config import Config
 from systolica.rtl.drain import Drain
@@ -60,12 +59,7 @@ def run_drain(config, n, m, p_stall, seed):
             await ctx.tick()
         state["busy_after"] = ctx.get(dut.busy)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(sequencer, background=True)
-    sim.add_testbench(registers, background=True)
-    sim.add_testbench(sink)
-    sim.run()
+    simulate(dut, sink, sequencer, registers)
     want = [([int(v) for v in data[t, row]], i, j, r, c, row == 0, row == r - 1,
              end and row == r - 1)
             for t, (i, j, r, c, end) in enumerate(tiles) for row in range(r)]

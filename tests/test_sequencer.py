@@ -4,7 +4,7 @@ tile's `TileMeta` with its last step, and no tile's last step before there is ro
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from streams import simulate
 from test_drain import tiles_of
 
 from systolica.config import Config
@@ -59,10 +59,7 @@ def run_sequencer(config, n, k, m, latency, seed):
                         fill_at[b] = cycle + 1 + int(rng.integers(0, 20))
                         loaded += 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     # A step issued in cycle c reads (r_bank, r_k) then, act_addr a cycle later, and shows on
     # ``step`` `latency` cycles after that.
     steps = []

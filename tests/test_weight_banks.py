@@ -5,8 +5,7 @@ release before writing it again."""
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
-from streams import send
+from streams import send, simulate
 
 from systolica.config import Config
 from systolica.rtl.weight_banks import WeightBanks
@@ -72,11 +71,7 @@ def run_banks(config, tiles, wmode, seed, p_idle=0.4):
             await ctx.tick()
             ctx.set(dut.release, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(loader, background=True)
-    sim.add_testbench(reader)
-    sim.run()
+    simulate(dut, reader, loader)
     return got
 
 
