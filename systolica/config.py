@@ -22,8 +22,10 @@ _IDENTIFY_FORMAT = "<HBBBBBBHHIII4xI"
 
 
 def _check_positive(name, value, *, power_of_two=False, maximum=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
     if power_of_two and value & (value - 1):
         raise ValueError(f"{name} must be a power of two, not {value!r}")
     if maximum is not None and value > maximum:

@@ -179,3 +179,24 @@ def test_report_takes_a_gowin_result():
     text = render_markdown([tang])
     assert "| tang-nano-9k | GW1NR-9C | 8x4 | 32 | 81 | 83.9 ✓ | 5059 / 8640 | 4282 |" in text
     assert "| tang-nano-9k | minimum" not in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["bitstream", "--board", "icebreaker", "--rows", "0"], "rows must be a positive integer"),
+    (["bitstream", "--board", "icebreaker", "--cols", "65"], "cols must be at most 64"),
+    (["bitstream", "--board", "nonesuch"], "unknown board 'nonesuch'"),
+    (["bitstream", "--board", "orangecrab"], "no USB-serial UART"),
+    (["program", "--board", "nonesuch", "--dry-run"], "unknown board 'nonesuch'"),
+], ids=["rows-0", "cols-65", "unknown-board", "unsupported-board", "program-unknown"])
+def test_board_commands_refuse_bad_arguments_before_touching_anything(args, message, capsys,
+                                                                      tmp_path):
+    """A one-line error naming the argument, a non-zero exit, no traceback, no build folder."""
+    from systolica import cli
+
+    build_dir = tmp_path / "build"
+    if args[0] == "bitstream":
+        args = [*args, "--build-dir", str(build_dir)]
+    assert cli.main(args) != 0
+    _, err = capsys.readouterr()
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not build_dir.exists()

@@ -8,7 +8,8 @@ BLOCKS = dict(formats=FORMAT_NAMES, act_depth=256, max_k=64)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    (dict(rows=0), TypeError, "rows must be a positive integer"),
+    (dict(rows=0), ValueError, "rows must be a positive integer"),
+    (dict(rows=2.0), TypeError, "rows must be a positive integer"),
     (dict(cols=65), ValueError, "cols must be at most 64"),
     (dict(link_bytes=3), ValueError, "link_bytes must be a power of two"),
     (dict(multiplier="dsp"), ValueError, "multiplier must be"),
@@ -20,7 +21,7 @@ BLOCKS = dict(formats=FORMAT_NAMES, act_depth=256, max_k=64)
     (dict(BLOCKS, max_k=48), ValueError, "max_k must be a multiple of 32"),
     (dict(rx_fifo_words=8, link_bytes=4), ValueError, "at least 64 bytes"),
     (dict(lane_weights=4), ValueError, "lane_weights must be 8, 16 or 32"),
-    (dict(scale_share=-1), TypeError, "scale_share must be a positive integer"),
+    (dict(scale_share=-1), ValueError, "scale_share must be a positive integer"),
 ])
 def test_bad_configuration_is_named(kwargs, error, match):
     with pytest.raises(error, match=match):

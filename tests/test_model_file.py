@@ -120,3 +120,18 @@ def test_a_file_cut_off_anywhere_is_refused(tmp_path):
         with pytest.raises(ValueError, match=r"not a readable GGUF file: .*(file ends|left|past the end|would not fit)"):
             ModelFile(path)
     assert (time.monotonic() - started) / len(cuts) < 0.05
+
+
+def test_generate_checks_the_model_before_starting_a_board(tmp_path, capsys, monkeypatch):
+    from systolica import cli
+
+    def no_simulator(*args, **kwargs):
+        raise AssertionError("the simulated board was started before the model was checked")
+
+    monkeypatch.setattr("systolica.host.link.SimulatedBoardLink", no_simulator)
+    good = write_tiny(tmp_path / "good.gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(array_of_2_62(good))
+    assert cli.main(["generate", "Hello", "--model", str(bad)]) != 0
+    _, err = capsys.readouterr()
+    assert "items claimed" in err and "Traceback" not in err and err.count("\n") == 1, err
