@@ -1,0 +1,95 @@
+"""A `Link` that damages the bytes passing through it, for testing recovery from a noisy line.
+
+Between the host and a device (the simulated board, or a real one), each byte in either
+direction is, independently and at the given rates, flipped in one random bit, dropped,
+duplicated or held back (delayed: it comes out after the bytes behind it). The faults are drawn
+from a seeded generator, so a failing run can be repeated, and counted in ``faults``.
+"""
+
+import random
+
+from .link import Link
+
+__all__ = ["FaultRates", "FaultyLink"]
+
+FAULTS = ("flip", "drop", "duplicate", "delay")
+
+
+class FaultRates:
+    """Per-byte probabilities of each fault (each in [0, 1); together at most 1)."""
+
+    def __init__(self, flip=0.0, drop=0.0, duplicate=0.0, delay=0.0):
+        self.rates = {"flip": flip, "drop": drop, "duplicate": duplicate, "delay": delay}
+        for name, rate in self.rates.items():
+            if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise ValueError(f"the {name} rate must be a number in [0, 1), not {rate!r}")
+        if sum(self.rates.values()) > 1:
+            raise ValueError(f"the fault rates add up to more than 1: {self.rates}")
+
+    def __repr__(self):
+        return "FaultRates(" + ", ".join(f"{k}={v:g}" for k, v in self.rates.items()) + ")"
+
+
+class FaultyLink(Link):
+    """Wraps ``link``; ``to_device`` and ``from_device`` are the `FaultRates` of each direction.
+
+    ``faults[direction][kind]`` counts what was done (direction "to_device" or "from_device");
+    ``bytes[direction]`` counts the bytes that passed in (before damage). Attributes it lacks
+    are the wrapped link's.
+    """
+
+    def __init__(self, link, to_device=None, from_device=None, seed=0):
+        self.link = link
+        self.name = f"faulty {link.name}"
+        self._rates = {"to_device": to_device or FaultRates(),
+                       "from_device": from_device or FaultRates()}
+        self._rng = random.Random(seed)
+        self._held = {"to_device": bytearray(), "from_device": bytearray()}
+        self.faults = {d: dict.fromkeys(FAULTS, 0) for d in self._rates}
+        self.bytes = dict.fromkeys(self._rates, 0)
+
+    def _damage(self, direction, data):
+        rates = self._rates[direction].rates
+        count = self.faults[direction]
+        held = self._held[direction]
+        out = bytearray()
+        for byte in data:
+            r = self._rng.random()
+            if r < rates["flip"]:
+                byte ^= 1 << self._rng.randrange(8)
+                count["flip"] += 1
+            elif (r := r - rates["flip"]) < rates["drop"]:
+                count["drop"] += 1
+                continue
+            elif (r := r - rates["drop"]) < rates["duplicate"]:
+                out.append(byte)
+                count["duplicate"] += 1
+            elif r - rates["duplicate"] < rates["delay"]:
+                held.append(byte)
+                count["delay"] += 1
+                continue
+            out.append(byte)
+            if held:                     # what was held back comes out behind this byte
+                out += held
+                held.clear()
+        self.bytes[direction] += len(data)
+        return bytes(out)
+
+    def write(self, data):
+        damaged = self._damage("to_device", data)
+        if damaged:
+            self.link.write(damaged)
+
+    def read_some(self, timeout, want=1):
+        while True:
+            damaged = self._damage("from_device", self.link.read_some(timeout, want))
+            if damaged:
+                return damaged
+
+    def close(self):
+        self.link.close()
+
+    def __getattr__(self, name):
+        if name == "link":
+            raise AttributeError(name)
+        return getattr(self.link, name)
