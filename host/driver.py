@@ -82,9 +82,17 @@ class Driver:
                     else self.link.poll())
         except LinkTimeout:
             raise LinkTimeout(f"{self.link.name}: the device stopped answering "
-                              f"({self.timeout:g} s without a byte)") from None
+                              f"({self.timeout:g} s without a byte){self._discarded()}") from None
         self.stats.bytes_in += len(data)
         self.session.feed(data)
+
+    def _discarded(self):
+        """What the frame reader dropped as not a valid reply, for error messages."""
+        reader = self.session.reader
+        if not reader.discarded:
+            return ""
+        return (f"; {reader.discarded} received bytes were not a valid reply (last: "
+                f"{reader.problems[-1]})")
 
     def _send(self, data, *, kind=None):
         """Send ``data`` without exceeding the device's credit, taking replies meanwhile."""
@@ -112,7 +120,8 @@ class Driver:
         deadline = time.monotonic() + self.timeout
         while (frame := self.session.reply()) is None:
             if time.monotonic() > deadline:
-                raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s")
+                raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s"
+                                  f"{self._discarded()}")
             self._receive(self.timeout)
         return frame
 

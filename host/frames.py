@@ -3,11 +3,13 @@
 Nothing here does I/O: the cocotb testbench and the driver both use it over their own transport.
 """
 
+import collections
 import dataclasses
 
 import numpy as np
 
 from systolica import protocol
+from systolica.config import IDENTIFY_BYTES
 from systolica.protocol import (
     HEADER_BYTES,
     REPLY,
@@ -191,10 +193,24 @@ class FrameReader:
 
     ``link_bytes`` may be None until IDENTIFY's reply has told it (that reply carries it).
     Feed bytes with `feed`; take complete frames with `frames`.
+
+    A header that is not a valid reply (bad magic or check byte, no reply bit, an unknown
+    opcode or status, a RESULT larger than the device's array, an IDENTIFY of the wrong size)
+    is not believed: the reader drops bytes up to the next magic byte after its first one (so
+    a real header inside the failed candidate is found) and goes on from there. ``discarded``
+    counts the bytes dropped so, ``problems`` keeps the last few reasons. Every length the
+    reader waits for is bounded by ``config`` (the device's `Config`, once known; before that by
+    the largest array a `Config` allows).
     """
 
-    def __init__(self, link_bytes=None):
+    MAX_SIDE = 64                # Config's largest rows / cols
+    PROBLEMS_KEPT = 8
+
+    def __init__(self, link_bytes=None, config=None):
         self.link_bytes = link_bytes
+        self.config = config
+        self.discarded = 0
+        self.problems = collections.deque(maxlen=self.PROBLEMS_KEPT)
         self._buf = bytearray()
         self._frames = []
 
@@ -215,6 +231,38 @@ class FrameReader:
         # `feed` parsed every complete frame, so the buffer starts with a valid header.
         _, head, size, _ = self._layout(protocol.unpack_header(bytes(buf[:HEADER_BYTES])))
         return max(head + size - len(buf), 1)
+
+    def _problem(self, raw):
+        """Why the 16 bytes ``raw`` are not a reply header this device could send, or None."""
+        try:
+            op, status, *args = protocol.unpack_header(raw)
+        except ValueError as exc:
+            return str(exc)
+        if not op & REPLY:
+            return f"a frame without the reply bit: op 0x{op:02x}"
+        op &= ~REPLY
+        if op not in set(Op) or status not in set(Status):
+            return f"unknown opcode 0x{op:02x} or status {status}"
+        if op == Op.RESULT and not status:
+            rows, cols = args[2] & 0xFFFF, args[2] >> 16
+            max_rows = self.config.rows if self.config else self.MAX_SIDE
+            max_cols = self.config.cols if self.config else self.MAX_SIDE
+            if not (1 <= rows <= max_rows and 1 <= cols <= max_cols):
+                return f"a RESULT of {rows}x{cols}, larger than the device's array"
+        if op == Op.IDENTIFY and not status:
+            lb = args[1]
+            if args[0] != IDENTIFY_BYTES or lb < 1 or lb > 64 or lb & (lb - 1) or (
+                    self.link_bytes is not None and lb != self.link_bytes):
+                return f"an IDENTIFY reply of {args[0]} bytes on a {lb}-byte link"
+        return None
+
+    def _resync(self, problem):
+        """Drop the bad candidate's first byte and everything before the next magic byte."""
+        nxt = self._buf.find(bytes([protocol.MAGIC]), 1)
+        n = nxt if nxt > 0 else len(self._buf)
+        del self._buf[:n]
+        self.discarded += n
+        self.problems.append(problem)
 
     def _layout(self, header):
         """(link bytes, header bytes, payload bytes on the wire, payload bytes kept) of a frame."""
@@ -240,13 +288,12 @@ class FrameReader:
         buf = self._buf
         if len(buf) < HEADER_BYTES:
             return False
-        try:
-            header = protocol.unpack_header(bytes(buf[:HEADER_BYTES]))
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
+        problem = self._problem(bytes(buf[:HEADER_BYTES]))
+        if problem:
+            self._resync(problem)
+            return True
+        header = protocol.unpack_header(bytes(buf[:HEADER_BYTES]))
         op, status, *args = header
-        if not op & REPLY:
-            raise ProtocolError(f"device sent a frame without the reply bit: op 0x{op:02x}")
         op &= ~REPLY
         lb, head, size, keep = self._layout(header)
         if len(buf) < head + size:

@@ -78,6 +78,7 @@ class Session:
                 frame.config = Config.from_identify(frame.payload)
                 self.credit.on_identify(frame, frame.config)
                 self.config = frame.config
+                self.reader.config = frame.config
             self._replies.append(frame)
 
     def missing(self):

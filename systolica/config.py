@@ -6,7 +6,7 @@ import struct
 
 from systolica.protocol import Format
 
-__all__ = ["FORMAT_NAMES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
+__all__ = ["FORMAT_NAMES", "IDENTIFY_BYTES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
 
 # How the block formats' binary32 scale units form their partial products (`Fp32Multiply`):
 # "infer": all inferred (hard DSPs where the FPGA has them); "lut": all in logic; "mixed": the
@@ -19,6 +19,7 @@ PROTOCOL_VERSION = 1
 
 # IDENTIFY payload: every field the host needs to adapt to the device, little-endian.
 _IDENTIFY_FORMAT = "<HBBBBBBHHIII4xI"
+IDENTIFY_BYTES = struct.calcsize(_IDENTIFY_FORMAT)
 
 
 def _check_positive(name, value, *, power_of_two=False, maximum=None):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from systolica.config import Config
-from systolica.host.frames import FrameReader, ProtocolError, result_tile, tiled_vectors
+from systolica.host.frames import FrameReader, result_tile, tiled_vectors
 from systolica.protocol import REPLY, Op, pack_header, pad_to_words, unpack_header
 
 
@@ -53,7 +53,42 @@ def test_reader_splits_result_frames_fed_byte_by_byte():
     np.testing.assert_array_equal(got, block)
 
 
-def test_reader_rejects_corrupt_reply():
+GEMM_REPLY = pack_header(Op.GEMM | REPLY, 99, 0, 3)
+
+
+def flipped(data, bit):
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << bit % 8
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("garbage", "problem"), [
+    (bytes(16), "magic"),
+    (flipped(pack_header(Op.GEMM | REPLY, 7), 40), "check byte"),
+    (pack_header(Op.GEMM, 7), "reply bit"),
+    (pack_header(0x7F | REPLY, 7), "unknown opcode"),
+    (pack_header(Op.GEMM | REPLY, 7, status=99), "unknown opcode 0x03 or status 99"),
+    (pack_header(Op.RESULT | REPLY, 0, 0, 5 | 3 << 16), "RESULT of 5x3, larger than"),
+    (pack_header(Op.RESULT | REPLY, 0, 0, 0xFFFF | 0xFFFF << 16), "larger than"),
+    (pack_header(Op.IDENTIFY | REPLY, 2**31, 1), "IDENTIFY reply of 2147483648 bytes"),
+    (bytes([0xA5, 0xA5, 0x00]), "check byte"),
+])
+def test_reader_skips_what_is_not_a_reply_and_finds_the_next(garbage, problem):
+    """Garbage, or a header that is not one this device could send, is dropped up to the next
+    magic byte (never waited on: a corrupt length would stall the host); the next valid frame
+    comes through, and the reader says what it dropped."""
+    reader = FrameReader(link_bytes=1, config=Config(rows=2, cols=3, link_bytes=1))
+    frames = []
+    for byte in garbage + GEMM_REPLY:
+        reader.feed(bytes([byte]))
+        frames += reader.frames()
+    assert [(f.op, f.args) for f in frames] == [(Op.GEMM, (99, 0, 3))]
+    assert reader.discarded == len(garbage)
+    assert any(problem in p for p in reader.problems), list(reader.problems)
+
+
+def test_reader_finds_a_header_inside_a_failed_candidate():
+    """A magic byte inside a corrupt header starts the next candidate (no 16-byte skip)."""
     reader = FrameReader(link_bytes=1)
-    with pytest.raises(ProtocolError, match="magic"):
-        reader.feed(bytes(16))
+    reader.feed(bytes([0xA5, 0x01, 0x02]) + GEMM_REPLY)
+    assert [f.op for f in reader.frames()] == [Op.GEMM] and reader.discarded == 3
