@@ -241,7 +241,8 @@ class FrameReader:
         if not op & REPLY:
             return f"a frame without the reply bit: op 0x{op:02x}"
         op &= ~REPLY
-        if op not in set(Op) or status not in set(Status):
+        # An unknown opcode comes back only in the BAD_OPCODE reply to it.
+        if status not in set(Status) or (op not in set(Op) and status != Status.BAD_OPCODE):
             return f"unknown opcode 0x{op:02x} or status {status}"
         if op == Op.RESULT and not status:
             rows, cols = args[2] & 0xFFFF, args[2] >> 16

@@ -5,7 +5,7 @@ import pytest
 
 from systolica.config import Config
 from systolica.host.frames import FrameReader, result_tile, tiled_vectors
-from systolica.protocol import REPLY, Op, pack_header, pad_to_words, unpack_header
+from systolica.protocol import REPLY, Op, Status, pack_header, pad_to_words, unpack_header
 
 
 def tiled_reference(x, size, link_bytes):
@@ -85,6 +85,13 @@ def test_reader_skips_what_is_not_a_reply_and_finds_the_next(garbage, problem):
     assert [(f.op, f.args) for f in frames] == [(Op.GEMM, (99, 0, 3))]
     assert reader.discarded == len(garbage)
     assert any(problem in p for p in reader.problems), list(reader.problems)
+
+
+def test_reader_takes_the_bad_opcode_reply_to_an_unknown_opcode():
+    reader = FrameReader(link_bytes=1)
+    reader.feed(pack_header(0x7E | REPLY, 1, status=Status.BAD_OPCODE))
+    assert [(f.op, f.status) for f in reader.frames()] == [(0x7E, Status.BAD_OPCODE)]
+    assert reader.discarded == 0
 
 
 def test_reader_finds_a_header_inside_a_failed_candidate():
