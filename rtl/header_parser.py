@@ -1,6 +1,6 @@
 """Header parser: frames' headers in, checked; replies, and accepted commands for the router."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,6 +9,8 @@ from systolica.protocol import Op, Status
 
 from .command import CommandSignature
 from .frame_layouts import Header, Reply
+from .header_check import HeaderCheck
+from .load_size_check import LoadSizeCheck
 
 __all__ = ["HeaderParser"]
 
@@ -17,8 +19,9 @@ class HeaderParser(wiring.Component):
     """Takes link words until a header is whole, checks it, and answers or hands it on.
 
     A header's first word must start with ``MAGIC`` (other words are skipped as idle fill). Its
-    check byte, status, sizes, format and (GEMM) the loaded A are checked in registered steps
-    (VALIDATE, CHECK, DECIDE; LOAD_A's buffer size in SIZE_LOAD_A, one cycle per row tile). A
+    check byte, status, sizes, format and (GEMM) the loaded A are checked by a `HeaderCheck`
+    in registered steps (VALIDATE, CHECK; DECIDE acts on its verdict); LOAD_A's buffer size by
+    a `LoadSizeCheck` in SIZE_LOAD_A, one cycle per row tile. A
     bad header gets an error reply; IDENTIFY its reply; an accepted LOAD_A or GEMM goes to the
     payload router, and the parser waits for the router's ``done`` (LOAD_A then replies).
 
@@ -71,44 +74,27 @@ class HeaderParser(wiring.Component):
         a_blocks = Signal()              # the loaded A is in 32-blocks
         reply = Signal(Reply)
 
-        # The header's checks, registered in VALIDATE and CHECK before DECIDE acts on them.
-        check_lo = Signal(8)
-        check_hi = Signal(8)
-        bad_status = Signal()
-        bad_header = Signal()            # the check failed or the status field is not 0
-        n_ok = Signal()
-        k_ok = Signal()
-        m_ok = Signal()
-        matches_loaded = Signal()
-        is_identify = Signal()
-        is_load = Signal()
-        is_gemm = Signal()
-        a_fmt_ok = Signal()
-        a_k32 = Signal()
-        load_blocks = Signal()           # this LOAD_A asks for 32-blocks
-        w_fmt_ok = Signal()
+        # The header's checks: registered over VALIDATE and CHECK, acted on in DECIDE.
+        m.submodules.check = check = HeaderCheck(cfg)
+        m.d.comb += [check.header.eq(hdr), check.loaded.eq(loaded), check.loaded_n.eq(loaded_n),
+                     check.loaded_k.eq(loaded_k), check.a_blocks.eq(a_blocks)]
+        v = check.verdict
 
-        # LOAD_A's size check, ceil(N / rows) * K <= act_depth, done sequentially (no divider or
-        # multiplier in the fabric): rows of A are counted off a tile at a time while the words
-        # they need are added up; it stops as soon as the buffer would overflow, so it takes at
-        # most min(ceil(N / rows), act_depth // K + 1) cycles.
-        size_rows = Signal(17)           # rows from the current tile on
-        size_room = Signal(range(-cfg.max_k - 1, cfg.act_depth + 1))  # buffer words left after it
-        size_last = Signal()             # the current tile is the last
-        size_over = Signal()             # size_room went negative
+        m.submodules.size = size = LoadSizeCheck(cfg)
+        m.d.comb += [size.n.eq(hdr.arg0), size.k.eq(hdr.arg1)]
 
         cmd = self.router.cmd
         m.d.comb += [
             self.reply.payload.eq(reply),
-            cmd.payload.load.eq(is_load),
-            cmd.payload.size.eq(Mux(is_load, hdr.arg0[:16], hdr.arg2[:16])),
+            cmd.payload.load.eq(v.is_load),
+            cmd.payload.size.eq(Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])),
             cmd.payload.k_last.eq(hdr.arg1 - 1),
         ]
         if blocks:
             m.d.comb += [
                 self.act_blocks.eq(a_blocks),
-                cmd.payload.blocks.eq(Mux(is_load, load_blocks, a_blocks)),
-                cmd.payload.fmt.eq(Mux(is_load, 0, hdr.arg2[24:26])),
+                cmd.payload.blocks.eq(Mux(v.is_load, v.load_blocks, a_blocks)),
+                cmd.payload.fmt.eq(Mux(v.is_load, 0, hdr.arg2[24:26])),
             ]
 
         def send_reply(m, op, status, arg0=0, arg1=0, arg2=0):
@@ -139,87 +125,31 @@ class HeaderParser(wiring.Component):
                             m.d.sync += hdr_count.eq(hdr_count + 1)
 
             with m.State("VALIDATE"):
-                # Two partial sums of the check here, their total in CHECK (timing).
-                m.d.sync += [
-                    check_lo.eq(sum(hdr_bits.word_select(i, 8) for i in range(8))),
-                    check_hi.eq(sum(hdr_bits.word_select(i, 8) for i in range(8, 16))),
-                    bad_status.eq(hdr.status != 0),
-                    n_ok.eq((hdr.arg0 >= 1) & (hdr.arg0 <= 0xFFFF)),
-                    k_ok.eq((hdr.arg1 >= 1) & (hdr.arg1 <= cfg.max_k)),
-                    m_ok.eq((hdr.arg2[:24] >= 1) & (hdr.arg2[:24] <= 0xFFFF)),
-                    matches_loaded.eq(loaded & (hdr.arg0 == loaded_n) & (hdr.arg1 == loaded_k)),
-                    is_identify.eq(hdr.op == Op.IDENTIFY),
-                    is_load.eq(hdr.op == Op.LOAD_A),
-                    is_gemm.eq(hdr.op == Op.GEMM),
-                    a_fmt_ok.eq((hdr.arg2 == 0) | ((hdr.arg2 == 1) if blocks else 0)),
-                    a_k32.eq(hdr.arg1[:5] == 0),
-                    load_blocks.eq(hdr.arg2 != 0),
-                    w_fmt_ok.eq((hdr.arg2[24:] < 4)
-                                & Const(cfg.format_mask, 4).bit_select(hdr.arg2[24:26], 1)
-                                & ((hdr.arg2[24:] != 0) == a_blocks)),
-                ]
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                # The check's total gets a cycle of its own (timing: its carry chain in front of
-                # the decision below is the iCE40's longest path otherwise).
-                m.d.sync += bad_header.eq(bad_status | ((check_lo + check_hi)[:8] != 0))
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
-                with m.If(bad_header):
-                    send_reply(m, hdr.op, Status.BAD_CHECK, hdr.arg0)
-                with m.Elif(is_identify):
-                    send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
-                               self.consumed)
-                with m.Elif(is_load):
-                    with m.If(~a_fmt_ok):
-                        send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
-                    with m.Elif(~n_ok | ~k_ok | (load_blocks & ~a_k32)):
-                        send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
-                    with m.Else():
-                        m.d.sync += [size_rows.eq(hdr.arg0),
-                                     size_room.eq(cfg.act_depth - hdr.arg1[:18]),
-                                     size_last.eq(hdr.arg0 <= cfg.rows),
-                                     size_over.eq(hdr.arg1 > cfg.act_depth)]
-                        m.next = "SIZE_LOAD_A"
-                with m.Elif(is_gemm):
-                    with m.If(~n_ok | ~k_ok | ~m_ok):
-                        send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
-                    with m.Elif(~matches_loaded):
-                        send_reply(m, hdr.op, Status.NOT_LOADED, hdr.arg0)
-                    with m.Elif(~w_fmt_ok):
-                        send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
-                    with m.Else():
-                        m.d.sync += self.m.eq(hdr.arg2[:16])
-                        if blocks:
-                            m.d.sync += self.fmt.eq(hdr.arg2[24:26])
-                        hand_on(m)
-                with m.Else():
-                    send_reply(m, hdr.op, Status.BAD_OPCODE, hdr.arg0)
+                self._decide(m, v, hdr, size, send_reply, hand_on)
 
             with m.State("SIZE_LOAD_A"):
-                with m.If(size_over):
+                with m.If(size.over):
                     send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
-                with m.Elif(size_last):
+                with m.Elif(size.last):
                     m.d.sync += [
                         self.n.eq(hdr.arg0), self.k.eq(hdr.arg1), self.k_last.eq(hdr.arg1 - 1),
                         loaded.eq(0), loaded_n.eq(hdr.arg0), loaded_k.eq(hdr.arg1),
-                        a_blocks.eq(load_blocks),
+                        a_blocks.eq(v.load_blocks),
                     ]
                     hand_on(m)
                 with m.Else():
-                    m.d.sync += [
-                        size_rows.eq(size_rows - cfg.rows),
-                        size_room.eq(size_room - hdr.arg1[:18]),
-                        size_over.eq((size_room - hdr.arg1[:18])[-1]),
-                        size_last.eq(size_rows <= 2 * cfg.rows),
-                    ]
+                    m.d.comb += size.step.eq(1)
 
             with m.State("ROUTE"):
                 # The router moves the payload; LOAD_A replies once it has all of A.
                 with m.If(self.router.done):
-                    with m.If(is_load):
+                    with m.If(v.is_load):
                         m.next = "LOADED"
                     with m.Else():
                         m.next = "HEADER"
@@ -236,3 +166,37 @@ class HeaderParser(wiring.Component):
                 with m.If(self.reply.ready):
                     m.next = "HEADER"
         return m
+
+    def _decide(self, m, v, hdr, size, send_reply, hand_on):
+        """DECIDE: the reply a bad or unsupported header gets, IDENTIFY's, or the command's way
+        on (LOAD_A to its size check, GEMM to the router), from the `Verdict` ``v``."""
+        cfg = self._config
+        lb = cfg.link_bytes
+        blocks = bool(cfg.block_formats)
+        with m.If(v.bad_header):
+            send_reply(m, hdr.op, Status.BAD_CHECK, hdr.arg0)
+        with m.Elif(v.is_identify):
+            send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
+                       self.consumed)
+        with m.Elif(v.is_load):
+            with m.If(~v.a_fmt_ok):
+                send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
+            with m.Elif(~v.n_ok | ~v.k_ok | (v.load_blocks & ~v.a_k32)):
+                send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
+            with m.Else():
+                m.d.comb += size.start.eq(1)
+                m.next = "SIZE_LOAD_A"
+        with m.Elif(v.is_gemm):
+            with m.If(~v.n_ok | ~v.k_ok | ~v.m_ok):
+                send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
+            with m.Elif(~v.matches_loaded):
+                send_reply(m, hdr.op, Status.NOT_LOADED, hdr.arg0)
+            with m.Elif(~v.w_fmt_ok):
+                send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
+            with m.Else():
+                m.d.sync += self.m.eq(hdr.arg2[:16])
+                if blocks:
+                    m.d.sync += self.fmt.eq(hdr.arg2[24:26])
+                hand_on(m)
+        with m.Else():
+            send_reply(m, hdr.op, Status.BAD_OPCODE, hdr.arg0)
