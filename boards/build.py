@@ -161,6 +161,8 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
         last_seconds = json.loads((out_dir / "result.json").read_text()).get("build_seconds")
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
+    # What the build is made from, taken now: the work tree may move on during a long build.
+    commit, source_key = _commit(), bitstream_key(board)
     env = tool_env(board)
     platform = board.make_platform()
     top = BoardTop(board)
@@ -185,8 +187,8 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
         "device": _device(platform), "rows": board.config.rows, "cols": board.config.cols, "macs": board.macs,
         "multiplier": board.config.multiplier, "clock_mhz": top.pll.f_out / 1e6,
         "baudrate": board.baudrate, "baud_divisor": top.divisor, "baud_error": top.baud_error,
-        "formats": list(board.config.formats), "source_key": bitstream_key(board),
-        "commit": _commit(), "nextpnr_opts": board.nextpnr_opts,
+        "formats": list(board.config.formats), "source_key": source_key,
+        "commit": commit, "nextpnr_opts": board.nextpnr_opts,
         "build_seconds": round(time.monotonic() - started), "ok": code == 0,
     }
     report_path = out_dir / "report.json"
