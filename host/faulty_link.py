@@ -8,7 +8,7 @@ from a seeded generator, so a failing run can be repeated, and counted in ``faul
 
 import random
 
-from .link import Link
+from .link import LinkWrapper
 
 __all__ = ["FaultRates", "FaultyLink"]
 
@@ -30,7 +30,7 @@ class FaultRates:
         return "FaultRates(" + ", ".join(f"{k}={v:g}" for k, v in self.rates.items()) + ")"
 
 
-class FaultyLink(Link):
+class FaultyLink(LinkWrapper):
     """Wraps ``link``; ``to_device`` and ``from_device`` are the `FaultRates` of each direction.
 
     ``faults[direction][kind]`` counts what was done (direction "to_device" or "from_device");
@@ -39,8 +39,7 @@ class FaultyLink(Link):
     """
 
     def __init__(self, link, to_device=None, from_device=None, seed=0):
-        self.link = link
-        self.name = f"faulty {link.name}"
+        super().__init__(link, f"faulty {link.name}")
         self._rates = {"to_device": to_device or FaultRates(),
                        "from_device": from_device or FaultRates()}
         self._rng = random.Random(seed)
@@ -85,11 +84,3 @@ class FaultyLink(Link):
             damaged = self._damage("from_device", self.link.read_some(timeout, want))
             if damaged:
                 return damaged
-
-    def close(self):
-        self.link.close()
-
-    def __getattr__(self, name):
-        if name == "link":
-            raise AttributeError(name)
-        return getattr(self.link, name)

@@ -11,7 +11,8 @@ import struct
 import subprocess
 import time
 
-__all__ = ["Link", "LinkClosed", "LinkError", "LinkTimeout", "SerialLink", "SimulatedBoardLink"]
+__all__ = ["Link", "LinkClosed", "LinkError", "LinkTimeout", "LinkWrapper", "SerialLink",
+           "SimulatedBoardLink"]
 
 
 class LinkError(RuntimeError):
@@ -69,6 +70,24 @@ class Link(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class LinkWrapper(Link):
+    """A `Link` in front of another (``link``): what it does not do itself (``close``, and any
+    attribute it lacks: ``stats``, ``pid``, ``kill``, ...) is the wrapped link's."""
+
+    def __init__(self, link, name=None):
+        self.link = link
+        self.name = name or link.name
+
+    def close(self):
+        self.link.close()
+
+    def __getattr__(self, name):
+        # Only reached for attributes the wrapper itself lacks.
+        if name == "link":
+            raise AttributeError(name)
+        return getattr(self.link, name)
 
 
 class SimulatedBoardLink(Link):

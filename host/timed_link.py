@@ -3,12 +3,12 @@ is blocked on the link (writing into a full pipe or UART, waiting for the device
 
 import time
 
-from .link import Link
+from .link import LinkWrapper
 
 __all__ = ["TimedLink"]
 
 
-class TimedLink(Link):
+class TimedLink(LinkWrapper):
     """Wraps ``link``; ``seconds[call]`` adds up the wall time of its ``write``, ``read_some``
     and ``poll`` calls and ``calls[call]`` counts them. Anything else (``stats``, ``pid``,
     ``kill``, ...) is the wrapped link's.
@@ -21,8 +21,7 @@ class TimedLink(Link):
     CALLS = ("write", "read_some", "poll")
 
     def __init__(self, link):
-        self.link = link
-        self.name = link.name
+        super().__init__(link)
         self.seconds = dict.fromkeys(self.CALLS, 0.0)
         self.calls = dict.fromkeys(self.CALLS, 0)
 
@@ -47,12 +46,3 @@ class TimedLink(Link):
 
     def poll(self):
         return self._timed("poll")
-
-    def close(self):
-        self.link.close()
-
-    def __getattr__(self, name):
-        # Only reached for attributes TimedLink itself lacks.
-        if name == "link":
-            raise AttributeError(name)
-        return getattr(self.link, name)
