@@ -218,6 +218,19 @@ class SerialLink(Link):
                                                write_timeout=10)
         except (serial.SerialException, ValueError) as exc:
             raise LinkClosed(f"cannot open {self.name}: {exc}") from None
+        self.stale_bytes = self._discard_stale()
+
+    def _discard_stale(self):
+        """Drop what is waiting from before this link was opened (the end of an earlier
+        session's replies, line noise): it would be read as replies to the first commands."""
+        import serial
+        try:
+            stale = len(self._port.read(self._port.in_waiting)) if self._port.in_waiting else 0
+            self._port.reset_input_buffer()
+        except serial.SerialException as exc:
+            self.close()
+            raise LinkClosed(f"{self.name}: {exc}") from None
+        return stale
 
     def write(self, data):
         import serial

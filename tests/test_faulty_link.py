@@ -84,3 +84,4 @@ def test_no_rates_pass_everything_and_a_seed_repeats():
 def test_bad_rates_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FaultRates(**kwargs)
+
