@@ -32,6 +32,8 @@ class DriverStats:
     device_cycles: int = 0       # sum of the GEMM replies' cycle counts
     device_gemms: int = 0        # GEMM commands the device ran
     macs: int = 0                # multiply-accumulates those GEMMs did (N·K·M each)
+    resyncs: int = 0             # conversations started over (`Driver.resync`)
+    discarded_in: int = 0        # received bytes dropped by resyncs (unread or not a reply)
 
     def utilization(self, config):
         if not self.device_cycles:
@@ -136,6 +138,23 @@ class Driver:
         self._flush()
         self.config = self._expect(Op.IDENTIFY).config
         return self.config
+
+    def resync(self, quiet=0.5):
+        """Start the conversation over after something went wrong (a reply lost or damaged,
+        a timeout): drop whatever the device is still sending until it has been quiet for
+        ``quiet`` seconds, forget the replies and the partial frame in hand, and IDENTIFY
+        again, which restarts the credit window from the device's own count. The device must
+        be waiting for a header (protocol v1 has no abort for a command cut off mid-payload)."""
+        dropped = self.session.reader.buffered + self.session.reader.discarded
+        while True:
+            try:
+                dropped += len(self.link.read_some(quiet))
+            except LinkTimeout:
+                break
+        self.session = Session()
+        self.stats.resyncs += 1
+        self.stats.discarded_in += dropped
+        return self.identify()
 
     def _run_gemm(self, command, n, k, m):
         """Send one GEMM command; collect its result tiles and its cycles."""

@@ -223,6 +223,11 @@ class FrameReader:
         out, self._frames = self._frames, []
         return out
 
+    @property
+    def buffered(self):
+        """Bytes received and not yet part of a complete frame."""
+        return len(self._buf)
+
     def missing(self):
         """Bytes still to come before the next frame is complete (at least 1)."""
         buf = self._buf

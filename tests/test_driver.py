@@ -143,3 +143,18 @@ def test_board_that_stops_answering_times_out_without_orphan():
         os.kill(link.pid, signal.SIGCONT)
         drv.close()
     assert not _alive(link.pid)
+
+
+def test_resync_starts_the_conversation_over(driver):
+    """After an unread error reply and half a frame in the reader, `resync` drops both,
+    IDENTIFYs again with a fresh credit window, and the next GEMM is exact."""
+    cfg = driver.config
+    driver._send(pad_to_words(pack_header(0x7E, 1), cfg.link_bytes))   # its reply: never read
+    driver.session.feed(bytes([0xA5, 0x81, 0x00]))                      # a frame cut short
+    before = driver.stats.resyncs
+    assert driver.resync() == cfg
+    assert driver.stats.resyncs == before + 1
+    assert driver.stats.discarded_in >= 3 + 16
+    a = np.arange(6, dtype=np.int8).reshape(2, 3)
+    w = np.ones((3, 4), dtype=np.int8)
+    np.testing.assert_array_equal(driver.gemm(a, w), a.astype(np.int64) @ w)
