@@ -89,7 +89,7 @@ def _value(cur, vtype, what, depth=0):
     elif item == GGUFValueType.STRING:
         _strings(cur, cur.count(what, 8), what)
     else:
-        n = cur.count(what, 8)          # an array takes at least 12 bytes
+        n = cur.count(what, 12)         # a nested array: its item type and count
         for i in range(n):
             _value(cur, item, f"{what}[{i}]", depth + 1)
     return None
