@@ -63,7 +63,6 @@ from .skid_buffer import SkidBuffer
 __all__ = ["BlockUnpacker", "block_layout"]
 
 
-
 def block_layout(cols):
     """The ``blocks`` payload: one unpacked block of channel ``lane`` of the current group."""
     return data.StructLayout({
@@ -155,7 +154,6 @@ class BlockUnpacker(wiring.Component):
         buf = Signal(8 * n)
         cnt = Signal(range(n + 1))              # bytes held, buf bytes 0 .. cnt-1
         lane = Signal(range(cols))              # blocks of the current group emitted so far
-        byte = [buf[8 * j:8 * j + 8] for j in range(n)]
 
         # Per format (selected by fmt): the buffer shifted down by one block, the fill count
         # after that (and with a word added), the decoded block; and, for each way the cycle
@@ -165,6 +163,63 @@ class BlockUnpacker(wiring.Component):
         # critical path); the compares for the next count are made from ``cnt`` side by side.
         has = Signal()                          # a whole block held (cnt >= block bytes)
         room_after_emit = Signal(init=1)        # cnt < 2 × block bytes
+        kept, rest, rest_plus, (d, mo, q, bad), has_next, room_next = self._per_format(m, buf, cnt)
+
+        out_free = ~self.blocks.valid | self.blocks.ready
+        emit = Signal()
+        last = Signal()
+        m.d.comb += [emit.eq(has & out_free), last.eq(lane + 1 == self.control.group_blocks)]
+
+        # The cycle ends in one of three ways: no emit (an accepted word is written at cnt),
+        # an emit within the group (at cnt - block bytes), the group's last emit (at 0: the
+        # rest is the group's padding and is dropped). What each means for the room check, the
+        # word's position in the buffer and the next fill count is computed for all three
+        # from the registered cnt, side by side, and only selected by emit and last: no chain
+        # of compare, subtract, compare and add from cnt back to cnt (timing).
+        take = Signal()
+        m.d.comb += [
+            words.ready.eq(Mux(emit, last | room_after_emit, ~has)),
+            take.eq(words.valid & words.ready),
+        ]
+        self._write_buffer(m, buf, Mux(emit, kept, buf), cnt, rest, words.payload,
+                           take, emit, last)
+
+        def next_count(value, way):
+            m.d.sync += cnt.eq(value)
+            if way is None:         # empty
+                m.d.sync += [has.eq(0), room_after_emit.eq(1)]
+            else:
+                m.d.sync += [has.eq(has_next[way]), room_after_emit.eq(room_next[way])]
+
+        with m.If(take):
+            with m.If(emit & last):
+                next_count(lb, "lb")
+            with m.Elif(emit):
+                next_count(rest_plus, "emit_word")
+            with m.Else():
+                next_count(cnt + lb, "word")
+        with m.Elif(emit & last):
+            next_count(0, None)
+        with m.Elif(emit):
+            next_count(rest, "emit")
+
+        # Nothing buffered and no group begun: group_blocks may change (the output register
+        # may still hold the previous group's last block).
+        m.d.comb += self.control.idle.eq((cnt == 0) & (lane == 0) & ~words.valid)
+        with m.If(emit):
+            m.d.sync += lane.eq(Mux(last, 0, lane + 1))
+        with m.If(out_free):
+            m.d.sync += self.blocks.valid.eq(has)
+        with m.If(emit):
+            p = self.blocks.payload
+            m.d.sync += [p.lane.eq(lane), p.d.eq(d), p.m.eq(mo), p.q.eq(q), p.bad_scale.eq(bad),
+                         p.group_last.eq(last)]
+        return m
+
+    def _per_format(self, m, buf, cnt):
+        """The logic per format (selected by ``control.fmt``): ``(kept, rest, rest_plus, (d, m, q,
+        bad_scale), has_next, room_next)``, the last two keyed by the way the cycle ends."""
+        lb, n = self._link_bytes, self.buffer_bytes
         kept = Signal(8 * n)
         rest = Signal(range(n + 1))
         rest_plus = Signal(range(n + lb + 1))
@@ -178,7 +233,7 @@ class BlockUnpacker(wiring.Component):
 
         def per_format(f):
             bb = BLOCK_BYTES[f]
-            fd, fm, fq, fbad = _decode(f, byte[:bb])
+            fd, fm, fq, fbad = _decode(f, [buf[8 * j:8 * j + 8] for j in range(bb)])
             m.d.comb += [
                 kept.eq(buf[8 * bb:]),
                 rest.eq(cnt - bb),
@@ -213,31 +268,12 @@ class BlockUnpacker(wiring.Component):
                     ctx = m.Else()
                 with ctx:
                     per_format(f)
+        return kept, rest, rest_plus, (d, mo, q, bad), has_next, room_next
 
-        out_free = ~self.blocks.valid | self.blocks.ready
-        emit = Signal()
-        last = Signal()
-        m.d.comb += [
-            emit.eq(has & out_free),
-            last.eq(lane + 1 == self.control.group_blocks),
-        ]
-
-        # The cycle ends in one of three ways: no emit (an accepted word is written at cnt),
-        # an emit within the group (at cnt - block bytes), the group's last emit (at 0: the
-        # rest is the group's padding and is dropped). What each means for the room check, the
-        # word's position in the buffer and the next fill count is computed for all three
-        # from the registered cnt, side by side, and only selected by emit and last: no chain
-        # of compare, subtract, compare and add from cnt back to cnt (timing).
-        take = Signal()
-        m.d.comb += [
-            words.ready.eq(Mux(emit, last | room_after_emit, ~has)),
-            take.eq(words.valid & words.ready),
-        ]
-
-        # The shifter into the buffer: byte j takes word byte (j - wp) mod lb if it lands there,
-        # wp being the write position (cnt, rest or 0).
-        base = Mux(emit, kept, buf)
-        word = words.payload
+    def _write_buffer(self, m, buf, base, cnt, rest, word, take, emit, last):
+        """The shifter into the buffer: byte j takes word byte (j - wp) mod lb if it lands there,
+        wp being the write position (cnt, rest or 0); the other bytes take ``base``'s."""
+        lb, n = self._link_bytes, self.buffer_bytes
         lbits = (lb - 1).bit_length()
 
         def lands(wp, j):
@@ -256,40 +292,3 @@ class BlockUnpacker(wiring.Component):
             if j < lb:
                 wbyte = Mux(emit & last, word.word_select(j, 8) if lb > 1 else word, wbyte)
             m.d.sync += buf[8 * j:8 * j + 8].eq(Mux(take & hit, wbyte, base[8 * j:8 * j + 8]))
-        def next_count(value, way):
-            m.d.sync += cnt.eq(value)
-            if way is None:         # empty
-                m.d.sync += [has.eq(0), room_after_emit.eq(1)]
-            else:
-                m.d.sync += [has.eq(has_next[way]), room_after_emit.eq(room_next[way])]
-
-        with m.If(take):
-            with m.If(emit & last):
-                next_count(lb, "lb")
-            with m.Elif(emit):
-                next_count(rest_plus, "emit_word")
-            with m.Else():
-                next_count(cnt + lb, "word")
-        with m.Elif(emit & last):
-            next_count(0, None)
-        with m.Elif(emit):
-            next_count(rest, "emit")
-
-        # Nothing buffered and no group begun: group_blocks may change (the output register
-        # may still hold the previous group's last block).
-        m.d.comb += self.control.idle.eq((cnt == 0) & (lane == 0) & ~words.valid)
-        with m.If(emit):
-            m.d.sync += lane.eq(Mux(last, 0, lane + 1))
-        with m.If(out_free):
-            m.d.sync += self.blocks.valid.eq(has)
-        with m.If(emit):
-            p = self.blocks.payload
-            m.d.sync += [
-                p.lane.eq(lane),
-                p.d.eq(d),
-                p.m.eq(mo),
-                p.q.eq(q),
-                p.bad_scale.eq(bad),
-                p.group_last.eq(last),
-            ]
-        return m

@@ -40,7 +40,6 @@ class Framer(wiring.Component):
         m = Module()
         cfg = self._config
         lb = cfg.link_bytes
-        log_lb = lb.bit_length() - 1
         identify = cfg.identify_payload()
 
         def words(nbytes):
@@ -63,74 +62,20 @@ class Framer(wiring.Component):
         source = Signal(2)      # 0 header, 1 result row, 2 identify payload
         after = Signal(2)       # where the header goes next: 0 idle, 1 rows, 2 identify
 
-        cycles = Signal(48)
-        counting = Signal()
-        done_pending = Signal()
-        with m.If(self.control.gemm_start):
-            m.d.sync += [cycles.eq(0), counting.eq(1), self.busy.eq(1)]
-        with m.Elif(counting):
-            m.d.sync += cycles.eq(cycles + 1)
+        cycles, counting, done_pending = self._count_cycles(m)
 
-        def send_header(op, status=0, arg0=0, arg1=0, arg2=0, then=0):
-            fields = Signal(Header)
-            m.d.comb += [
-                fields.magic.eq(protocol.MAGIC), fields.op.eq(op), fields.status.eq(status),
-                fields.arg0.eq(arg0), fields.arg1.eq(arg1), fields.arg2.eq(arg2),
-            ]
-            m.d.sync += [
-                hdr.eq(fields),
-                source.eq(0), idx.eq(0), last_idx.eq(words(16) - 1), after.eq(then),
-                at_last.eq(words(16) == 1),
-            ]
-            m.next = "CHECK"
+        send_header = self._header_sender(m, hdr, source, idx, last_idx, at_last, after)
 
         res = self.results.payload
-        row = Signal(row_bits)
-        part_lo = Signal(8)
-        part_hi = Signal(8)
-        for c in range(cfg.cols):
-            value = res.data[c]
-            if lb > 4:      # the padding of a partial row's last word must be zeros
-                value = Mux(c < res.cols, value, 0)
-            m.d.comb += row.word_select(c, 32).eq(value)
-        row_words = ((res.cols << 2) + lb - 1) >> log_lb
+        row, row_words = self._result_row(m, row_bits)
 
         m.d.comb += self.tx.payload.eq(out[:8 * lb])
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.credit.credit_due):
-                    m.d.comb += self.credit.credit_sent.eq(1)
-                    send_header(Op.CREDIT | protocol.REPLY, arg0=self.credit.consumed)
-                with m.Elif(self.reply.valid):
-                    m.d.comb += self.reply.ready.eq(1)
-                    rp = self.reply.payload
-                    is_identify = (rp.op == (Op.IDENTIFY | protocol.REPLY)) & (rp.status == 0)
-                    send_header(rp.op, rp.status, rp.arg0, rp.arg1, rp.arg2,
-                                then=Mux(is_identify, 2, 0))
-                with m.Elif(self.results.valid):
-                    send_header(Op.RESULT | protocol.REPLY, 0, res.row_tile, res.col_tile,
-                                Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols), then=1)
-                with m.Elif(done_pending):
-                    m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
-                    send_header(Op.GEMM | protocol.REPLY,
-                                Mux(self.bad_scale, protocol.Status.BAD_SCALE, 0),
-                                cycles[:32], cycles[32:], self.control.m)
+                self._choose_frame(m, send_header, cycles, done_pending)
 
-            with m.State("CHECK"):
-                # The check byte from the registered header, in two cycles of its own (timing):
-                # two partial sums, then their negated total.
-                m.d.sync += [
-                    part_lo.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8) if i != 3)),
-                    part_hi.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8, 16))),
-                ]
-                m.next = "CHECK_SUM"
-
-            with m.State("CHECK_SUM"):
-                checked = Signal(Header)
-                m.d.comb += [checked.eq(hdr), checked.check.eq(-(part_lo + part_hi))]
-                m.d.sync += out.eq(checked)
-                m.next = "SEND"
+            self._check_states(m, hdr, out)
 
             with m.State("ROW"):
                 with m.If(self.results.valid):
@@ -168,3 +113,114 @@ class Framer(wiring.Component):
                             with m.Case(2):
                                 m.next = "IDLE"
         return m
+
+    def _count_cycles(self, m):
+        """The GEMM's cycle count, from ``gemm_start``; ``busy`` is set there too.
+
+        Returns
+        -------
+        cycles : Signal(48)
+            Device cycles since ``gemm_start`` while ``counting``.
+        counting : Signal
+            Set at ``gemm_start``; the caller clears it at the last RESULT word's handshake.
+        done_pending : Signal
+            The GEMM reply is due; set and cleared by the caller.
+        """
+        cycles = Signal(48)
+        counting = Signal()
+        done_pending = Signal()
+        with m.If(self.control.gemm_start):
+            m.d.sync += [cycles.eq(0), counting.eq(1), self.busy.eq(1)]
+        with m.Elif(counting):
+            m.d.sync += cycles.eq(cycles + 1)
+        return cycles, counting, done_pending
+
+    def _header_sender(self, m, hdr, source, idx, last_idx, at_last, after):
+        """A function that, called in a state of the FSM, registers a header into ``hdr``, sets
+        up the shift register's count for it and goes to the check byte's states.
+
+        Its arguments are the header's ``op``, ``status``, ``arg0``, ``arg1``, ``arg2`` and
+        ``then``: where the FSM goes once the header is sent (0 idle, 1 rows, 2 identify).
+        """
+        hdr_words = protocol.words(16, self._config.link_bytes)
+
+        def send_header(op, status=0, arg0=0, arg1=0, arg2=0, then=0):
+            fields = Signal(Header)
+            m.d.comb += [
+                fields.magic.eq(protocol.MAGIC), fields.op.eq(op), fields.status.eq(status),
+                fields.arg0.eq(arg0), fields.arg1.eq(arg1), fields.arg2.eq(arg2),
+            ]
+            m.d.sync += [
+                hdr.eq(fields),
+                source.eq(0), idx.eq(0), last_idx.eq(hdr_words - 1), after.eq(then),
+                at_last.eq(hdr_words == 1),
+            ]
+            m.next = "CHECK"
+
+        return send_header
+
+    def _result_row(self, m, row_bits):
+        """The result row on ``results`` as ``row_bits`` bits, column 0 in the low word, and its
+        number of link words.
+
+        Returns
+        -------
+        row : Signal(row_bits)
+            The row's int32 sums; with link words wider than a sum, zeros after the row's
+            ``cols`` columns.
+        row_words : Value
+            The link words the row's ``cols`` sums take.
+        """
+        lb = self._config.link_bytes
+        log_lb = lb.bit_length() - 1
+        res = self.results.payload
+        row = Signal(row_bits)
+        for c in range(self._config.cols):
+            value = res.data[c]
+            if lb > 4:      # the padding of a partial row's last word must be zeros
+                value = Mux(c < res.cols, value, 0)
+            m.d.comb += row.word_select(c, 32).eq(value)
+        row_words = ((res.cols << 2) + lb - 1) >> log_lb
+        return row, row_words
+
+    def _choose_frame(self, m, send_header, cycles, done_pending):
+        """In the idle state: starts the next frame's header, in priority order: CREDIT, a
+        decoder reply, a RESULT frame, the GEMM reply."""
+        res = self.results.payload
+        with m.If(self.credit.credit_due):
+            m.d.comb += self.credit.credit_sent.eq(1)
+            send_header(Op.CREDIT | protocol.REPLY, arg0=self.credit.consumed)
+        with m.Elif(self.reply.valid):
+            m.d.comb += self.reply.ready.eq(1)
+            rp = self.reply.payload
+            is_identify = (rp.op == (Op.IDENTIFY | protocol.REPLY)) & (rp.status == 0)
+            send_header(rp.op, rp.status, rp.arg0, rp.arg1, rp.arg2,
+                        then=Mux(is_identify, 2, 0))
+        with m.Elif(self.results.valid):
+            send_header(Op.RESULT | protocol.REPLY, 0, res.row_tile, res.col_tile,
+                        Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols), then=1)
+        with m.Elif(done_pending):
+            m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
+            send_header(Op.GEMM | protocol.REPLY,
+                        Mux(self.bad_scale, protocol.Status.BAD_SCALE, 0),
+                        cycles[:32], cycles[32:], self.control.m)
+
+    def _check_states(self, m, hdr, out):
+        """The FSM's CHECK and CHECK_SUM states: the registered header ``hdr`` gets its check
+        byte and goes into the shift register ``out``; then SEND."""
+        part_lo = Signal(8)
+        part_hi = Signal(8)
+        with m.State("CHECK"):
+            # The check byte from the registered header, in two cycles of its own (timing):
+            # two partial sums, then their negated total.
+            m.d.sync += [
+                part_lo.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8) if i != 3)),
+                part_hi.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8, 16))),
+            ]
+            m.next = "CHECK_SUM"
+
+        with m.State("CHECK_SUM"):
+            checked = Signal(Header)
+            m.d.comb += [checked.eq(hdr), checked.check.eq(-(part_lo + part_hi))]
+            m.d.sync += out.eq(checked)
+            m.next = "SEND"

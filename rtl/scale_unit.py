@@ -3,12 +3,12 @@ binary32."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import SCALE_MULTIPLIERS
 
+from .column_turns import ColumnTurns
 from .delay import delay
 from .fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
 from .mux_tree import mux_tree
@@ -85,16 +85,22 @@ class ScaleUnit(wiring.Component):
         self._partial_width = partial_width
         self._offset_term = offset_term
         self._multiplier = multiplier
+        # Latencies: "mul_s" of the products of two scales (ds, u), "mul_p" of the products
+        # with f32(partial) and f32(act_sum) (t, v).
+        if self._kind(self._partial_width - 1, 22) != self._kind(22, ACT_SUM_WIDTH - 1):
+            raise ValueError("t and v must be multipliers of one kind")    # the adds align them
         self._units = {"f16": Fp16ToFp32.latency, "int": IntToFp32.latency,
-                       "mul": Fp32Multiply.latency, "add": Fp32Add.latency}
+                       "mul_s": Fp32Multiply.latency_of(self._kind(11, 11)),
+                       "mul_p": Fp32Multiply.latency_of(self._kind(22, ACT_SUM_WIDTH - 1)),
+                       "add": Fp32Add.latency}
         u = self._units
-        scale_ready = max(u["f16"] + u["mul"], u["int"])   # ds, u and f32(partial) all ready
+        self._scale_ready = scale_ready = max(u["f16"] + u["mul_s"], u["int"])   # ds, u, f32(partial)
         # An item reaches the datapath `lookup` cycles after it is offered: the column select
         # (with a queue) and the scale set's lookup, each a register.
         self.lookup = 1 if cols == 1 else 2
         # The accumulator is read the cycle before t is ready (into a register: the read and
         # the first-block zero then stay off the adder's first stage).
-        self._entry_read = scale_ready + u["mul"] - 1     # from the datapath's entry
+        self._entry_read = scale_ready + u["mul_p"] - 1   # from the datapath's entry
         self.acc_read = self.lookup + self._entry_read
         self.latency = self.acc_read + 1 + 2 * u["add"]    # written back (registered)
         self.min_spacing = self.latency - self.acc_read + 1
@@ -128,6 +134,12 @@ class ScaleUnit(wiring.Component):
             "final_col": Out(range(cols)),
         })
 
+    def _kind(self, a_bits, b_bits):
+        """The `Fp32Multiply` kind of an ``a_bits × b_bits`` significand product."""
+        lut = self._multiplier == "lut" or (self._multiplier == "mixed" and
+                                            max(a_bits, b_bits) <= 12)
+        return "lut" if lut else "infer"
+
     def _select_item(self, m):
         """One queued item a cycle from the columns: (valid, column, queued item)."""
         cols = self._cols
@@ -139,34 +151,10 @@ class ScaleUnit(wiring.Component):
             offered.append(item)
         if cols == 1:
             return self.valid[0], 0, offered[0]
-        valid = Signal()
-        col = Signal(range(cols))
-        item = Signal(self.queued_layout)
-        # Each column sends its rows' items in turn: column ``turn`` (one-hot in ``turn_bit``,
-        # so each queue's read enable is one gate) until ``rows`` have gone, then the next. All
-        # decisions start from flip-flops and the queues' fill counts: a priority encoder over
-        # 16 queues, as this unit first had, took 13 ns on an ECP5.
-        turn = Signal(range(cols))
-        turn_bit = Signal(cols, init=1)
-        sent = Signal(range(self._rows))
-        queues = []
-        for g in range(cols):
-            fifo = SyncFIFO(width=self.queued_layout.size, depth=self._rows + 1)
-            m.submodules[f"queue_{g}"] = fifo
-            m.d.comb += [fifo.w_data.eq(offered[g]), fifo.w_en.eq(self.valid[g]),
-                         fifo.r_en.eq(fifo.r_rdy & turn_bit[g])]
-            queues.append(fifo)
-        take = Signal()
-        m.d.comb += take.eq(Cat(q.r_en for q in queues).any())
-        m.d.sync += [valid.eq(take), col.eq(turn),
-                     item.eq(mux_tree(turn, [q.r_data for q in queues]))]
-        with m.If(take):
-            with m.If(sent == self._rows - 1):
-                m.d.sync += [sent.eq(0), turn_bit.eq(turn_bit.rotate_left(1)),
-                             turn.eq(Mux(turn == cols - 1, 0, turn + 1))]
-            with m.Else():
-                m.d.sync += sent.eq(sent + 1)
-        return valid, col, item
+        m.submodules.turns = turns = ColumnTurns(self._rows, cols, self.queued_layout)
+        m.d.comb += turns.valid.eq(self.valid)
+        m.d.comb += [turns.item[g].eq(offered[g]) for g in range(cols)]
+        return turns.out_valid, turns.out_col, turns.out_item
 
     def _look_up(self, m, valid, col, queued):
         """The item with its block's scales from its scale set, into registers."""
@@ -211,10 +199,8 @@ class ScaleUnit(wiring.Component):
             return component
 
         def multiply(name, a_bits, b_bits):
-            lut = self._multiplier == "lut" or (self._multiplier == "mixed" and
-                                                max(a_bits, b_bits) <= 12)
             return unit(name, Fp32Multiply(a_bits=a_bits, b_bits=b_bits,
-                                           multiplier="lut" if lut else "infer"))
+                                           multiplier=self._kind(a_bits, b_bits)))
 
         # Binary16 scales to binary32 (exact), then the exact binary16 products ds and u.
         cvt = {}
@@ -224,8 +210,8 @@ class ScaleUnit(wiring.Component):
         ds = multiply("mul_ds", 11, 11)
         m.d.comb += [ds.a.eq(cvt["dw"].result), ds.b.eq(cvt["dx"].result)]
 
-        scale_ready = max(u["f16"] + u["mul"], u["int"])
-        ds_out = delay(m, ds.result, scale_ready - u["f16"] - u["mul"], "ds")
+        scale_ready = self._scale_ready
+        ds_out = delay(m, ds.result, scale_ready - u["f16"] - u["mul_s"], "ds")
 
         pf = unit("cvt_partial", IntToFp32(self._partial_width))
         m.d.comb += [pf.value.eq(item.partial), pf.valid.eq(valid)]
@@ -278,7 +264,7 @@ class ScaleUnit(wiring.Component):
         if self._offset_term:
             uu = multiply("mul_u", 11, 11)
             m.d.comb += [uu.a.eq(cvt["mw"].result), uu.b.eq(cvt["dx"].result)]
-            uu_out = delay(m, uu.result, scale_ready - u["f16"] - u["mul"], "u")
+            uu_out = delay(m, uu.result, scale_ready - u["f16"] - u["mul_s"], "u")
             sf = unit("cvt_sum", IntToFp32(ACT_SUM_WIDTH))
             m.d.comb += [sf.value.eq(item.act_sum), sf.valid.eq(valid)]
             sf_out = delay(m, sf.result, scale_ready - u["int"], "sf")

@@ -480,5 +480,6 @@ def test_bubbles(unit):
 def test_latencies_and_rtlil():
     units = [Fp16ToFp32(), IntToFp32(16), IntToFp32(32), Fp32Multiply(), Fp32Add()]
     assert [u.latency for u in units] == [1, 3, 3, 5, 5]
+    assert Fp32Multiply(a_bits=11, b_bits=11, multiplier="lut").latency == 6
     for unit in units:
         assert "module" in rtlil.convert(unit)
