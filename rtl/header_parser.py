@@ -103,10 +103,10 @@ class HeaderParser(wiring.Component):
             m.next = "REPLY"
 
         def hand_on(m):
-            """The command goes to the router (idle whenever the parser decides)."""
-            m.d.comb += cmd.valid.eq(1)
-            with m.If(cmd.ready):
-                m.next = "ROUTE"
+            """The command goes to the router, from a state of its own (timing: offered from
+            DECIDE, the verdict's priority chain reached the router's registers' enables, the
+            iCEBreaker's critical path)."""
+            m.next = "HAND_ON"
 
         with m.FSM():
             with m.State("HEADER"):
@@ -145,6 +145,11 @@ class HeaderParser(wiring.Component):
                     hand_on(m)
                 with m.Else():
                     m.d.comb += size.step.eq(1)
+
+            with m.State("HAND_ON"):
+                m.d.comb += cmd.valid.eq(1)     # the router is idle whenever the parser decides
+                with m.If(cmd.ready):
+                    m.next = "ROUTE"
 
             with m.State("ROUTE"):
                 # The router moves the payload; LOAD_A replies once it has all of A.
