@@ -23,7 +23,8 @@ class HeaderParser(wiring.Component):
     in registered steps (VALIDATE, CHECK; DECIDE acts on its verdict); LOAD_A's buffer size by
     a `LoadSizeCheck` in SIZE_LOAD_A, one cycle per row tile. A
     bad header gets an error reply; IDENTIFY its reply; an accepted LOAD_A or GEMM goes to the
-    payload router, and the parser waits for the router's ``done`` (LOAD_A then replies).
+    payload router from HAND_ON, and the parser waits for the router's ``done`` (LOAD_A then
+    replies).
 
     Ports
     -----
