@@ -120,7 +120,7 @@ class PayloadRouter(wiring.Component):
             with m.If(r.tile_last):
                 m.next = "DONE"
             with m.Else():
-                set_left(m, self._config, r, r.left - size)
+                set_left(m, self._config, r, r.left, minus=size)
                 m.next = tile_state
         with m.Else():
             m.d.sync += [r.steps_left.eq(r.steps_left - 1), r.step_last.eq(r.steps_left == 1)]

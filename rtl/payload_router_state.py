@@ -51,9 +51,12 @@ def router_registers(cfg, cmd):
     return r
 
 
-def set_left(m, cfg, r, value):
-    """Set ``left`` to ``value``, and the flags that go with it."""
+def set_left(m, cfg, r, value, minus=0):
+    """Set ``left`` to ``value - minus``, and the flags that go with it, each a compare of
+    ``value`` with a constant (timing: a compare after the subtraction was the iCEBreaker's
+    critical path)."""
     lb = cfg.link_bytes
-    m.d.sync += [r.left.eq(value), r.more_rows.eq(value > cfg.rows),
-                 r.more_cols.eq(value > cfg.cols), r.left_one_word.eq(value <= lb),
-                 r.left_one_scale_word.eq(2 * value <= lb)]
+    m.d.sync += [r.left.eq(value - minus), r.more_rows.eq(value > cfg.rows + minus),
+                 r.more_cols.eq(value > cfg.cols + minus),
+                 r.left_one_word.eq(value <= lb + minus),
+                 r.left_one_scale_word.eq(value <= (lb + 2 * minus) // 2)]   # 2 bytes a row
