@@ -86,9 +86,8 @@ class ScaleUnit(wiring.Component):
         self._offset_term = offset_term
         self._multiplier = multiplier
         # Latencies: "mul_s" of the products of two scales (ds, u), "mul_p" of the products
-        # with f32(partial) and f32(act_sum) (t, v).
-        if self._kind(self._partial_width - 1, 22) != self._kind(22, ACT_SUM_WIDTH - 1):
-            raise ValueError("t and v must be multipliers of one kind")    # the adds align them
+        # with f32(partial) and f32(act_sum) (t, v: each has a 22-bit operand, so they are of
+        # one kind, which keeps them aligned at the adds).
         self._units = {"f16": Fp16ToFp32.latency, "int": IntToFp32.latency,
                        "mul_s": Fp32Multiply.latency_of(self._kind(11, 11)),
                        "mul_p": Fp32Multiply.latency_of(self._kind(22, ACT_SUM_WIDTH - 1)),
