@@ -44,7 +44,6 @@ class DriverStats:
     resyncs: int = 0             # conversations started over (`Driver.resync`)
     discarded_in: int = 0        # received bytes dropped by resyncs (unread or not a reply)
     retries: int = 0             # commands sent again after a damaged, lost or aborted exchange
-    stale_replies: int = 0       # replies to earlier commands (a tag sent before), dropped
 
     def utilization(self, config):
         if not self.device_cycles:
@@ -122,26 +121,17 @@ class Driver:
             else:
                 self._receive(self.timeout)
 
-    def _next_reply(self, tag=None):
-        """The next reply; with ``tag``, replies to earlier commands are dropped (and counted):
-        after a resync, the answers to what was sent before it may still be on their way."""
+    def _next_reply(self):
         deadline = time.monotonic() + self.timeout
-        stale = []
-        while True:
-            while (frame := self.session.reply()) is None:
-                if time.monotonic() > deadline:
-                    late = (f"; dropped {len(stale)} replies to earlier commands (tags "
-                            f"{sorted(set(stale))})" if stale else "")
-                    raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s"
-                                      f"{late}{self._discarded()}")
-                self._receive(self.timeout)
-            if tag is None or not Session.is_earlier(frame.tag, tag):
-                return frame
-            stale.append(frame.tag)
-            self.stats.stale_replies += 1
+        while (frame := self.session.reply()) is None:
+            if time.monotonic() > deadline:
+                raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s"
+                                  f"{self._discarded()}")
+            self._receive(self.timeout)
+        return frame
 
     def _expect(self, op, *, shape=None, tag=None):
-        return Session.check(self._next_reply(tag), op, shape=shape, tag=tag)
+        return Session.check(self._next_reply(), op, shape=shape, tag=tag)
 
     # --- commands --------------------------------------------------------------------------
 
@@ -177,7 +167,7 @@ class Driver:
         """Send one GEMM command (sent with ``tag``); collect its result tiles and its cycles."""
         self._send(command, kind="weights")
         result = self.session.gemm_result(n, m, tag)
-        while not result.add(self._next_reply(tag)):
+        while not result.add(self._next_reply()):
             pass
         self.stats.device_cycles += result.cycles
         self.stats.device_gemms += 1

@@ -47,13 +47,6 @@ class Session:
         self._out = bytearray()
         self._replies = collections.deque()
 
-    @classmethod
-    def is_earlier(cls, tag, current):
-        """Whether ``tag`` was given out before ``current``, at most half the tags ago: a reply
-        carrying it answers an earlier command. A tag not yet given out (or 0) is not: a reply
-        with it is a device's error, not a late answer."""
-        return tag != 0 and 0 < (current - tag) % cls.TAGS <= cls.TAGS // 2
-
     def next_tag(self):
         """The tag of the next command: 1, 2, ..., 255, 1, ..."""
         self.last_tag = self.last_tag % self.TAGS + 1
