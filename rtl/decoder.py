@@ -65,22 +65,17 @@ class CommandDecoder(wiring.Component):
         connect(m, router.wgt, flipped(self.wgt))
         # The idle abort watches the received words; they go on to both halves, and the one
         # whose turn it is takes them.
-        if cfg.abort_cycles:
-            m.submodules.abort = abort = IdleAbort(cfg)
-            connect(m, flipped(self.rx), abort.i)
-            rx, aborted = abort.o, abort.aborted
-            m.d.comb += [
-                abort.idle.eq(parser.idle), abort.routing.eq(router.routing),
-                abort.start.eq(router.load_start | router.gemm_start),
-                parser.abort.eq(abort.abort), parser.aborted.eq(abort.aborted),
-            ]
-        else:                           # no idle abort (`Config.abort_cycles` = 0)
-            rx, aborted = self.rx, 0
-        status = Mux(aborted, Status.ABORTED, Mux(router.parser.bad_crc, Status.BAD_CRC, 0))
+        m.submodules.abort = abort = IdleAbort(cfg)
+        connect(m, flipped(self.rx), abort.i)
+        rx = abort.o
+        status = Mux(abort.aborted, Status.ABORTED, Mux(router.parser.bad_crc, Status.BAD_CRC, 0))
         m.d.comb += [
             parser.rx.payload.eq(rx.payload), router.rx.payload.eq(rx.payload),
             parser.rx.valid.eq(rx.valid), router.rx.valid.eq(rx.valid),
             rx.ready.eq(parser.rx.ready | router.rx.ready),
+            abort.idle.eq(parser.idle), abort.routing.eq(router.routing),
+            abort.start.eq(router.load_start | router.gemm_start),
+            parser.abort.eq(abort.abort), parser.aborted.eq(abort.aborted),
             self.control.load_start.eq(router.load_start),
             self.control.gemm_start.eq(router.gemm_start),
             self.control.payload_done.eq(router.payload_done),

@@ -91,8 +91,7 @@ class Config:
         board's, whose clock stops while the host is away (and runs at most 2**18 quiet cycles
         before it waits for the host: sim/board_harness.cpp); a catalog board takes a quarter
         of a second of its clock (`boards.board.ABORT_SECONDS`), well beyond a USB-UART's
-        latency while the host waits for credit. 0: no idle abort (the iCEBreaker, whose part
-        is full).
+        latency while the host waits for credit.
     lane_weights : int
         Implementation only: weights per word of the block formats' lane memory (8, 16 or 32).
         A 32-weight block enters it in ``32 / lane_weights`` cycles, so the block-format GEMMs
@@ -136,8 +135,7 @@ class Config:
         # int8·int8 sums of up to 2**17 terms fit int32 exactly.
         _check_positive("max_k", self.max_k, maximum=(1 << 17) - 1)
         _check_positive("rx_fifo_words", self.rx_fifo_words)
-        if self.abort_cycles != 0:        # 0: no idle abort (a part too full for it)
-            _check_positive("abort_cycles", self.abort_cycles, maximum=(1 << 32) - 1)
+        _check_positive("abort_cycles", self.abort_cycles, maximum=(1 << 32) - 1)
         if self.multiplier not in ("infer", "pairs", "registered", "lut"):
             raise ValueError(f"multiplier must be 'infer', 'pairs', 'registered' or 'lut', not "
                              f"{self.multiplier!r}")
