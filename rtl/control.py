@@ -17,13 +17,6 @@ class GemmControlSignature(wiring.Signature):
         from the strobe until the next command's.
     fmt : (block formats) the GEMM's weight format (`protocol.Format`).
     act_blocks : (block formats) the loaded activations are in 32-blocks.
-    tag : the command's tag (`protocol` header byte 3), for its RESULT frames and reply; holds
-        like the sizes.
-    payload_done : a one-cycle strobe once the GEMM's payload and its CRC word have been taken
-        (the GEMM reply waits for it).
-    payload_status : with and after ``payload_done``: 0 if the payload arrived intact, else
-        the GEMM reply's `protocol.Status` (``BAD_CRC``, ``ABORTED``); holds until the next
-        command's strobe.
     """
 
     def __init__(self, config):
@@ -34,9 +27,6 @@ class GemmControlSignature(wiring.Signature):
             "k": Out(range(config.max_k + 1)),
             "k_last": Out(range(config.max_k)),
             "m": Out(16),
-            "tag": Out(8),
-            "payload_done": Out(1),
-            "payload_status": Out(4),
             **({"fmt": Out(2), "act_blocks": Out(1)} if config.block_formats else {}),
         })
 

@@ -1,14 +1,11 @@
 """Command decoder: the header parser and the payload router, sharing the received words."""
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from systolica.protocol import Status
-
 from .control import GemmControlSignature, UnpackerControlSignature
 from .header_parser import HeaderParser
-from .idle_abort import IdleAbort
 from .payload_router import PayloadRouter
 
 __all__ = ["CommandDecoder"]
@@ -17,9 +14,7 @@ __all__ = ["CommandDecoder"]
 class CommandDecoder(wiring.Component):
     """Parses frames (see `protocol`) from link words and routes their payloads.
 
-    The received words pass an `IdleAbort` (a frame that stops arriving is dropped, and an
-    aborted payload is made up to its end). A `HeaderParser` takes the words while a header is
-    parsed and answers what needs no payload;
+    A `HeaderParser` takes the words while a header is parsed and answers what needs no payload;
     an accepted LOAD_A or GEMM goes to a `PayloadRouter`, which takes the words until the
     payload has passed. Only one of the two takes words at a time.
 
@@ -63,24 +58,13 @@ class CommandDecoder(wiring.Component):
         connect(m, parser.reply, flipped(self.reply))
         connect(m, router.act, flipped(self.act))
         connect(m, router.wgt, flipped(self.wgt))
-        # The idle abort watches the received words; they go on to both halves, and the one
-        # whose turn it is takes them.
-        m.submodules.abort = abort = IdleAbort(cfg)
-        connect(m, flipped(self.rx), abort.i)
-        rx = abort.o
-        status = Mux(abort.aborted, Status.ABORTED, Mux(router.parser.bad_crc, Status.BAD_CRC, 0))
+        # The received words go to both; the one whose turn it is takes them.
         m.d.comb += [
-            parser.rx.payload.eq(rx.payload), router.rx.payload.eq(rx.payload),
-            parser.rx.valid.eq(rx.valid), router.rx.valid.eq(rx.valid),
-            rx.ready.eq(parser.rx.ready | router.rx.ready),
-            abort.idle.eq(parser.idle), abort.routing.eq(router.routing),
-            abort.start.eq(router.load_start | router.gemm_start),
-            parser.abort.eq(abort.abort), parser.aborted.eq(abort.aborted),
+            parser.rx.payload.eq(self.rx.payload), router.rx.payload.eq(self.rx.payload),
+            parser.rx.valid.eq(self.rx.valid), router.rx.valid.eq(self.rx.valid),
+            self.rx.ready.eq(parser.rx.ready | router.rx.ready),
             self.control.load_start.eq(router.load_start),
             self.control.gemm_start.eq(router.gemm_start),
-            self.control.payload_done.eq(router.payload_done),
-            self.control.payload_status.eq(status),
-            self.control.tag.eq(parser.tag),
             self.control.n.eq(parser.n), self.control.k.eq(parser.k),
             self.control.k_last.eq(parser.k_last), self.control.m.eq(parser.m),
             self.idle.eq(parser.idle),
