@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOARD  ?= icebreaker
 
-.PHONY: all setup test lint demo bench quality bitstream bitstreams dsp-packing clean distclean help
+.PHONY: all setup test lint demo bench quality flips bitstream bitstreams dsp-packing clean distclean help
 
 all: test
 
@@ -15,6 +15,7 @@ help:
 	@echo "make test    set up .venv and run the whole test suite (ruff + pytest)"
 	@echo "make bench   simulated-board cycles/s and MAC utilization"
 	@echo "make quality   bits per weight against fidelity and tokens/s (reports/quality.*)"
+	@echo "make flips   every single-bit flip of a small GEMM exchange on the simulated board"
 	@echo "make bitstream BOARD=icebreaker   one board's bitstream and report"
 	@echo "make bitstreams   every board; regenerates reports/boards.md and reports/roofline.png"
 	@echo "make dsp-packing   ULX3S-85F study: int8 PEs vs two 4-bit-weight products per DSP"
@@ -48,6 +49,9 @@ bench: setup
 
 quality: setup
 	$(VENV)/bin/systolica quality --report reports
+
+flips: setup
+	$(PY) -m systolica.host.flip_sweep
 
 bitstream: setup
 	$(VENV)/bin/systolica bitstream --board $(BOARD)

@@ -6,7 +6,11 @@ import importlib
 
 from systolica.config import Config
 
-__all__ = ["Board"]
+__all__ = ["ABORT_SECONDS", "Board"]
+
+# The idle abort on a board (`Config.abort_cycles`): a frame that stops arriving for this long is
+# dropped. Far above a USB-UART's latency (a few milliseconds) while the host waits for credit.
+ABORT_SECONDS = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +32,9 @@ class Board:
         UART line rate (the board's USB-serial chip must support it).
     config : Config
         The accelerator this board's bitstream carries: the array and buffers that fit the part,
-        its weight formats and implementation choices, with a 1-byte link behind the UART.
+        its weight formats and implementation choices, with a 1-byte link behind the UART. Its
+        ``abort_cycles`` is set to `ABORT_SECONDS` of ``clk_freq`` (unless ``idle_abort`` is
+        False: then 0, no idle abort).
     leds : tuple of (name, number)
         LED resources: heartbeat, receive activity, framing error.
     synth_opts, nextpnr_opts, env : extra Yosys and nextpnr options, and environment, for the
@@ -57,11 +63,15 @@ class Board:
     dsp_available: int = 0
     usb_uart: tuple = ()
     loader: str = ""
+    idle_abort: bool = True
 
     def __post_init__(self):
         if not isinstance(self.config, Config) or self.config.link_bytes != 1:
             raise ValueError(f"board {self.name}: config must be a Config with link_bytes=1 "
                              f"(a UART moves one byte at a time), not {self.config!r}")
+        object.__setattr__(self, "config", dataclasses.replace(
+            self.config,
+            abort_cycles=round(ABORT_SECONDS * self.clk_freq) if self.idle_abort else 0))
 
     def make_platform(self):
         module, _, cls = self.platform.partition(":")

@@ -48,8 +48,9 @@ BOARDS = {b.name: b for b in [
         config=_accelerator(rows=4, cols=4, act_depth=1024, max_k=512, multiplier="pairs"),
         leds=(("led_g", 0), ("led_r", 0)), synth_opts="-dsp",
         # The part is nearly full: the placement decides whether 30 MHz is met (seed search in
-        # reports/build_history.md).
-        nextpnr_opts="--seed 3"),
+        # reports/build_history.md). With protocol v2's header window and CRCs it is at 94 %,
+        # and the idle abort's 62 more cells made it fail placement: it has none (yet).
+        nextpnr_opts="--seed 3", idle_abort=False),
     Board(
         name="ulx3s-85f", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 85F (ECP5 LFE5U-85F, FT231X UART)",

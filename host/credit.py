@@ -2,7 +2,7 @@
 the device's receive buffer (most boards' UARTs have no RTS/CTS, so nothing else stops an overrun).
 """
 
-from systolica.protocol import HEADER_BYTES, IDENTIFY_PAD, padded
+from systolica.protocol import HEADER_BYTES, IDENTIFY_PAD
 
 __all__ = ["CreditWindow"]
 
@@ -40,9 +40,9 @@ class CreditWindow:
 
     def on_identify(self, frame, config):
         """Set the window from an IDENTIFY reply, in stream order (before any later CREDIT)."""
-        header_bytes = padded(HEADER_BYTES, config.link_bytes)
-        # The device's count (arg2) was taken right after it consumed our IDENTIFY header.
-        acked = self._sent_before_identify + header_bytes
+        # The device's count (arg2) was taken right after it consumed our IDENTIFY header: 32
+        # bytes, a whole number of words on every link (`MAX_LINK_BYTES`).
+        acked = self._sent_before_identify + HEADER_BYTES
         self._offset = frame.args[2] - acked
         self.acked = max(self.acked, acked)
         self.limit = config.rx_bytes

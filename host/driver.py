@@ -6,19 +6,28 @@ import time
 
 import numpy as np
 
-from systolica.protocol import Op
+from systolica.protocol import Op, Status
 
-from .block_formats import BLOCK, FORMATS, BlockFormat
 from .frames import (
+    DeviceError,
+    ProtocolError,
     gemm_blocks_command,
     gemm_command,
     load_a_blocks_command,
     load_a_command,
 )
-from .link import LinkTimeout
+from .link import LinkError, LinkTimeout
+from .operands import check_block_operands, check_int8
 from .session import Session
 
-__all__ = ["Driver", "DriverStats"]
+__all__ = ["Driver", "DriverStats", "RetriesExhausted"]
+
+# Error replies a retry can cure: the exchange was damaged or cut off on the way, not wrong.
+RETRIED_STATUSES = (Status.BAD_CRC, Status.ABORTED)
+
+
+class RetriesExhausted(LinkError):
+    """A command failed every try; the message says what was sent and what came back."""
 
 
 @dataclasses.dataclass
@@ -34,25 +43,13 @@ class DriverStats:
     macs: int = 0                # multiply-accumulates those GEMMs did (N·K·M each)
     resyncs: int = 0             # conversations started over (`Driver.resync`)
     discarded_in: int = 0        # received bytes dropped by resyncs (unread or not a reply)
+    retries: int = 0             # commands sent again after a damaged, lost or aborted exchange
+    stale_replies: int = 0       # replies to earlier commands (a tag sent before), dropped
 
     def utilization(self, config):
         if not self.device_cycles:
             return 0.0
         return self.macs / (config.rows * config.cols * self.device_cycles)
-
-
-def _check_int8(name, x, ndim=2):
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, not {type(x).__name__}")
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, not shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype (int8 values), not {x.dtype}")
-    if x.size and (x.min() < -128 or x.max() > 127):
-        raise ValueError(f"{name} has values outside int8 [-128, 127]: "
-                         f"min {x.min()}, max {x.max()}")
-    if 0 in x.shape:
-        raise ValueError(f"{name} must not be empty, shape {x.shape}")
 
 
 class Driver:
@@ -66,11 +63,18 @@ class Driver:
         Seconds to wait for the device to say anything before giving up with `LinkTimeout`.
     progress : callable, optional
         Called as ``progress(done_bytes, total_bytes)`` while a GEMM streams.
+    retries : int
+        How many times a LOAD_A or GEMM exchange is tried again after it was damaged, lost or
+        aborted on the way (a reply whose CRC is wrong, a ``BAD_CRC`` or ``ABORTED`` reply, a
+        reply that does not answer it, a timeout); each retry first resynchronizes
+        (`resync`, waiting ``resync_quiet`` seconds for silence). Then `RetriesExhausted`.
     """
 
-    def __init__(self, link, *, timeout=30.0, progress=None):
+    def __init__(self, link, *, timeout=30.0, progress=None, retries=3, resync_quiet=0.5):
         self.link = link
         self.timeout = timeout
+        self.retries = retries
+        self.resync_quiet = resync_quiet
         self.progress = progress
         self.stats = DriverStats()
         self.session = Session()
@@ -118,49 +122,62 @@ class Driver:
             else:
                 self._receive(self.timeout)
 
-    def _next_reply(self):
+    def _next_reply(self, tag=None):
+        """The next reply; with ``tag``, replies to earlier commands are dropped (and counted):
+        after a resync, the answers to what was sent before it may still be on their way."""
         deadline = time.monotonic() + self.timeout
-        while (frame := self.session.reply()) is None:
-            if time.monotonic() > deadline:
-                raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s"
-                                  f"{self._discarded()}")
-            self._receive(self.timeout)
-        return frame
+        stale = []
+        while True:
+            while (frame := self.session.reply()) is None:
+                if time.monotonic() > deadline:
+                    late = (f"; dropped {len(stale)} replies to earlier commands (tags "
+                            f"{sorted(set(stale))})" if stale else "")
+                    raise LinkTimeout(f"{self.link.name}: no reply in {self.timeout:g} s"
+                                      f"{late}{self._discarded()}")
+                self._receive(self.timeout)
+            if tag is None or not Session.is_earlier(frame.tag, tag):
+                return frame
+            stale.append(frame.tag)
+            self.stats.stale_replies += 1
 
-    def _expect(self, op, *, shape=None):
-        return Session.check(self._next_reply(), op, shape=shape)
+    def _expect(self, op, *, shape=None, tag=None):
+        return Session.check(self._next_reply(tag), op, shape=shape, tag=tag)
 
     # --- commands --------------------------------------------------------------------------
 
     def identify(self):
         """Ask the device for its configuration (works before the link width is known)."""
-        self.session.identify()
+        tag = self.session.identify()
         self._flush()
-        self.config = self._expect(Op.IDENTIFY).config
+        self.config = self._expect(Op.IDENTIFY, tag=tag).config
         return self.config
 
     def resync(self, quiet=0.5):
         """Start the conversation over after something went wrong (a reply lost or damaged,
         a timeout): drop whatever the device is still sending until it has been quiet for
         ``quiet`` seconds, forget the replies and the partial frame in hand, and IDENTIFY
-        again, which restarts the credit window from the device's own count. The device must
-        be waiting for a header (protocol v1 has no abort for a command cut off mid-payload)."""
+        again, which restarts the credit window from the device's own count. ``quiet`` must be
+        longer than the device's idle abort (`Config.abort_cycles`; a quarter of a second on the
+        catalog boards), so that a command cut off mid-payload has been dropped by then (with
+        its ``ABORTED`` reply, drained here) and the IDENTIFY is not taken for its rest. Tags go
+        on from the old session's, so a late reply to one of its commands does not pass for a
+        reply to a new one."""
         dropped = self.session.reader.buffered + self.session.reader.discarded
         while True:
             try:
                 dropped += len(self.link.read_some(quiet))
             except LinkTimeout:
                 break
-        self.session = Session()
+        self.session = Session(last_tag=self.session.last_tag)
         self.stats.resyncs += 1
         self.stats.discarded_in += dropped
         return self.identify()
 
-    def _run_gemm(self, command, n, k, m):
-        """Send one GEMM command; collect its result tiles and its cycles."""
+    def _run_gemm(self, command, tag, n, k, m):
+        """Send one GEMM command (sent with ``tag``); collect its result tiles and its cycles."""
         self._send(command, kind="weights")
-        result = self.session.gemm_result(n, m)
-        while not result.add(self._next_reply()):
+        result = self.session.gemm_result(n, m, tag)
+        while not result.add(self._next_reply(tag)):
             pass
         self.stats.device_cycles += result.cycles
         self.stats.device_gemms += 1
@@ -181,8 +198,8 @@ class Driver:
         Larger N than the activation buffer holds is split into row blocks (weights cross once per
         block), larger K than ``max_k`` into passes whose partial sums the host adds.
         """
-        _check_int8("a", a)
-        _check_int8("w", w)
+        check_int8("a", a)
+        check_int8("w", w)
         if a.shape[1] != w.shape[0]:
             raise ValueError(f"a is {a.shape} and w is {w.shape}: a's columns must equal w's "
                              "rows")
@@ -193,13 +210,14 @@ class Driver:
         for r0 in range(0, n, n_step):
             for k0 in range(0, k, k_step):
                 part = a[r0:r0 + n_step, k0:k0 + k_step]
-                self._send(load_a_command(part, self.config), kind="act")
-                self._expect(Op.LOAD_A, shape=part.shape)
-                for c0 in range(0, m, m_step):
-                    block = w[k0:k0 + k_step, c0:c0 + m_step]
-                    rows = part.shape[0]
-                    out[r0:r0 + rows, c0:c0 + m_step] += self._run_gemm(
-                        gemm_command(block, rows, self.config), rows, *block.shape)
+                rows = part.shape[0]
+                for c0, block in self._load_and_multiply(
+                        lambda tag, part=part: load_a_command(part, self.config, tag=tag),
+                        part.shape, range(0, m, m_step), k_step,
+                        lambda tag, c0, rows=rows, k0=k0: gemm_command(
+                            w[k0:k0 + k_step, c0:c0 + m_step], rows, self.config, tag=tag),
+                        lambda c0: min(m_step, m - c0)):
+                    out[r0:r0 + rows, c0:c0 + m_step] += block
         return out
 
     def gemm_blocks(self, xq, xd, raw, fmt):
@@ -217,46 +235,63 @@ class Driver:
         into row blocks; K must fit the device (``max_k``): block sums are not split along K.
         """
         cfg = self.config
-        if not isinstance(fmt, BlockFormat):
-            if fmt not in FORMATS:
-                raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
-            fmt = FORMATS[fmt]
-        if fmt.name not in cfg.formats:
-            raise ValueError(f"the device does not carry {fmt.name} (it carries "
-                             f"{', '.join(cfg.formats)})")
-        _check_int8("xq", xq)
-        if not isinstance(xd, np.ndarray) or xd.dtype != np.uint16:
-            raise ValueError(f"xd must be a uint16 array of binary16 scales, not "
-                             f"{getattr(xd, 'dtype', type(xd).__name__)}")
-        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 2:
-            raise ValueError("raw must be a 2-D uint8 array of GGUF blocks, not "
-                             f"{getattr(raw, 'dtype', type(raw).__name__)} "
-                             f"{getattr(raw, 'shape', '')}")
+        fmt = check_block_operands(xq, xd, raw, fmt, cfg)
         n, k = xq.shape
-        if k % BLOCK:
-            raise ValueError(f"xq's K = {k} is not a multiple of {BLOCK}")
-        if xd.shape != (n, k // BLOCK):
-            raise ValueError(f"xd must have shape {(n, k // BLOCK)} for xq {xq.shape}, not "
-                             f"{xd.shape}")
-        if raw.shape[1] != k // BLOCK * fmt.block_bytes:
-            raise ValueError(f"raw rows are {raw.shape[1]} bytes; {fmt.name} blocks for K = {k} "
-                             f"take {k // BLOCK * fmt.block_bytes}")
-        if k > cfg.max_k:
-            raise ValueError(f"K = {k} exceeds the device's max_k = {cfg.max_k} (block formats "
-                             "are not split along K)")
         m = raw.shape[0]
         n_step, _, m_step = self.plan(n, k, m)
         out = np.zeros((n, m), dtype=np.uint32)
         for r0 in range(0, n, n_step):
             rows = min(n_step, n - r0)
-            self._send(load_a_blocks_command(xq[r0:r0 + rows], xd[r0:r0 + rows], cfg), kind="act")
-            self._expect(Op.LOAD_A, shape=(rows, k))
-            for c0 in range(0, m, m_step):
-                part = raw[c0:c0 + m_step]
-                result = self._run_gemm(gemm_blocks_command(part, fmt, rows, cfg), rows, k,
-                                        part.shape[0])
-                out[r0:r0 + rows, c0:c0 + m_step] = result.astype(np.uint32)
+            for c0, block in self._load_and_multiply(
+                    lambda tag, r0=r0, rows=rows: load_a_blocks_command(
+                        xq[r0:r0 + rows], xd[r0:r0 + rows], cfg, tag=tag),
+                    (rows, k), range(0, m, m_step), k,
+                    lambda tag, c0, rows=rows: gemm_blocks_command(
+                        raw[c0:c0 + m_step], fmt, rows, cfg, tag=tag),
+                    lambda c0: min(m_step, m - c0)):
+                out[r0:r0 + rows, c0:c0 + m_step] = block.astype(np.uint32)
         return out.view(np.float32)
+
+    def _load_and_multiply(self, load_a, shape, starts, k, gemm, width):
+        """LOAD_A (``load_a(tag)`` its bytes, of ``shape``), then one GEMM per column start
+        (``gemm(tag, c0)`` its bytes, ``width(c0)`` its M); yields ``(c0, result)``. Each
+        exchange is tried again after a damaged, lost or aborted one, A loaded again first."""
+        n = shape[0]
+
+        def load(_retry=False):
+            tag = self.session.next_tag()
+            self._send(load_a(tag), kind="act")
+            self._expect(Op.LOAD_A, shape=shape, tag=tag)
+
+        self._retrying(f"LOAD_A of A {shape}", load)
+        for c0 in starts:
+            def multiply(retry, c0=c0):
+                if retry:
+                    load()          # the device may have lost A (an aborted command)
+                tag = self.session.next_tag()
+                return self._run_gemm(gemm(tag, c0), tag, n, k, width(c0))
+
+            yield c0, self._retrying(f"GEMM of N={n} K={k} M={width(c0)} (columns from {c0})",
+                                     multiply)
+
+    def _retrying(self, what, run):
+        """``run(retry)``, tried up to ``1 + retries`` times: after an error reply a retry can
+        cure (`RETRIED_STATUSES`), a damaged or unexpected reply or a timeout, the conversation
+        is resynchronized and ``run(True)`` goes again. Then `RetriesExhausted`."""
+        failures = []
+        for attempt in range(self.retries + 1):
+            try:
+                if attempt:
+                    self.stats.retries += 1
+                    self.resync(self.resync_quiet)
+                return run(bool(attempt))
+            except (DeviceError, ProtocolError, LinkTimeout) as exc:
+                if isinstance(exc, DeviceError) and exc.status not in RETRIED_STATUSES:
+                    raise
+                failures.append(f"try {attempt + 1}: {type(exc).__name__}: {exc}")
+                last = exc
+        raise RetriesExhausted(f"{self.link.name}: {what} failed {len(failures)} times; "
+                               + "; ".join(failures)) from last
 
     def close(self):
         self.link.close()

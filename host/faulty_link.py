@@ -10,7 +10,7 @@ import random
 
 from .link import LinkWrapper
 
-__all__ = ["FaultRates", "FaultyLink"]
+__all__ = ["BitFlipLink", "FaultRates", "FaultyLink"]
 
 FAULTS = ("flip", "drop", "duplicate", "delay")
 
@@ -84,3 +84,43 @@ class FaultyLink(LinkWrapper):
             damaged = self._damage("from_device", self.link.read_some(timeout, want))
             if damaged:
                 return damaged
+
+
+class BitFlipLink(LinkWrapper):
+    """Wraps ``link``; once `arm` has been called, flips one bit of one byte: bit ``bit`` of
+    the ``index``-th byte (from 0, counted from the `arm`) going ``direction`` ("to_device" or
+    "from_device"). ``flipped`` says whether it has happened; ``bytes`` counts each direction's
+    bytes since the `arm` (a sweep's first, unflipped run measures an exchange with it)."""
+
+    def __init__(self, link):
+        super().__init__(link, f"bit-flipping {link.name}")
+        self._target = None
+        self.flipped = False
+        self.bytes = {"to_device": 0, "from_device": 0}
+
+    def arm(self, direction=None, index=0, bit=0):
+        """Count bytes from now on; flip the given one (none if ``direction`` is None)."""
+        if direction not in (None, "to_device", "from_device"):
+            raise ValueError(f"direction must be 'to_device' or 'from_device', not {direction!r}")
+        self._target = None if direction is None else (direction, index, bit)
+        self.flipped = False
+        self.bytes = {"to_device": 0, "from_device": 0}
+
+    def _pass(self, direction, data):
+        start = self.bytes[direction]
+        self.bytes[direction] += len(data)
+        if self._target is None or self.flipped or self._target[0] != direction:
+            return data
+        _, index, bit = self._target
+        if not start <= index < start + len(data):
+            return data
+        out = bytearray(data)
+        out[index - start] ^= 1 << bit
+        self.flipped = True
+        return bytes(out)
+
+    def write(self, data):
+        self.link.write(self._pass("to_device", data))
+
+    def read_some(self, timeout, want=1):
+        return self._pass("from_device", self.link.read_some(timeout, want))

@@ -109,6 +109,8 @@ class SimulatedBoardLink(Link):
         A prebuilt board program (default: build or reuse the cached one for ``config``).
     """
 
+    write_timeout = 10.0    # seconds the board may take no input before a write gives up
+
     def __init__(self, config, *, executable=None, log=None):
         if executable is None:
             from systolica.sim.board import board_executable
@@ -123,14 +125,35 @@ class SimulatedBoardLink(Link):
         self.pid = self._proc.pid
         self._out = self._proc.stdout.fileno()
         os.set_blocking(self._out, False)
+        self._in = self._proc.stdin.fileno()
+        os.set_blocking(self._in, False)
+        self._broken = False
 
     def _send(self, message):
+        """Write ``message`` to the board's input, waiting at most ``write_timeout`` seconds
+        for it to take each part (a board that stops reading must not hang the host)."""
+        if self._broken:
+            raise LinkClosed(f"{self.name}: broken by an earlier write that did not finish")
         if self._proc.poll() is not None:
             raise self._closed_error()
-        try:
-            self._proc.stdin.write(message)
-        except (BrokenPipeError, OSError):
-            raise self._closed_error() from None
+        view = memoryview(message)
+        deadline = time.monotonic() + self.write_timeout
+        while view:
+            try:
+                view = view[os.write(self._in, view):]
+                continue
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, OSError):
+                raise self._closed_error() from None
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [self._in], [], left)[1]:
+                if len(view) == len(message):
+                    raise LinkTimeout(f"{self.name}: took no input for {self.write_timeout:g} s")
+                # Half a message is in: the board would misread everything after it.
+                self._broken = True
+                raise LinkClosed(f"{self.name}: stopped taking input for "
+                                 f"{self.write_timeout:g} s in the middle of a message")
 
     def write(self, data):
         if len(data):

@@ -12,7 +12,14 @@ from systolica.config import Config
 from systolica.protocol import Op
 
 from .credit import CreditWindow
-from .frames import DeviceError, FrameReader, GemmResult, ProtocolError, identify_command
+from .frame_reader import FrameReader
+from .frames import (
+    CorruptReply,
+    DeviceError,
+    GemmResult,
+    ProtocolError,
+    identify_command,
+)
 
 __all__ = ["Session"]
 
@@ -23,15 +30,34 @@ class Session:
     Usage: `send` queued command bytes, then write out what `take` returns whenever the link can
     take it; `feed` every received byte; pop replies with `reply` (None when none is complete).
     ``config`` is the device's configuration once an IDENTIFY reply has been fed.
+
+    Each command gets a tag (`next_tag`) that its replies carry; ``last_tag`` continues the tags
+    of an earlier session (so that a late reply to a command of that one is not taken for a
+    reply to this one's).
     """
 
-    def __init__(self):
+    TAGS = 255       # tags 1..255 in turn; 0 is CREDIT's, which answers no command
+
+    def __init__(self, *, last_tag=0):
         self.reader = FrameReader()
         self.credit = CreditWindow()
         self.config = None
         self.bytes_in = 0
+        self.last_tag = last_tag % self.TAGS
         self._out = bytearray()
         self._replies = collections.deque()
+
+    @classmethod
+    def is_earlier(cls, tag, current):
+        """Whether ``tag`` was given out before ``current``, at most half the tags ago: a reply
+        carrying it answers an earlier command. A tag not yet given out (or 0) is not: a reply
+        with it is a device's error, not a late answer."""
+        return tag != 0 and 0 < (current - tag) % cls.TAGS <= cls.TAGS // 2
+
+    def next_tag(self):
+        """The tag of the next command: 1, 2, ..., 255, 1, ..."""
+        self.last_tag = self.last_tag % self.TAGS + 1
+        return self.last_tag
 
     # --- host → device ---------------------------------------------------------------------
 
@@ -39,12 +65,16 @@ class Session:
         """Queue command bytes (whole frames, in order)."""
         self._out += data
 
-    def identify(self):
-        """Queue IDENTIFY (the credit window counts from it: call it with nothing queued)."""
+    def identify(self, tag=None):
+        """Queue IDENTIFY (the credit window counts from it: call it with nothing queued) with
+        ``tag`` (default: `next_tag`); returns the tag."""
         if self._out:
             raise ProtocolError(f"IDENTIFY queued behind {len(self._out)} unsent bytes")
+        if tag is None:
+            tag = self.next_tag()
         self.credit.before_identify()
-        self.send(identify_command())
+        self.send(identify_command(tag=tag))
+        return tag
 
     @property
     def unsent(self):
@@ -74,7 +104,8 @@ class Session:
             if frame.op == Op.CREDIT:
                 self.credit.on_credit(frame.args[0])
                 continue
-            if frame.op == Op.IDENTIFY and not frame.status:
+            # A damaged IDENTIFY payload is not parsed; `check` refuses the reply.
+            if frame.op == Op.IDENTIFY and not frame.status and frame.payload_ok:
                 frame.config = Config.from_identify(frame.payload)
                 self.credit.on_identify(frame, frame.config)
                 self.config = frame.config
@@ -92,17 +123,31 @@ class Session:
     # --- checks ----------------------------------------------------------------------------
 
     @staticmethod
-    def check(frame, op, *, shape=None):
-        """``frame`` if it is an OK reply to ``op`` (and, for LOAD_A, of ``shape``): an error
-        reply raises `DeviceError`, anything else `ProtocolError`."""
+    def check(frame, op, *, shape=None, tag=None):
+        """``frame`` if it is an OK reply to ``op`` (and, for LOAD_A, of ``shape``; if ``tag``
+        is given, to the command sent with that tag): an error reply raises `DeviceError`, a
+        reply whose payload CRC failed `CorruptReply`, anything else `ProtocolError`."""
+        if tag is not None and frame.tag != tag:
+            raise ProtocolError(f"expected the reply to the {_name(op)} sent with tag {tag}, got "
+                                f"one with tag {frame.tag}: {frame}")
         if frame.status:
             raise DeviceError(frame.op, frame.status, frame.args[0])
         if frame.op != op:
-            raise ProtocolError(f"expected a {Op(op).name} reply, got {frame}")
+            raise ProtocolError(f"expected a {_name(op)} reply, got {frame}")
+        if not frame.payload_ok:
+            raise CorruptReply(f"{_name(op)} reply of tag {frame.tag}: payload CRC wrong")
         if shape is not None and tuple(frame.args[:2]) != tuple(shape):
-            raise ProtocolError(f"{Op(op).name} reply says {frame.args[:2]}, sent {shape}")
+            raise ProtocolError(f"{_name(op)} reply says {frame.args[:2]}, sent {shape}")
         return frame
 
-    def gemm_result(self, n, m):
-        """The collector of one GEMM's replies: feed it each reply until its ``add`` is True."""
-        return GemmResult(n, m, self.config)
+    def gemm_result(self, n, m, tag):
+        """The collector of the replies to the GEMM sent with ``tag``: feed it each reply until
+        its ``add`` is True."""
+        return GemmResult(n, m, self.config, tag)
+
+
+def _name(op):
+    try:
+        return Op(op).name
+    except ValueError:
+        return f"opcode 0x{op:02x}"

@@ -31,7 +31,9 @@ class CommandSignature(wiring.Signature):
     -------
     cmd : stream of `command_layout` (parser to router). The router takes one when it is idle;
         the parser parses no header until that command's payload has passed.
-    done : in; a one-cycle strobe in the cycle the command's last payload word is taken.
+    done : in; a one-cycle strobe the cycle after the command's payload and its CRC word have
+        been taken.
+    bad_crc : in; with ``done``: the payload's CRC word was wrong.
     bad_scale : in; with ``done`` of a LOAD_A in 32-blocks: a scale vector held an inf or NaN.
     """
 
@@ -39,5 +41,6 @@ class CommandSignature(wiring.Signature):
         super().__init__({
             "cmd": Out(stream.Signature(command_layout(config))),
             "done": In(1),
+            "bad_crc": In(1),
             "bad_scale": In(1),
         })

@@ -17,6 +17,13 @@ class GemmControlSignature(wiring.Signature):
         from the strobe until the next command's.
     fmt : (block formats) the GEMM's weight format (`protocol.Format`).
     act_blocks : (block formats) the loaded activations are in 32-blocks.
+    tag : the command's tag (`protocol` header byte 3), for its RESULT frames and reply; holds
+        like the sizes.
+    payload_done : a one-cycle strobe once the GEMM's payload and its CRC word have been taken
+        (the GEMM reply waits for it).
+    payload_status : with and after ``payload_done``: 0 if the payload arrived intact, else
+        the GEMM reply's `protocol.Status` (``BAD_CRC``, ``ABORTED``); holds until the next
+        command's strobe.
     """
 
     def __init__(self, config):
@@ -27,6 +34,9 @@ class GemmControlSignature(wiring.Signature):
             "k": Out(range(config.max_k + 1)),
             "k_last": Out(range(config.max_k)),
             "m": Out(16),
+            "tag": Out(8),
+            "payload_done": Out(1),
+            "payload_status": Out(4),
             **({"fmt": Out(2), "act_blocks": Out(1)} if config.block_formats else {}),
         })
 
@@ -66,4 +76,25 @@ class UnpackerControlSignature(wiring.Signature):
             "fmt": Out(2),
             "group_blocks": Out(range(cols + 1)),
             "idle": In(1),
+        })
+
+
+class CrcPortSignature(wiring.Signature):
+    """A user's side (``Out``) of a CRC-32 `Processor` shared with another block: the same
+    members as the processor's own, so a block drives either the same way.
+
+    Members
+    -------
+    data : the word to feed (``width`` bits).
+    valid : feed ``data`` this cycle.
+    start : start over from the CRC's initial value (with ``valid``: ``data`` is the first).
+    match_detected : in; the words fed since the start end in the CRC-32 residue.
+    """
+
+    def __init__(self, width):
+        super().__init__({
+            "data": Out(width),
+            "valid": Out(1),
+            "start": Out(1),
+            "match_detected": In(1),
         })

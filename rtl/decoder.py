@@ -1,11 +1,15 @@
 """Command decoder: the header parser and the payload router, sharing the received words."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import stream, wiring
+from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out, connect, flipped
+
+from systolica.protocol import Status
 
 from .control import GemmControlSignature, UnpackerControlSignature
 from .header_parser import HeaderParser
+from .idle_abort import IdleAbort
 from .payload_router import PayloadRouter
 
 __all__ = ["CommandDecoder"]
@@ -14,7 +18,9 @@ __all__ = ["CommandDecoder"]
 class CommandDecoder(wiring.Component):
     """Parses frames (see `protocol`) from link words and routes their payloads.
 
-    A `HeaderParser` takes the words while a header is parsed and answers what needs no payload;
+    The received words pass an `IdleAbort` (a frame that stops arriving is dropped, and an
+    aborted payload is made up to its end). A `HeaderParser` takes the words while a header is
+    parsed and answers what needs no payload;
     an accepted LOAD_A or GEMM goes to a `PayloadRouter`, which takes the words until the
     payload has passed. Only one of the two takes words at a time.
 
@@ -35,8 +41,8 @@ class CommandDecoder(wiring.Component):
     def __init__(self, config):
         self._config = config
         cfg = config
-        self._parser = HeaderParser(cfg)
-        self._router = PayloadRouter(cfg)
+        self._parser = HeaderParser(cfg, shared_crc=True)
+        self._router = PayloadRouter(cfg, shared_crc=True)
         # The halves' own streams and status ports, as they declare them.
         parser_ports = self._parser.signature.members
         router_ports = self._router.signature.members
@@ -55,16 +61,44 @@ class CommandDecoder(wiring.Component):
         m.submodules.parser = parser = self._parser
         m.submodules.router = router = self._router
         connect(m, parser.router, router.parser)
+        # One CRC-32 processor for both halves: the header window feeds it only while the parser
+        # hunts a header (the router is idle then), the router only while it takes a payload
+        # (the window takes no words then).
+        m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=8 * cfg.link_bytes).create()
+        hunt, route = parser.crc, router.crc
+        m.d.comb += [
+            crc.valid.eq(hunt.valid | route.valid),
+            crc.start.eq(Mux(hunt.valid, hunt.start, route.start)),
+            crc.data.eq(Mux(hunt.valid, hunt.data, route.data)),
+            hunt.match_detected.eq(crc.match_detected),
+            route.match_detected.eq(crc.match_detected),
+        ]
         connect(m, parser.reply, flipped(self.reply))
         connect(m, router.act, flipped(self.act))
         connect(m, router.wgt, flipped(self.wgt))
-        # The received words go to both; the one whose turn it is takes them.
+        # The idle abort watches the received words; they go on to both halves, and the one
+        # whose turn it is takes them.
+        if cfg.abort_cycles:
+            m.submodules.abort = abort = IdleAbort(cfg)
+            connect(m, flipped(self.rx), abort.i)
+            rx, aborted = abort.o, abort.aborted
+            m.d.comb += [
+                abort.idle.eq(parser.idle), abort.routing.eq(router.routing),
+                abort.start.eq(router.load_start | router.gemm_start),
+                parser.abort.eq(abort.abort), parser.aborted.eq(abort.aborted),
+            ]
+        else:                           # no idle abort (`Config.abort_cycles` = 0)
+            rx, aborted = self.rx, 0
+        status = Mux(aborted, Status.ABORTED, Mux(router.parser.bad_crc, Status.BAD_CRC, 0))
         m.d.comb += [
-            parser.rx.payload.eq(self.rx.payload), router.rx.payload.eq(self.rx.payload),
-            parser.rx.valid.eq(self.rx.valid), router.rx.valid.eq(self.rx.valid),
-            self.rx.ready.eq(parser.rx.ready | router.rx.ready),
+            parser.rx.payload.eq(rx.payload), router.rx.payload.eq(rx.payload),
+            parser.rx.valid.eq(rx.valid), router.rx.valid.eq(rx.valid),
+            rx.ready.eq(parser.rx.ready | router.rx.ready),
             self.control.load_start.eq(router.load_start),
             self.control.gemm_start.eq(router.gemm_start),
+            self.control.payload_done.eq(router.payload_done),
+            self.control.payload_status.eq(status),
+            self.control.tag.eq(parser.tag),
             self.control.n.eq(parser.n), self.control.k.eq(parser.k),
             self.control.k_last.eq(parser.k_last), self.control.m.eq(parser.m),
             self.idle.eq(parser.idle),

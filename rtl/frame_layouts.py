@@ -6,15 +6,19 @@ __all__ = ["Header", "Reply"]
 
 
 class Header(data.Struct):
-    """A 16-byte frame header as it arrives, byte 0 (``magic``) first."""
+    """A 32-byte frame header as it is on the link, byte 0 (``magic``) first."""
 
     magic: 8
     op: 8
     status: 8
-    check: 8
+    tag: 8
     arg0: 32
     arg1: 32
     arg2: 32
+    length: 32
+    info: 32
+    arg3: 32
+    crc: 32
 
 
 class Reply(data.Struct):
@@ -22,6 +26,7 @@ class Reply(data.Struct):
 
     op: 8
     status: 8
+    tag: 8
     arg0: 32
     arg1: 32
     arg2: 32

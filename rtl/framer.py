@@ -1,11 +1,12 @@
-"""Reply framer: turns replies, result rows and credit into frames of link words."""
+"""Reply framer: turns replies, result rows and credit into frames of link words (protocol v2)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.crc import Algorithm, catalog
 from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
-from systolica.protocol import Op
+from systolica.protocol import REPLY, Op, Status
 
 from .control import CreditSignature, GemmControlSignature
 from .drain import ResultRow
@@ -13,14 +14,38 @@ from .frame_layouts import Header, Reply
 
 __all__ = ["Framer"]
 
+_CRC_AT = 28    # a header's CRC covers its bytes 0-27 and is its bytes 28-31
+
+
+def _times(a, b):
+    """``a * b`` as shifts and adds over ``a``'s few bits (a ``*`` takes a DSP block)."""
+    return sum(Mux(a[i], b << i, 0) for i in range(len(a)))
+
 
 class Framer(wiring.Component):
     """Sends frames on ``tx``, one at a time, in priority order: CREDIT, a decoder reply,
     RESULT frames, the GEMM reply.
 
-    It also counts the GEMM's device cycles: from ``gemm_start`` (the GEMM header accepted) to the
-    handshake of the last RESULT word; the count goes into the GEMM reply. ``busy`` is set from
-    ``gemm_start`` until that reply has been sent.
+    Headers end with their CRC; a frame with a payload ends with its CRC word. The GEMM reply
+    waits for its last RESULT frame and ``control.payload_done`` (in either order) and carries
+    the device cycles from ``gemm_start`` to the last RESULT row's last word.
+
+    Ports
+    -----
+    tx : stream out of link words (byte 0 in the low bits), straight from flip-flops.
+    reply : stream in of the decoder's `Reply`; its op, status, tag and args go into a header;
+        an IDENTIFY reply with status 0 gets ``length`` 32 and the configuration as its payload.
+    results : stream in of `ResultRow`; a row is taken once its last word has been sent. A tile's
+        first row starts a RESULT frame (tag ``control.tag``, ``length`` = rows x the row's
+        padded bytes); its last row ends the frame (then its CRC word); ``end`` ends the GEMM.
+    credit : the link adapter's credit exchange: ``credit_due`` asks for a CREDIT frame (arg0 =
+        ``consumed``, tag 0); ``credit_sent`` says ``consumed`` was taken into its header.
+    control : the decoder's command control: ``gemm_start`` starts the count, sets ``busy`` and
+        clears the payload flag, ``payload_done`` sets it; ``m`` and ``tag`` go into the GEMM
+        reply, whose status is ``payload_status`` if not 0, else ``BAD_SCALE`` if
+        ``bad_scale``, else 0.
+    busy : out; set from ``gemm_start`` until the GEMM reply has been sent.
+    bad_scale : in; the GEMM met an inf/NaN block scale.
     """
 
     def __init__(self, config):
@@ -33,7 +58,7 @@ class Framer(wiring.Component):
             "credit": In(CreditSignature()),
             "control": In(GemmControlSignature(cfg)),
             "busy": Out(1),
-            "bad_scale": In(1),    # the GEMM met an inf/NaN block scale: its reply says so
+            "bad_scale": In(1),
         })
 
     def elaborate(self, platform):
@@ -45,132 +70,128 @@ class Framer(wiring.Component):
         def words(nbytes):
             return protocol.words(nbytes, lb)
 
-        # What goes out (a header, a result row or the IDENTIFY payload) is loaded into one
-        # shift register and leaves from its low word, one word per handshake: the link word
-        # comes straight from flip-flops (timing: a word select over a whole row, plus the choice
-        # of source, was the ECP5 build's critical path into the transmit FIFO).
-        hdr = Signal(Header)
+        # What goes out (a header, a result row, the IDENTIFY payload or a CRC word) is loaded
+        # into one shift register and leaves from its low word, one word per handshake: the link
+        # word comes straight from flip-flops (timing: a word select over a whole row, plus the
+        # choice of source, was the ECP5 build's critical path into the transmit FIFO). A header
+        # is loaded into it directly, with no register of its own (lb = 1: 130 fewer flip-flops).
         row_bits = 8 * lb * words(4 * cfg.cols)
-        ident_bits = 8 * lb * words(len(identify))
-        hdr_bits = 8 * lb * words(16)
-        out = Signal(max(row_bits, ident_bits, hdr_bits))
-        idx = Signal(range(max(words(16), words(4 * cfg.cols), words(len(identify)))))
+        out = Signal(max(row_bits, 8 * lb * words(len(identify)), 8 * protocol.HEADER_BYTES))
+        idx = Signal(range(max(words(protocol.HEADER_BYTES), words(4 * cfg.cols),
+                               words(len(identify)))))
         last_idx = Signal.like(idx)
         # idx == last_idx, kept in a flip-flop (timing: the compare and the header's next step
         # in front of the 512-bit shift register's load were the ULX3S-85F's critical path).
         at_last = Signal()
-        source = Signal(2)      # 0 header, 1 result row, 2 identify payload
-        after = Signal(2)       # where the header goes next: 0 idle, 1 rows, 2 identify
+        source = Signal(2)      # 0 header, 1 result row, 2 identify payload, 3 a CRC word
+        after = Signal(2)       # after the header (and its CRC): 0 idle, 1 rows, 2 identify
 
-        cycles, counting, done_pending = self._count_cycles(m)
+        def load(value, src, nwords):
+            """Loads ``value`` into the shift register, to leave as ``nwords`` words."""
+            m.d.sync += [out.eq(value), source.eq(src), idx.eq(0), last_idx.eq(nwords - 1),
+                         at_last.eq(nwords == 1)]
 
-        send_header = self._header_sender(m, hdr, source, idx, last_idx, at_last, after)
+        def go_after():
+            with m.Switch(after):
+                with m.Case(0):
+                    m.next = "IDLE"
+                with m.Case(1):
+                    m.next = "ROW"
+                with m.Case(2):
+                    load(int.from_bytes(identify, "little"), 2, words(len(identify)))
 
+        cycles, counting, done_pending, checked = self._count_cycles(m)
+        send_header = self._header_sender(m, load, after)
         res = self.results.payload
         row, row_words = self._result_row(m, row_bits)
+        serial = lb <= 4
+        payload_end = "CRC" if serial else "CRC_END"
 
         m.d.comb += self.tx.payload.eq(out[:8 * lb])
 
         with m.FSM():
             with m.State("IDLE"):
-                self._choose_frame(m, send_header, cycles, done_pending)
+                self._choose_frame(m, send_header, row_words, cycles, done_pending, checked)
 
-            self._check_states(m, hdr, out)
+            feed = self._crc_states(m, out, idx, load)
 
             with m.State("ROW"):
                 with m.If(self.results.valid):
-                    m.d.sync += [out.eq(row), source.eq(1), idx.eq(0),
-                                 last_idx.eq(row_words - 1), at_last.eq(row_words == 1)]
+                    load(row, 1, row_words)
                     m.next = "SEND"
 
             with m.State("SEND"):
                 m.d.comb += self.tx.valid.eq(1)
-                with m.If(self.tx.valid & self.tx.ready):
+                with m.If(self.tx.ready):
                     m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb)),
                                  at_last.eq(idx + 1 == last_idx)]
+                    feed(source, out[:8 * lb])
                     with m.If(at_last):
-                        m.d.sync += idx.eq(0)
                         with m.Switch(source):
-                            with m.Case(0):          # header done
-                                with m.Switch(after):
-                                    with m.Case(0):
-                                        m.next = "IDLE"
-                                    with m.Case(1):
-                                        m.next = "ROW"
-                                    with m.Case(2):
-                                        m.d.sync += [
-                                            source.eq(2), last_idx.eq(words(len(identify)) - 1),
-                                            at_last.eq(words(len(identify)) == 1),
-                                            out.eq(int.from_bytes(identify, "little"))]
+                            with m.Case(0):          # the header (serial: its bytes 0-27)
+                                if serial:
+                                    m.next = "CRC"
+                                else:
+                                    go_after()
                             with m.Case(1):          # a result row done: take it
                                 m.d.comb += self.results.ready.eq(1)
                                 with m.If(res.end):
                                     m.d.sync += [counting.eq(0), done_pending.eq(1)]
                                 with m.If(res.last):
-                                    m.next = "IDLE"
+                                    m.d.sync += after.eq(0)
+                                    m.next = payload_end
                                 with m.Else():
                                     m.next = "ROW"
                             with m.Case(2):
-                                m.next = "IDLE"
+                                m.d.sync += after.eq(0)
+                                m.next = payload_end
+                            with m.Case(3):          # a CRC word
+                                go_after()
         return m
 
     def _count_cycles(self, m):
-        """The GEMM's cycle count, from ``gemm_start``; ``busy`` is set there too.
-
-        Returns
-        -------
-        cycles : Signal(48)
-            Device cycles since ``gemm_start`` while ``counting``.
-        counting : Signal
-            Set at ``gemm_start``; the caller clears it at the last RESULT word's handshake.
-        done_pending : Signal
-            The GEMM reply is due; set and cleared by the caller.
-        """
+        """The GEMM's cycle count and flags; ``busy`` is set at ``gemm_start``. Returns ``cycles``
+        (device cycles since ``gemm_start`` while ``counting``), ``counting`` (set at
+        ``gemm_start``, cleared by the caller at the last RESULT word's handshake),
+        ``done_pending`` (the last RESULT has been sent: set and cleared by the caller) and
+        ``checked`` (the payload's CRC word has been checked: cleared at ``gemm_start``, set at
+        ``payload_done``)."""
         cycles = Signal(48)
-        counting = Signal()
-        done_pending = Signal()
+        counting, done_pending, checked = Signal(), Signal(), Signal()
         with m.If(self.control.gemm_start):
-            m.d.sync += [cycles.eq(0), counting.eq(1), self.busy.eq(1)]
-        with m.Elif(counting):
-            m.d.sync += cycles.eq(cycles + 1)
-        return cycles, counting, done_pending
+            m.d.sync += [cycles.eq(0), counting.eq(1), self.busy.eq(1), checked.eq(0)]
+        with m.Else():
+            with m.If(counting):
+                m.d.sync += cycles.eq(cycles + 1)
+            with m.If(self.control.payload_done):
+                m.d.sync += checked.eq(1)
+        return cycles, counting, done_pending, checked
 
-    def _header_sender(self, m, hdr, source, idx, last_idx, at_last, after):
-        """A function that, called in a state of the FSM, registers a header into ``hdr``, sets
-        up the shift register's count for it and goes to the check byte's states.
+    def _header_sender(self, m, load, after):
+        """A function that, called in a state of the FSM, loads a header (CRC 0) into the shift
+        register and goes to SEND (serial mode) or HEAD (wide mode: its CRC first). Its arguments
+        are the header's fields and ``then``: where the FSM goes once the header is sent (0 idle,
+        1 rows, 2 identify)."""
+        lb = self._config.link_bytes
+        serial = lb <= 4
 
-        Its arguments are the header's ``op``, ``status``, ``arg0``, ``arg1``, ``arg2`` and
-        ``then``: where the FSM goes once the header is sent (0 idle, 1 rows, 2 identify).
-        """
-        hdr_words = protocol.words(16, self._config.link_bytes)
-
-        def send_header(op, status=0, arg0=0, arg1=0, arg2=0, then=0):
+        def send_header(op, status=0, tag=0, arg0=0, arg1=0, arg2=0, length=0, then=0):
             fields = Signal(Header)
             m.d.comb += [
                 fields.magic.eq(protocol.MAGIC), fields.op.eq(op), fields.status.eq(status),
-                fields.arg0.eq(arg0), fields.arg1.eq(arg1), fields.arg2.eq(arg2),
+                fields.tag.eq(tag), fields.arg0.eq(arg0), fields.arg1.eq(arg1),
+                fields.arg2.eq(arg2), fields.length.eq(length),
             ]
-            m.d.sync += [
-                hdr.eq(fields),
-                source.eq(0), idx.eq(0), last_idx.eq(hdr_words - 1), after.eq(then),
-                at_last.eq(hdr_words == 1),
-            ]
-            m.next = "CHECK"
+            m.d.sync += after.eq(then)
+            load(fields, 0, (_CRC_AT if serial else protocol.HEADER_BYTES) // lb)
+            m.next = "SEND" if serial else "HEAD"
 
         return send_header
 
     def _result_row(self, m, row_bits):
-        """The result row on ``results`` as ``row_bits`` bits, column 0 in the low word, and its
-        number of link words.
-
-        Returns
-        -------
-        row : Signal(row_bits)
-            The row's int32 sums; with link words wider than a sum, zeros after the row's
-            ``cols`` columns.
-        row_words : Value
-            The link words the row's ``cols`` sums take.
-        """
+        """The result row on ``results`` as ``row_bits`` bits (``row``: its int32 sums, column 0
+        in the low word; with link words wider than a sum, zeros after its ``cols`` columns) and
+        ``row_words``, the link words its ``cols`` sums take."""
         lb = self._config.link_bytes
         log_lb = lb.bit_length() - 1
         res = self.results.payload
@@ -183,44 +204,97 @@ class Framer(wiring.Component):
         row_words = ((res.cols << 2) + lb - 1) >> log_lb
         return row, row_words
 
-    def _choose_frame(self, m, send_header, cycles, done_pending):
+    def _choose_frame(self, m, send_header, row_words, cycles, done_pending, checked):
         """In the idle state: starts the next frame's header, in priority order: CREDIT, a
-        decoder reply, a RESULT frame, the GEMM reply."""
+        decoder reply, a RESULT frame, the GEMM reply (once both ``done_pending`` and
+        ``checked``)."""
+        lb = self._config.link_bytes
         res = self.results.payload
+        ctl = self.control
         with m.If(self.credit.credit_due):
             m.d.comb += self.credit.credit_sent.eq(1)
-            send_header(Op.CREDIT | protocol.REPLY, arg0=self.credit.consumed)
+            send_header(Op.CREDIT | REPLY, arg0=self.credit.consumed)
         with m.Elif(self.reply.valid):
             m.d.comb += self.reply.ready.eq(1)
             rp = self.reply.payload
-            is_identify = (rp.op == (Op.IDENTIFY | protocol.REPLY)) & (rp.status == 0)
-            send_header(rp.op, rp.status, rp.arg0, rp.arg1, rp.arg2,
-                        then=Mux(is_identify, 2, 0))
+            is_identify = (rp.op == (Op.IDENTIFY | REPLY)) & (rp.status == 0)
+            ident_len = protocol.padded(len(self._config.identify_payload()), lb)
+            send_header(rp.op, rp.status, rp.tag, rp.arg0, rp.arg1, rp.arg2,
+                        length=Mux(is_identify, ident_len, 0), then=Mux(is_identify, 2, 0))
         with m.Elif(self.results.valid):
-            send_header(Op.RESULT | protocol.REPLY, 0, res.row_tile, res.col_tile,
-                        Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols), then=1)
-        with m.Elif(done_pending):
+            send_header(Op.RESULT | REPLY, 0, ctl.tag, res.row_tile, res.col_tile,
+                        Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols),
+                        length=_times(res.rows, row_words) << (lb.bit_length() - 1), then=1)
+        with m.Elif(done_pending & checked):
             m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
-            send_header(Op.GEMM | protocol.REPLY,
-                        Mux(self.bad_scale, protocol.Status.BAD_SCALE, 0),
-                        cycles[:32], cycles[32:], self.control.m)
+            status = Mux(ctl.payload_status != 0, ctl.payload_status,
+                         Mux(self.bad_scale, Status.BAD_SCALE, 0))
+            send_header(Op.GEMM | REPLY, status, ctl.tag, cycles[:32], cycles[32:], ctl.m)
 
-    def _check_states(self, m, hdr, out):
-        """The FSM's CHECK and CHECK_SUM states: the registered header ``hdr`` gets its check
-        byte and goes into the shift register ``out``; then SEND."""
-        part_lo = Signal(8)
-        part_hi = Signal(8)
-        with m.State("CHECK"):
-            # The check byte from the registered header, in two cycles of its own (timing):
-            # two partial sums, then their negated total.
-            m.d.sync += [
-                part_lo.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8) if i != 3)),
-                part_hi.eq(sum(hdr.as_value().word_select(i, 8) for i in range(8, 16))),
-            ]
-            m.next = "CHECK_SUM"
+    def _crc_states(self, m, out, idx, load):
+        """The CRC-32 processor and its FSM states: CRC (loads a CRC word) and, in wide mode,
+        HEAD, HEAD_CRC and CRC_END. Returns ``feed(source, word)``, for SEND's handshakes.
 
-        with m.State("CHECK_SUM"):
-            checked = Signal(Header)
-            m.d.comb += [checked.eq(hdr), checked.check.eq(-(part_lo + part_hi))]
-            m.d.sync += out.eq(checked)
+        Serial mode (``link_bytes`` <= 4: 28 bytes and a 4-byte CRC word are whole words): one
+        processor a word wide follows the words as they leave: a header's bytes 0-27, then a
+        payload; each time the CRC state loads the CRC as the next 4 bytes and restarts it, so
+        it is at its start value when the next header begins (as it is after reset).
+
+        Wide mode (``link_bytes`` >= 8): a payload's CRC also covers the CRC word's ``lb - 4``
+        leading zeros, not a whole word. So the processor takes the stream 4 bytes late, after
+        4 zero bytes: each word fed is the 4 bytes held from the word before (``hold``), then
+        the first ``lb - 4`` of the word sent; CRC_END feeds the last 4 bytes and the zeros.
+        Zeros in front leave a CRC register that starts at 0 at 0, and starting at 0xFFFFFFFF is
+        the same as starting at 0 with the first 32 message bits inverted: so the processor
+        starts at 0 and the first 4 bytes fed after the zeros are inverted. The header, whose
+        last word holds its CRC, is fed the same way from the shift register before it leaves
+        (HEAD: 32 / lb words, 4 zero bytes then bytes 0-27), and HEAD_CRC puts the CRC in.
+        """
+        lb = self._config.link_bytes
+        algo = catalog.CRC32_ISO_HDLC
+        crc_bytes = protocol.crc_word_bytes(lb)
+        if lb <= 4:
+            m.submodules.crc = crc = algo(data_width=8 * lb).create()
+
+            def feed(source, word):
+                with m.If(source != 3):
+                    m.d.comb += [crc.valid.eq(1), crc.data.eq(word)]
+        else:
+            algo = Algorithm(crc_width=algo.crc_width, polynomial=algo.polynomial,
+                             initial_crc=0, reflect_input=algo.reflect_input,
+                             reflect_output=algo.reflect_output, xor_output=algo.xor_output)
+            m.submodules.crc = crc = algo(data_width=8 * lb).create()
+            hold = Signal(32)       # the last 4 bytes sent, not yet fed
+            first = Signal()        # the next word fed starts a payload
+
+            def feed(source, word):
+                with m.If((source == 1) | (source == 2)):
+                    m.d.comb += [
+                        crc.valid.eq(1), crc.start.eq(first),
+                        crc.data.eq(Cat(hold, word[:32] ^ first.replicate(32),
+                                        word[32:8 * (lb - 4)])),
+                    ]
+                    m.d.sync += [hold.eq(word[8 * (lb - 4):]), first.eq(0)]
+
+            prefixed = Cat(Const(0, 32), out[:8 * _CRC_AT] ^ 0xFFFFFFFF)
+            with m.State("HEAD"):
+                m.d.comb += [crc.valid.eq(1), crc.start.eq(idx == 0),
+                             crc.data.eq(prefixed.word_select(idx, 8 * lb))]
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx == protocol.HEADER_BYTES // lb - 1):
+                    m.next = "HEAD_CRC"
+
+            with m.State("HEAD_CRC"):
+                m.d.sync += [out[8 * _CRC_AT:8 * protocol.HEADER_BYTES].eq(crc.crc), idx.eq(0),
+                             hold.eq(0), first.eq(1)]
+                m.next = "SEND"
+
+            with m.State("CRC_END"):
+                m.d.comb += [crc.valid.eq(1), crc.data.eq(hold)]     # then lb - 4 zero bytes
+                m.next = "CRC"
+
+        with m.State("CRC"):
+            m.d.comb += crc.start.eq(1)     # serial mode: for the payload or the next header
+            load(crc.crc << (8 * (crc_bytes - 4)), 3, crc_bytes // lb)
             m.next = "SEND"
+        return feed

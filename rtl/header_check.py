@@ -1,6 +1,6 @@
 """Header check: what a whole received header asks for, and whether this device can do it."""
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,7 +14,7 @@ __all__ = ["HeaderCheck", "Verdict"]
 class Verdict(data.Struct):
     """A header's checks, as the parser decides on them."""
 
-    bad_header: 1       # the check byte is wrong or the status field is not 0
+    bad_header: 1       # a field that must be 0 in a command (status, info, arg3) is not
     is_identify: 1
     is_load: 1
     is_gemm: 1
@@ -29,9 +29,9 @@ class Verdict(data.Struct):
 
 
 class HeaderCheck(wiring.Component):
-    """Checks ``header`` in two registered steps (timing): the flags and two partial sums of
-    the check byte, then the sums' total. ``verdict`` is valid two cycles after ``header`` and
-    the loaded state have settled, and holds while they do.
+    """Checks ``header`` (whose CRC the `HeaderWindow` has checked) in a registered step:
+    ``verdict`` is valid the cycle after ``header`` and the loaded state have settled, and holds
+    while they do.
 
     Ports
     -----
@@ -57,14 +57,8 @@ class HeaderCheck(wiring.Component):
         cfg = self._config
         blocks = bool(cfg.block_formats)
         hdr, v = self.header, self.verdict
-        raw = hdr.as_value()
-        check_lo = Signal(8)
-        check_hi = Signal(8)
-        bad_status = Signal()
         m.d.sync += [
-            check_lo.eq(sum(raw.word_select(i, 8) for i in range(8))),
-            check_hi.eq(sum(raw.word_select(i, 8) for i in range(8, 16))),
-            bad_status.eq(hdr.status != 0),
+            v.bad_header.eq((hdr.status != 0) | (hdr.info != 0) | (hdr.arg3 != 0)),
             v.n_ok.eq((hdr.arg0 >= 1) & (hdr.arg0 <= 0xFFFF)),
             v.k_ok.eq((hdr.arg1 >= 1) & (hdr.arg1 <= cfg.max_k)),
             v.m_ok.eq((hdr.arg2[:24] >= 1) & (hdr.arg2[:24] <= 0xFFFF)),
@@ -79,8 +73,5 @@ class HeaderCheck(wiring.Component):
             v.w_fmt_ok.eq((hdr.arg2[24:] < 4)
                           & Const(cfg.format_mask, 4).bit_select(hdr.arg2[24:26], 1)
                           & ((hdr.arg2[24:] != 0) == self.a_blocks)),
-            # The check's total gets a cycle of its own (timing: its carry chain in front of
-            # the decision was the iCE40's longest path otherwise).
-            v.bad_header.eq(bad_status | ((check_lo + check_hi)[:8] != 0)),
         ]
         return m

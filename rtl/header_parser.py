@@ -1,48 +1,63 @@
 """Header parser: frames' headers in, checked; replies, and accepted commands for the router."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from systolica import protocol
-from systolica.protocol import Op, Status
+from systolica.protocol import Status
 
 from .command import CommandSignature
-from .frame_layouts import Header, Reply
+from .control import CrcPortSignature
+from .frame_layouts import Reply
 from .header_check import HeaderCheck
+from .header_window import HeaderWindow
 from .load_size_check import LoadSizeCheck
 
 __all__ = ["HeaderParser"]
 
 
-class HeaderParser(wiring.Component):
-    """Takes link words until a header is whole, checks it, and answers or hands it on.
+def _log2(value):
+    return value.bit_length() - 1
 
-    A header's first word must start with ``MAGIC`` (other words are skipped as idle fill). Its
-    check byte, status, sizes, format and (GEMM) the loaded A are checked by a `HeaderCheck`
-    in registered steps (VALIDATE, CHECK; DECIDE acts on its verdict); LOAD_A's buffer size by
-    a `LoadSizeCheck` in SIZE_LOAD_A, one cycle per row tile. A
-    bad header gets an error reply; IDENTIFY its reply; an accepted LOAD_A or GEMM goes to the
-    payload router from HAND_ON, and the parser waits for the router's ``done`` (LOAD_A then
-    replies).
+
+class HeaderParser(wiring.Component):
+    """Takes link words until a header is found, checks it, and answers or hands it on.
+
+    A `HeaderWindow` finds the next header whose CRC holds (see `protocol`); a candidate whose
+    CRC fails is dropped without a reply. The header's status, sizes, format and (GEMM) the
+    loaded A are checked by a `HeaderCheck` in a registered step (VALIDATE; DECIDE acts on its
+    verdict); LOAD_A's buffer size by a `LoadSizeCheck` in SIZE_LOAD_A, one cycle per row tile.
+    A header that is not followed through gets an error reply (IDENTIFY its reply), and then
+    its payload, if its ``length`` is whole words, is skipped by that length (SKIP: not searched
+    for headers). An accepted LOAD_A or GEMM goes to the payload router from HAND_ON, and the
+    parser waits for the router's ``done``, which comes once the payload's CRC word has been
+    checked (LOAD_A then replies). Every reply carries the command's tag.
 
     Ports
     -----
     rx : stream of link words in; taken only while a header is being parsed.
     reply : stream of `Reply` for the framer (IDENTIFY, LOAD_A done, errors).
-    router : `CommandSignature`: accepted commands out, their end (and LOAD_A's scale check) in.
+    router : `CommandSignature`: accepted commands out; their end, payload CRC and (LOAD_A)
+        scale check in.
     n, k, k_last, m : the current command's sizes (LOAD_A sets N and K, GEMM sets M), for the
         engine and the framer; valid from the cycle after the command is handed on.
     fmt, act_blocks : (block formats) the GEMM's weight format; the loaded A is in 32-blocks.
     busy : in; while set (a GEMM still computing or replying) no header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
+    tag : out; the current command's tag (its RESULT frames and GEMM reply carry it).
+    abort : in; the idle abort: drop the header or skipped payload in hand.
+    aborted : in; the command being routed was aborted (LOAD_A then replies ``ABORTED``).
+    crc : (``shared_crc``) the header window's `CrcPortSignature`, for a processor outside.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, shared_crc=False):
         self._config = config
+        self._shared_crc = shared_crc
         cfg = config
         super().__init__({
+            **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
             "rx": In(stream.Signature(8 * cfg.link_bytes)),
             "reply": Out(stream.Signature(Reply)),
             "router": Out(CommandSignature(cfg)),
@@ -53,6 +68,9 @@ class HeaderParser(wiring.Component):
             "busy": In(1),
             "idle": Out(1),
             "consumed": In(32),
+            "tag": Out(8),
+            "abort": In(1),
+            "aborted": In(1),
             **({"fmt": Out(2), "act_blocks": Out(1)} if cfg.block_formats else {}),
         })
 
@@ -60,22 +78,26 @@ class HeaderParser(wiring.Component):
         m = Module()
         cfg = self._config
         lb = cfg.link_bytes
-        hdr_words = protocol.words(protocol.HEADER_BYTES, lb)
-        blocks = bool(cfg.block_formats)
-        word = self.rx.payload
-
-        # The header, shifted in word by word.
-        hdr_bits = Signal(8 * lb * hdr_words)
-        hdr = Header(hdr_bits[:128])
-        hdr_count = Signal(range(hdr_words + 1))
+        m.submodules.window = window = HeaderWindow(cfg, shared_crc=self._shared_crc)
+        if self._shared_crc:
+            connect(m, window.crc, flipped(self.crc))
+        hdr = window.header
 
         loaded = Signal()                # an A is loaded: GEMMs of its N and K are accepted
         loaded_n = Signal(16)
         loaded_k = Signal.like(self.k)
         a_blocks = Signal()              # the loaded A is in 32-blocks
-        reply = Signal(Reply)
+        # The reply is made from the header in the window, which holds it until the next header
+        # is hunted (after the reply): only its status and which arguments it carries are kept.
+        reply_status = Signal(4)
+        reply_identify = Signal()        # IDENTIFY's reply: payload length, link bytes, consumed
+        reply_loaded = Signal()          # LOAD_A's OK reply: N and K
+        # A rejected header's payload is skipped by its length: its words and its CRC word.
+        skip_left = Signal(32)
+        skip_ok = Signal()
+        then_skip = Signal()             # after this reply, skip
 
-        # The header's checks: registered over VALIDATE and CHECK, acted on in DECIDE.
+        # The header's checks: registered in VALIDATE, acted on in DECIDE.
         m.submodules.check = check = HeaderCheck(cfg)
         m.d.comb += [check.header.eq(hdr), check.loaded.eq(loaded), check.loaded_n.eq(loaded_n),
                      check.loaded_k.eq(loaded_k), check.a_blocks.eq(a_blocks)]
@@ -85,22 +107,25 @@ class HeaderParser(wiring.Component):
         m.d.comb += [size.n.eq(hdr.arg0), size.k.eq(hdr.arg1)]
 
         cmd = self.router.cmd
+        self._command_out(m, v, hdr, a_blocks)
         m.d.comb += [
-            self.reply.payload.eq(reply),
-            cmd.payload.load.eq(v.is_load),
-            cmd.payload.size.eq(Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])),
-            cmd.payload.k_last.eq(hdr.arg1 - 1),
+            self.reply.payload.op.eq(hdr.op | protocol.REPLY),
+            self.reply.payload.status.eq(reply_status),
+            self.reply.payload.tag.eq(self.tag),
+            self.reply.payload.arg0.eq(Mux(reply_identify, len(cfg.identify_payload()),
+                                           hdr.arg0)),
+            self.reply.payload.arg1.eq(Mux(reply_identify, lb,
+                                           Mux(reply_loaded, hdr.arg1, 0))),
+            self.reply.payload.arg2.eq(Mux(reply_identify, self.consumed, 0)),
+            window.rx.payload.eq(self.rx.payload),
+            window.rx.valid.eq(self.rx.valid),
         ]
-        if blocks:
-            m.d.comb += [
-                self.act_blocks.eq(a_blocks),
-                cmd.payload.blocks.eq(Mux(v.is_load, v.load_blocks, a_blocks)),
-                cmd.payload.fmt.eq(Mux(v.is_load, 0, hdr.arg2[24:26])),
-            ]
 
-        def send_reply(m, op, status, arg0=0, arg1=0, arg2=0):
-            m.d.sync += [reply.op.eq(op | protocol.REPLY), reply.status.eq(status),
-                         reply.arg0.eq(arg0), reply.arg1.eq(arg1), reply.arg2.eq(arg2)]
+        def send_reply(m, status, *, identify=False, loaded=False, skip=True):
+            """Reply (to the header in the window); then, for a header that is not followed
+            through, skip its payload."""
+            m.d.sync += [reply_status.eq(status), reply_identify.eq(identify),
+                         reply_loaded.eq(loaded), then_skip.eq(skip_ok if skip else 0)]
             m.next = "REPLY"
 
         def hand_on(m):
@@ -112,23 +137,23 @@ class HeaderParser(wiring.Component):
         with m.FSM():
             with m.State("HEADER"):
                 m.d.comb += [
-                    self.idle.eq(hdr_count == 0),
-                    self.rx.ready.eq(~self.busy),
+                    self.idle.eq(window.idle),
+                    window.hunting.eq(~self.busy),
+                    self.rx.ready.eq(window.rx.ready),
+                    window.take.eq(1),
+                    window.clear.eq(self.abort),
                 ]
-                with m.If(self.rx.valid & self.rx.ready):
-                    with m.If((hdr_count != 0) | (word[:8] == protocol.MAGIC)):
-                        m.d.sync += hdr_bits.eq(Cat(hdr_bits[8 * lb:], word)
-                                                if hdr_words > 1 else word)
-                        with m.If(hdr_count == hdr_words - 1):
-                            m.d.sync += hdr_count.eq(0)
-                            m.next = "VALIDATE"
-                        with m.Else():
-                            m.d.sync += hdr_count.eq(hdr_count + 1)
+                with m.If(window.found):
+                    m.d.sync += [
+                        self.tag.eq(hdr.tag),
+                        skip_left.eq((hdr.length >> _log2(lb)) + protocol.words(
+                            protocol.crc_word_bytes(lb), lb)),
+                        skip_ok.eq((hdr.length != 0) & (hdr.length[:_log2(lb)] == 0)
+                                   if lb > 1 else hdr.length != 0),
+                    ]
+                    m.next = "VALIDATE"
 
             with m.State("VALIDATE"):
-                m.next = "CHECK"
-
-            with m.State("CHECK"):
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
@@ -136,7 +161,7 @@ class HeaderParser(wiring.Component):
 
             with m.State("SIZE_LOAD_A"):
                 with m.If(size.over):
-                    send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
+                    send_reply(m, Status.BAD_LENGTH)
                 with m.Elif(size.last):
                     m.d.sync += [
                         self.n.eq(hdr.arg0), self.k.eq(hdr.arg1), self.k_last.eq(hdr.arg1 - 1),
@@ -153,7 +178,7 @@ class HeaderParser(wiring.Component):
                     m.next = "ROUTE"
 
             with m.State("ROUTE"):
-                # The router moves the payload; LOAD_A replies once it has all of A.
+                # The router moves the payload and checks its CRC; LOAD_A replies then.
                 with m.If(self.router.done):
                     with m.If(v.is_load):
                         m.next = "LOADED"
@@ -161,48 +186,79 @@ class HeaderParser(wiring.Component):
                         m.next = "HEADER"
 
             with m.State("LOADED"):
-                with m.If(self.router.bad_scale):
-                    send_reply(m, Op.LOAD_A, Status.BAD_SCALE, loaded_n)
+                with m.If(self.aborted):
+                    send_reply(m, Status.ABORTED, skip=False)
+                with m.Elif(self.router.bad_crc):
+                    send_reply(m, Status.BAD_CRC, skip=False)
+                with m.Elif(self.router.bad_scale):
+                    send_reply(m, Status.BAD_SCALE, skip=False)
                 with m.Else():
                     m.d.sync += loaded.eq(1)
-                    send_reply(m, Op.LOAD_A, Status.OK, loaded_n, loaded_k)
+                    send_reply(m, Status.OK, loaded=True, skip=False)
 
             with m.State("REPLY"):
                 m.d.comb += self.reply.valid.eq(1)
                 with m.If(self.reply.ready):
                     m.next = "HEADER"
+                    with m.If(then_skip):
+                        m.next = "SKIP"
+
+            with m.State("SKIP"):
+                self._skip(m, skip_left)
         return m
+
+    def _command_out(self, m, v, hdr, a_blocks):
+        """The command the router is handed, from the header and its verdict ``v``."""
+        cmd = self.router.cmd
+        m.d.comb += [
+            cmd.payload.load.eq(v.is_load),
+            cmd.payload.size.eq(Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])),
+            cmd.payload.k_last.eq(hdr.arg1 - 1),
+        ]
+        if self._config.block_formats:
+            m.d.comb += [
+                self.act_blocks.eq(a_blocks),
+                cmd.payload.blocks.eq(Mux(v.is_load, v.load_blocks, a_blocks)),
+                cmd.payload.fmt.eq(Mux(v.is_load, 0, hdr.arg2[24:26])),
+            ]
+
+    def _skip(self, m, skip_left):
+        """SKIP: a rejected header's payload and its CRC word (``skip_left`` words) go by, not
+        searched for headers; the idle abort ends it too."""
+        m.d.comb += self.rx.ready.eq(1)
+        with m.If(self.rx.valid):
+            m.d.sync += skip_left.eq(skip_left - 1)
+        with m.If((self.rx.valid & (skip_left == 1)) | self.abort):
+            m.next = "HEADER"
 
     def _decide(self, m, v, hdr, size, send_reply, hand_on):
         """DECIDE: the reply a bad or unsupported header gets, IDENTIFY's, or the command's way
         on (LOAD_A to its size check, GEMM to the router), from the `Verdict` ``v``."""
         cfg = self._config
-        lb = cfg.link_bytes
         blocks = bool(cfg.block_formats)
         with m.If(v.bad_header):
-            send_reply(m, hdr.op, Status.BAD_CHECK, hdr.arg0)
+            send_reply(m, Status.BAD_CHECK)
         with m.Elif(v.is_identify):
-            send_reply(m, Op.IDENTIFY, Status.OK, len(cfg.identify_payload()), lb,
-                       self.consumed)
+            send_reply(m, Status.OK, identify=True)
         with m.Elif(v.is_load):
             with m.If(~v.a_fmt_ok):
-                send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
+                send_reply(m, Status.BAD_FORMAT)
             with m.Elif(~v.n_ok | ~v.k_ok | (v.load_blocks & ~v.a_k32)):
-                send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
+                send_reply(m, Status.BAD_LENGTH)
             with m.Else():
                 m.d.comb += size.start.eq(1)
                 m.next = "SIZE_LOAD_A"
         with m.Elif(v.is_gemm):
             with m.If(~v.n_ok | ~v.k_ok | ~v.m_ok):
-                send_reply(m, hdr.op, Status.BAD_LENGTH, hdr.arg0)
+                send_reply(m, Status.BAD_LENGTH)
             with m.Elif(~v.matches_loaded):
-                send_reply(m, hdr.op, Status.NOT_LOADED, hdr.arg0)
+                send_reply(m, Status.NOT_LOADED)
             with m.Elif(~v.w_fmt_ok):
-                send_reply(m, hdr.op, Status.BAD_FORMAT, hdr.arg0)
+                send_reply(m, Status.BAD_FORMAT)
             with m.Else():
                 m.d.sync += self.m.eq(hdr.arg2[:16])
                 if blocks:
                     m.d.sync += self.fmt.eq(hdr.arg2[24:26])
                 hand_on(m)
         with m.Else():
-            send_reply(m, hdr.op, Status.BAD_OPCODE, hdr.arg0)
+            send_reply(m, Status.BAD_OPCODE)

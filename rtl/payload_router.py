@@ -3,11 +3,13 @@ banks or the block unpacker, cut into tiles and vectors."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
 
 from .command import CommandSignature
+from .control import CrcPortSignature
 from .payload_router_state import router_registers, set_left
 
 __all__ = ["PayloadRouter"]
@@ -23,33 +25,43 @@ class PayloadRouter(wiring.Component):
     LOAD_A's payload is row tiles of K activation vectors (in 32-blocks: a scale vector before
     every 32), GEMM's is column tiles of K weight rows, or, in a block format, K / 32 groups of
     the tile's weight blocks, passed word by word to the unpacker. Each vector is padded to whole
-    link words. Every decision on the payload path is taken from registered flags (timing): the
+    link words. Then the CRC word: every payload word and it go through a CRC-32 `Processor`,
+    whose residue says whether the payload arrived intact. Every decision on the payload path is taken from registered flags (timing): the
     last word of a vector, the last vector of a tile, the last tile; a tile's shape is worked out
     in a state of its own.
 
     Ports
     -----
-    parser : `CommandSignature` (flipped): a command in while idle; ``done`` the cycle after its last word.
+    parser : `CommandSignature` (flipped): a command in while idle; ``done`` (and ``bad_crc``)
+        two cycles after its CRC word.
     rx : stream of link words in; taken only while a payload is being routed.
     act : stream of activation vectors (``rows`` int8) for the activation buffer.
     wgt : stream of weight rows (``cols`` int8) for the weight banks (int8 GEMMs).
     load_start, gemm_start : one-cycle strobes, the cycle after a command is taken.
+    payload_done : a one-cycle strobe (with ``done``) once the payload's CRC word is checked.
+    routing : out; a command's payload (or its CRC word) is being taken.
     act_scale : (block formats) stream of scale vectors (``rows`` binary16) of LOAD_A in blocks.
     wgt_words : (block formats) stream of a block GEMM's payload words for the unpacker.
     group_blocks : (block formats) blocks in each of the current tile's groups (its columns).
     unpacker_idle : (block formats) in; the unpacker has passed on the previous tile's blocks.
+    crc : (``shared_crc``) `CrcPortSignature`: the CRC processor, shared with the header window,
+        instead of one of its own.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, shared_crc=False):
         self._config = config
+        self._shared_crc = shared_crc
         cfg = config
         super().__init__({
+            **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
             "parser": In(CommandSignature(cfg)),
             "rx": In(stream.Signature(8 * cfg.link_bytes)),
             "act": Out(stream.Signature(data.ArrayLayout(data.signed(8), cfg.rows))),
             "wgt": Out(stream.Signature(data.ArrayLayout(data.signed(8), cfg.cols))),
             "load_start": Out(1),
             "gemm_start": Out(1),
+            "payload_done": Out(1),
+            "routing": Out(1),
             **({
                 "act_scale": Out(stream.Signature(data.ArrayLayout(16, cfg.rows))),
                 "wgt_words": Out(stream.Signature(8 * cfg.link_bytes)),
@@ -118,7 +130,9 @@ class PayloadRouter(wiring.Component):
         """After a tile's vector (or group): the next one, the next tile, or the end."""
         with m.If(r.step_last):
             with m.If(r.tile_last):
-                m.next = "DONE"
+                m.d.sync += r.crc_left.eq(protocol.words(
+                    protocol.crc_word_bytes(self._config.link_bytes), self._config.link_bytes) - 1)
+                m.next = "CRC_WORD"
             with m.Else():
                 set_left(m, self._config, r, r.left, minus=size)
                 m.next = tile_state
@@ -206,6 +220,7 @@ class PayloadRouter(wiring.Component):
             self.act.payload.eq(r.vec_next[:8 * cfg.rows]),
             self.wgt.payload.eq(r.vec_next[:8 * cfg.cols]),
             self.parser.bad_scale.eq(r.bad_scale),
+            self.parser.bad_crc.eq(r.bad_crc),
         ]
         if r.vec_words > 1:
             m.d.comb += r.vec_next.word_select(r.word_idx, 8 * cfg.link_bytes).eq(word)
@@ -217,24 +232,43 @@ class PayloadRouter(wiring.Component):
             ]
             self._check_scales(m, r)
 
-        with m.FSM():
+        # The payload's CRC: every payload word the router takes, then the CRC word.
+        if self._shared_crc:
+            crc = self.crc
+        else:
+            m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=8 * cfg.link_bytes).create()
+        m.d.comb += [crc.data.eq(word), crc.valid.eq(self.rx.valid & self.rx.ready)]
+
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.parser.cmd.ready.eq(1)
                 with m.If(self.parser.cmd.valid):
-                    m.d.sync += cmd.eq(self.parser.cmd.payload)
+                    m.d.sync += [cmd.eq(self.parser.cmd.payload), r.bad_crc.eq(0)]
                     set_left(m, cfg, r, self.parser.cmd.payload.size)
                     with m.If(self.parser.cmd.payload.load):
                         m.d.sync += r.bad_scale.eq(0)
                     m.next = "START"
 
+            with m.State("CRC_WORD"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += r.crc_left.eq(r.crc_left - 1)
+                    with m.If(r.crc_left == 0):
+                        m.next = "CHECK"
+
+            with m.State("CHECK"):
+                m.d.sync += r.bad_crc.eq(~crc.match_detected)
+                m.next = "DONE"
+
             with m.State("DONE"):
-                # ``done`` a cycle after the last word, from the state register (timing: from
-                # the last word's handshake it made the parser's state wait on the whole
+                # ``done`` a cycle after the CRC word's check, from the state register (timing:
+                # from the last word's handshake it made the parser's state wait on the whole
                 # payload path, the iCEBreaker's and ULX3S-25F's critical path).
-                m.d.comb += self.parser.done.eq(1)
+                m.d.comb += [self.parser.done.eq(1), self.payload_done.eq(1)]
                 m.next = "IDLE"
 
             with m.State("START"):
+                m.d.comb += crc.start.eq(1)
                 # The strobes come one cycle after the command, once the parser has set n, k, m.
                 with m.If(cmd.load):
                     m.d.comb += self.load_start.eq(1)
@@ -268,4 +302,6 @@ class PayloadRouter(wiring.Component):
                         self._group_state(m, r)
                 else:
                     self._vector_state(m, r, self.wgt, cfg.cols, "GEMM_TILE")
+        m.d.comb += self.routing.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("CHECK") &
+                                    ~fsm.ongoing("DONE"))
         return m

@@ -47,6 +47,8 @@ def router_registers(cfg, cmd):
     r.group_one_word = Signal()
     r.group_idx = Signal(16)
     r.bad_scale = Signal()
+    r.bad_crc = Signal()           # the last payload's CRC word was wrong
+    r.crc_left = Signal(2)         # words of the CRC word after this one
     r.scale_check = Signal()
     return r
 

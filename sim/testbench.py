@@ -5,8 +5,9 @@ The driver plays the host: it sends frames word by word with random idle cycles 
 protocol's credit rule; the monitor takes reply words with random backpressure and parses frames.
 Both sides act on the falling edge and look at the settled handshake with ReadOnly, so every
 transfer is seen exactly once whatever the simulator's scheduling. The protocol itself (credit,
-frame dispatch, reply checks, the GEMM reply loop) is the host's own `Session`, the same one the
-`Driver` uses over a link.
+frame dispatch, command tags, reply checks, the GEMM reply loop) is the host's own `Session`, the
+same one the `Driver` uses over a link: every command goes out with the session's next tag and
+its replies are checked against it.
 """
 
 import random
@@ -112,16 +113,20 @@ class LinkBench:
             await with_timeout(self._reply_event.wait(), timeout_us, "us")
         return frame
 
-    async def expect(self, op, *, shape=None):
-        return Session.check(await self.reply(), op, shape=shape)
+    async def expect(self, op, *, shape=None, tag=None):
+        return Session.check(await self.reply(), op, shape=shape, tag=tag)
+
+    def next_tag(self):
+        """The tag for the next command (the session's sequence: 1..255, in turn)."""
+        return self.session.next_tag()
 
     # --- host operations -------------------------------------------------------------------
 
     async def identify(self):
         while self.session.unsent or self._holding is not None:
             await FallingEdge(self.dut.clk)
-        self.session.identify()
-        frame = await self.expect(Op.IDENTIFY)
+        tag = self.session.identify()
+        frame = await self.expect(Op.IDENTIFY, tag=tag)
         self.config = frame.config
         if self.config.link_bytes != self.link_bytes:
             raise AssertionError(f"IDENTIFY says link_bytes={self.config.link_bytes}, "
@@ -129,31 +134,38 @@ class LinkBench:
         return self.config
 
     async def load_a(self, a):
-        self.send(load_a_command(a, self.config))
-        await self.expect(Op.LOAD_A, shape=a.shape)
+        tag = self.next_tag()
+        self.send(load_a_command(a, self.config, tag=tag))
+        await self.expect(Op.LOAD_A, shape=a.shape, tag=tag)
 
     async def gemm(self, w, n):
         """Run a GEMM on the loaded activations; returns (int64 result, device cycles)."""
         cfg = self.config
         k, m = w.shape
-        self.send(gemm_command(w, n, cfg))
-        result = self.session.gemm_result(n, m)
+        tag = self.next_tag()
+        self.send(gemm_command(w, n, cfg, tag=tag))
+        return await self.gemm_replies(n, k, m, tag)
+
+    async def gemm_replies(self, n, k, m, tag):
+        """The replies to the GEMM sent with ``tag`` (its RESULTs, then the GEMM reply):
+        (int64 result, device cycles); an error reply raises `DeviceError`."""
+        result = self.session.gemm_result(n, m, tag)
         while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
             pass
         return result.out, result.cycles
 
     async def load_a_blocks(self, xq, xd):
         """LOAD_A of activations in 32-blocks with their binary16 scales."""
-        self.send(load_a_blocks_command(xq, xd, self.config))
-        await self.expect(Op.LOAD_A, shape=xq.shape)
+        tag = self.next_tag()
+        self.send(load_a_blocks_command(xq, xd, self.config, tag=tag))
+        await self.expect(Op.LOAD_A, shape=xq.shape, tag=tag)
 
     async def gemm_blocks(self, raw, fmt, n):
         """GEMM of GGUF block weights; returns (binary32 bit patterns as uint32, device cycles)."""
         cfg = self.config
         m = raw.shape[0]
         k = raw.shape[1] // fmt.block_bytes * 32
-        self.send(gemm_blocks_command(raw, fmt, n, cfg))
-        result = self.session.gemm_result(n, m)
-        while not result.add(await self.reply(timeout_us=20 * (n * k * m) + 5000)):
-            pass
-        return result.out.astype(np.uint32), result.cycles
+        tag = self.next_tag()
+        self.send(gemm_blocks_command(raw, fmt, n, cfg, tag=tag))
+        out, cycles = await self.gemm_replies(n, k, m, tag)
+        return out.astype(np.uint32), cycles

@@ -4,7 +4,7 @@ the host tiles for."""
 import dataclasses
 import struct
 
-from systolica.protocol import Format
+from systolica.protocol import MAX_LINK_BYTES, Format
 
 __all__ = ["FORMAT_NAMES", "IDENTIFY_BYTES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
 
@@ -15,7 +15,7 @@ SCALE_MULTIPLIERS = ("infer", "lut", "mixed")
 
 FORMAT_NAMES = ("int8", "q8_0", "q4_0", "q4_1")
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # IDENTIFY payload: every field the host needs to adapt to the device, little-endian.
 _IDENTIFY_FORMAT = "<HBBBBBBHHIII4xI"
@@ -43,7 +43,8 @@ class Config:
         Systolic array size: ``rows`` activation rows by ``cols`` weight columns (R×C PEs).
     link_bytes : int
         Bytes the link adapter moves per cycle in each direction (1 behind a UART; a weight row or
-        more in the simulated board). A power of two, at most 64.
+        more in the simulated board). A power of two, at most 32 (`protocol.MAX_LINK_BYTES`: a
+        header is a whole number of words).
     act_depth : int
         Activation buffer depth in words of ``rows`` bytes: ``ceil(N / rows) * K`` must fit.
     max_k : int
@@ -83,6 +84,15 @@ class Config:
         (`SCALE_MULTIPLIERS`): ``"infer"`` (hard DSPs where there are any),
         ``"lut"`` (in logic, for parts whose DSPs all serve the array), ``"mixed"`` (the
         binary16 × binary16 products in logic, the wider ones on DSPs).
+    abort_cycles : int
+        A frame that stops arriving is dropped after this many cycles in which the device waited
+        for its next word (protocol: the idle abort; a LOAD_A or GEMM cut off gets an
+        ``ABORTED`` reply). Reported by IDENTIFY. The default, 2**16, is the simulated
+        board's, whose clock stops while the host is away (and runs at most 2**18 quiet cycles
+        before it waits for the host: sim/board_harness.cpp); a catalog board takes a quarter
+        of a second of its clock (`boards.board.ABORT_SECONDS`), well beyond a USB-UART's
+        latency while the host waits for credit. 0: no idle abort (the iCEBreaker, whose part
+        is full).
     lane_weights : int
         Implementation only: weights per word of the block formats' lane memory (8, 16 or 32).
         A 32-weight block enters it in ``32 / lane_weights`` cycles, so the block-format GEMMs
@@ -109,6 +119,7 @@ class Config:
     acc_width: int = 32
 
     formats: tuple = ("int8", "q8_0", "q4_0", "q4_1")
+    abort_cycles: int = 1 << 16
 
     multiplier: str = dataclasses.field(default="infer", compare=False)
     buffer_piece_depth: int = dataclasses.field(default=0, compare=False)
@@ -119,11 +130,14 @@ class Config:
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
         _check_positive("cols", self.cols, maximum=64)
-        _check_positive("link_bytes", self.link_bytes, power_of_two=True, maximum=64)
+        _check_positive("link_bytes", self.link_bytes, power_of_two=True,
+                        maximum=MAX_LINK_BYTES)
         _check_positive("act_depth", self.act_depth, maximum=1 << 24)
         # int8·int8 sums of up to 2**17 terms fit int32 exactly.
         _check_positive("max_k", self.max_k, maximum=(1 << 17) - 1)
         _check_positive("rx_fifo_words", self.rx_fifo_words)
+        if self.abort_cycles != 0:        # 0: no idle abort (a part too full for it)
+            _check_positive("abort_cycles", self.abort_cycles, maximum=(1 << 32) - 1)
         if self.multiplier not in ("infer", "pairs", "registered", "lut"):
             raise ValueError(f"multiplier must be 'infer', 'pairs', 'registered' or 'lut', not "
                              f"{self.multiplier!r}")
@@ -199,7 +213,8 @@ class Config:
         """The IDENTIFY reply payload (32 bytes) describing this configuration."""
         return struct.pack(_IDENTIFY_FORMAT, PROTOCOL_VERSION, self.rows, self.cols,
                            self.a_width, self.w_width, self.acc_width, self.link_bytes,
-                           self.format_mask, 0, self.act_depth, self.max_k, self.rx_bytes, 0)
+                           self.format_mask, 0, self.act_depth, self.max_k, self.rx_bytes,
+                           self.abort_cycles)
 
     @classmethod
     def from_identify(cls, payload):
@@ -208,13 +223,13 @@ class Config:
             raise ValueError(f"IDENTIFY payload must be {struct.calcsize(_IDENTIFY_FORMAT)} "
                              f"bytes, not {len(payload)}")
         (version, rows, cols, a_width, w_width, acc_width, link_bytes, mask, _, act_depth, max_k,
-         rx_bytes, _) = struct.unpack(_IDENTIFY_FORMAT, payload)
+         rx_bytes, abort_cycles) = struct.unpack(_IDENTIFY_FORMAT, payload)
         if version != PROTOCOL_VERSION:
             raise ValueError(f"device speaks protocol version {version}, "
                              f"host speaks {PROTOCOL_VERSION}")
         return cls(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=act_depth,
                    max_k=max_k, rx_fifo_words=rx_bytes // link_bytes, a_width=a_width,
-                   w_width=w_width, acc_width=acc_width,
+                   w_width=w_width, acc_width=acc_width, abort_cycles=abort_cycles,
                    formats=tuple(f for f in FORMAT_NAMES if mask >> Format[f.upper()] & 1))
 
     def label(self):
@@ -227,5 +242,7 @@ class Config:
         if self.block_formats and self.lane_weights != 32:
             mul += f"-w{self.lane_weights}"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
+        if self.abort_cycles != Config.abort_cycles:
+            fmt += f"-t{self.abort_cycles}"
         return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
                 f"k{self.max_k}f{self.rx_fifo_words}{mul}{fmt}")

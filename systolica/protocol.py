@@ -1,4 +1,4 @@
-"""The systolica link protocol, version 1: the one place the frame format is written down.
+"""The systolica link protocol, version 2: the one place the frame format is written down.
 
 This module is plain Python (no Amaranth) so that the decoder (`rtl/decoder.py`), the reply framer
 (`rtl/framer.py`) and the host (`host/`) all take their constants from here.
@@ -6,39 +6,73 @@ This module is plain Python (no Amaranth) so that the decoder (`rtl/decoder.py`)
 Byte stream and link words
 --------------------------
 The link is a byte stream in each direction. The device's link adapter moves ``link_bytes`` bytes
-per cycle (a power of two: 1 behind a UART, a weight row or more in the simulated board); byte 0 of
-a word is the earliest byte on the wire. Every unit below is padded with zero bytes up to a whole
-number of link words, so every frame starts on a word boundary:
+per cycle (a power of two, at most 32: 1 behind a UART, a weight row or more in the simulated
+board); byte 0 of a word is the earliest byte on the wire. Every unit below is padded with zero
+bytes up to a whole number of link words, so every frame starts on a word boundary:
 
-* a header is 16 bytes, padded to ``ceil(16 / link_bytes)`` words;
+* a header is 32 bytes (a whole number of words on every allowed link);
 * each payload *vector* (one activation column slice, one weight row, one result row) is padded on
-  its own to a whole number of words.
+  its own to a whole number of words;
+* a payload's *CRC word* is ``max(4, link_bytes)`` bytes.
 
-With ``link_bytes = 1`` nothing is ever padded. Between frames the device skips any word whose
-first byte is not ``MAGIC`` (so all-zero pad words are idle fill).
+Between frames the device skips words that are not the start of a valid header (all-zero pad
+words are idle fill).
 
-IDENTIFY is readable before the host knows ``link_bytes``: the host sends the 16-byte IDENTIFY
-header followed by 48 zero bytes (64 bytes in all, a whole number of words for every allowed link
+IDENTIFY is readable before the host knows ``link_bytes``: the host sends the 32-byte IDENTIFY
+header followed by 32 zero bytes (64 bytes in all, a whole number of words for every allowed link
 width); the device answers, then skips the zero words. Every device advertises at least 64 bytes of
 receive buffer, so these 64 bytes never need credit.
 
-Header (16 bytes, little-endian)
+Header (32 bytes, little-endian)
 --------------------------------
-=====  =====  ===========================================================================
-bytes  field  meaning
-=====  =====  ===========================================================================
-0      magic  ``MAGIC`` (0xA5)
-1      op     command opcode; replies set bit 7 (``REPLY``)
-2      status 0 in commands; a reply's `Status`
-3      check  chosen so that the 16 header bytes sum to 0 modulo 256
-4-7    arg0   u32
-8-11   arg1   u32
-12-15  arg2   u32
-=====  =====  ===========================================================================
+=====  ======  =========================================================================
+bytes  field   meaning
+=====  ======  =========================================================================
+0      magic   ``MAGIC`` (0xA5)
+1      op      command opcode; replies set bit 7 (``REPLY``)
+2      status  0 in commands; a reply's `Status`
+3      tag     chosen by the host for each command; every reply to it carries the same tag
+               (CREDIT frames, which answer no command, carry 0)
+4-7    arg0    u32
+8-11   arg1    u32
+12-15  arg2    u32
+16-19  length  bytes of payload after the header (whole words: the padded vectors), not
+               counting its CRC word; 0 for a frame without payload
+20-23  info    0 in commands; in replies, reserved (0)
+24-27  arg3    0 (reserved for commands with a fourth argument)
+28-31  crc     CRC-32 of bytes 0-27 (`crc32`)
+=====  ======  =========================================================================
 
-A header whose check byte is wrong gets a ``BAD_CHECK`` error reply and is dropped; the device then
-looks for ``MAGIC`` again on the next word. Any error reply leaves the device ready for the next
-command (payload that followed a rejected header is skipped as non-``MAGIC`` words).
+A frame with ``length > 0`` ends with a CRC word after its payload: ``max(4, link_bytes)``
+bytes, zero but for its last four, which are the CRC-32 of every byte from the first payload
+byte up to them (the payload's padding and the CRC word's leading zeros included).
+
+The CRC is CRC-32/ISO-HDLC (polynomial 0x04C11DB7 reflected, initial and final XOR 0xFFFFFFFF:
+Ethernet's and zlib's), stored little-endian. The gateware computes it with
+`amaranth.lib.crc.catalog.CRC32_ISO_HDLC`, the host with `zlib.crc32` (the same function; a test
+checks them against each other). Why this one: it catches every error of up to 32 bits in one
+burst (a UART's bit flips and a byte garbled by noise are bursts of at most 8 bits), every error
+of 1 to 5 bits in a 28-byte header (Hamming distance 6 up to 268 bits), every error of 1 to 3
+bits in a payload up to 11 KB (distance 4 up to 91,607 bits) and of 1 or 2 bits in any longer
+payload (weights of one GEMM reach megabytes), and all but 2⁻³² of the rest; and the host has it
+at C speed in the standard library, which matters at 100 MB of weights a token. A check byte, as
+in version 1, missed swapped bytes and one random header in 256.
+
+Receiving: a candidate header is 32 bytes starting with ``MAGIC`` on a word boundary. One whose
+CRC is wrong is dropped without a reply (nothing in it can be trusted, not even its tag), and the
+search goes on from the candidate's next word, so a real header inside a failed candidate is
+found. A header whose CRC is right but which the device rejects gets an error reply; then its
+payload (``length`` bytes, and the CRC word if ``length > 0``) is skipped by its length, not
+searched for headers. A ``length`` that is not a whole number of words is not skipped. An
+accepted LOAD_A or GEMM takes the payload its arguments describe, then the CRC word: its
+``length`` must say the same (a length that does not is a host error, which the CRC word, not
+found where the device looks for it, turns into a ``BAD_CRC`` reply).
+
+Idle abort: a frame that stops arriving (the device waits ``abort_cycles`` cycles, from
+IDENTIFY, for its next word) is dropped: the device starts over, waiting for a header (the
+loaded A is forgotten, a GEMM under way is abandoned, a frame being sent may be cut off). If
+the frame was a LOAD_A or GEMM that had been accepted, an ``ABORTED`` error reply with its tag
+says so.
 
 Commands and replies
 --------------------
@@ -46,18 +80,19 @@ Commands and replies
     Reply: header with arg0 = 32 (payload bytes), arg1 = ``link_bytes`` (so the host can find
     the padding) and arg2 = the device's count of received bytes once it had taken the IDENTIFY
     header (the base for later CREDIT counts, whatever came before), then the 32-byte
-    configuration (`Config.identify_payload`, which lists the weight formats carried), padded to
-    whole words.
+    configuration (`Config.identify_payload`, which lists the weight formats carried) and its
+    CRC word.
 ``LOAD_A`` arg0 = N, arg1 = K, arg2 = activation format (0: int8; 1: int8 in 32-blocks)
     Payload: the activations A (N×K int8) in row tiles of ``rows``: for tile ``i`` and each k in
     0..K-1 one vector of ``min(rows, N - i*rows)`` bytes ``A[i*rows + r, k]``. Reply: header
-    with arg0 = N, arg1 = K once the payload is stored. Limits: 1 ≤ N ≤ 65535, 1 ≤ K ≤ max_k,
-    ``ceil(N / rows) * K ≤ act_depth``.
+    with arg0 = N, arg1 = K once the payload is stored and its CRC word checked. Limits:
+    1 ≤ N ≤ 65535, 1 ≤ K ≤ max_k, ``ceil(N / rows) * K ≤ act_depth``.
     In 32-blocks (devices that carry a block format; K a multiple of 32), each run of 32 vectors
     of a row tile (k = 32b .. 32b+31) is preceded by a *scale vector*: the binary16 scale of each
     of the tile's rows for block b, 2 bytes a row (little-endian), padded to whole words. Values
-    should lie in [-127, 127]. A scale that is inf or NaN gets a ``BAD_SCALE`` reply (the payload
-    is still consumed; nothing counts as loaded).
+    should lie in [-127, 127]. A scale that is inf or NaN gets a ``BAD_SCALE`` reply, a payload
+    whose CRC is wrong a ``BAD_CRC`` reply (the payload is still consumed; nothing counts as
+    loaded).
 ``GEMM`` arg0 = N, arg1 = K, arg2 = M | format << 24
     Multiplies the loaded A by W (K×M); N and K must match the last ``LOAD_A``. The weight
     format (`Format`) must be one the device carries (IDENTIFY) and match the activations: int8
@@ -70,10 +105,12 @@ Commands and replies
     binary32 bit patterns computed as `systolica.host.block_formats` specifies; a block scale
     that is inf or NaN makes the GEMM reply's status ``BAD_SCALE``.
     Each weight crosses the link once. Replies: one ``RESULT`` frame per (row tile i, column
-    tile j), j-major, then the ``GEMM`` reply.
+    tile j), j-major, then the ``GEMM`` reply. Results leave while weights still arrive, so a
+    payload whose CRC word is wrong is known only at the end: the GEMM reply's status is then
+    ``BAD_CRC``, and the host discards every RESULT of that GEMM.
 ``RESULT`` (device only) arg0 = i, arg1 = j, arg2 = rows_valid | cols_valid << 16
     Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 or binary32 (little-endian) of
-    C[i*rows + r, ...].
+    C[i*rows + r, ...], then the CRC word.
 ``GEMM`` reply: arg0, arg1 = device cycles (low, high 32 bits) from the GEMM header being accepted
     to the last RESULT word being sent; arg2 = M.
 ``CREDIT`` (device only) arg0 = total bytes the device has taken out of its receive buffer, modulo
@@ -86,28 +123,38 @@ Commands and replies
 
 import enum
 import struct
+import zlib
+from typing import NamedTuple
 
 __all__ = [
     "HEADER_BYTES",
     "IDENTIFY_PAD",
     "MAGIC",
+    "MAX_LINK_BYTES",
     "REPLY",
     "Format",
+    "Header",
     "Op",
     "Status",
-    "check_byte",
+    "crc32",
+    "crc_word",
+    "crc_word_bytes",
+    "frame",
     "pack_header",
     "pad_to_words",
     "padded",
+    "payload_ok",
     "unpack_header",
     "words",
 ]
 
 MAGIC = 0xA5
 REPLY = 0x80
-HEADER_BYTES = 16
+HEADER_BYTES = 32
 IDENTIFY_PAD = 64
-_HEADER = struct.Struct("<BBBBIII")
+MAX_LINK_BYTES = 32        # a header is a whole number of words
+_FIELDS = struct.Struct("<BBBBIIIIII")     # the header's bytes 0-27, before its CRC
+_CRC = struct.Struct("<I")
 
 
 class Op(enum.IntEnum):
@@ -120,12 +167,14 @@ class Op(enum.IntEnum):
 
 class Status(enum.IntEnum):
     OK = 0
-    BAD_CHECK = 1
+    BAD_CHECK = 1      # a header field that must be 0 (a command's status, info, arg3) is not
     BAD_OPCODE = 2
     BAD_LENGTH = 3
     NOT_LOADED = 4
     BAD_SCALE = 5      # a binary16 scale is inf or NaN
     BAD_FORMAT = 6     # a weight or activation format this device does not carry
+    BAD_CRC = 7        # a payload's CRC word is wrong: nothing loaded, or a GEMM's results void
+    ABORTED = 8        # the command's frame stopped arriving: dropped after the idle timeout
 
 
 class Format(enum.IntEnum):
@@ -143,28 +192,47 @@ BLOCK = 32   # elements per block along K, of the GGUF weight blocks and the act
 BLOCK_BYTES = {Format.Q8_0: 34, Format.Q4_0: 18, Format.Q4_1: 20}
 
 
-def check_byte(header_without_check):
-    """The check byte that makes the 16 header bytes sum to 0 modulo 256."""
-    return (-sum(header_without_check)) & 0xFF
+class Header(NamedTuple):
+    """A header's fields (the magic byte and the CRC are checked, not kept)."""
+
+    op: int
+    status: int
+    tag: int
+    arg0: int
+    arg1: int
+    arg2: int
+    length: int
+    info: int = 0
+    arg3: int = 0
+
+    @property
+    def args(self):
+        return (self.arg0, self.arg1, self.arg2)
 
 
-def pack_header(op, arg0=0, arg1=0, arg2=0, *, status=0):
-    """Pack a 16-byte header with its check byte."""
-    raw = _HEADER.pack(MAGIC, op, status, 0, arg0, arg1, arg2)
-    return _HEADER.pack(MAGIC, op, status, check_byte(raw), arg0, arg1, arg2)
+def crc32(data, value=0):
+    """CRC-32/ISO-HDLC of ``data`` (continuing from the CRC ``value`` of what came before)."""
+    return zlib.crc32(data, value)
+
+
+def pack_header(op, arg0=0, arg1=0, arg2=0, *, status=0, tag=0, length=0, info=0, arg3=0):
+    """Pack a 32-byte header with its CRC."""
+    fields = _FIELDS.pack(MAGIC, op, status, tag, arg0, arg1, arg2, length, info, arg3)
+    return fields + _CRC.pack(crc32(fields))
 
 
 def unpack_header(data):
-    """Unpack a 16-byte header to ``(op, status, arg0, arg1, arg2)``; raises ValueError if the
-    magic or check byte is wrong."""
+    """Unpack a 32-byte header to a `Header`; raises ValueError if the magic byte or the CRC is
+    wrong."""
     if len(data) != HEADER_BYTES:
         raise ValueError(f"a header is {HEADER_BYTES} bytes, not {len(data)}")
-    magic, op, status, _, arg0, arg1, arg2 = _HEADER.unpack(data)
+    data = bytes(data)
+    magic, op, status, tag, arg0, arg1, arg2, length, info, arg3 = _FIELDS.unpack(data[:28])
     if magic != MAGIC:
-        raise ValueError(f"bad magic byte 0x{magic:02x} in header {bytes(data).hex()}")
-    if sum(data) & 0xFF:
-        raise ValueError(f"bad check byte in header {bytes(data).hex()}")
-    return op, status, arg0, arg1, arg2
+        raise ValueError(f"bad magic byte 0x{magic:02x} in header {data.hex()}")
+    if _CRC.unpack(data[28:])[0] != crc32(data[:28]):
+        raise ValueError(f"bad CRC in header {data.hex()}")
+    return Header(op, status, tag, arg0, arg1, arg2, length, info, arg3)
 
 
 def words(nbytes, link_bytes):
@@ -180,3 +248,29 @@ def padded(nbytes, link_bytes):
 def pad_to_words(data, link_bytes):
     """Pad ``data`` with zero bytes to a whole number of ``link_bytes`` words."""
     return bytes(data) + bytes(-len(data) % link_bytes)
+
+
+def crc_word_bytes(link_bytes):
+    """Bytes of a payload's CRC word on a link of ``link_bytes``."""
+    return max(4, link_bytes)
+
+
+def crc_word(payload, link_bytes):
+    """The CRC word that follows ``payload`` (its padded bytes) on the link."""
+    zeros = bytes(crc_word_bytes(link_bytes) - 4)
+    return zeros + _CRC.pack(crc32(zeros, crc32(payload)))
+
+
+def payload_ok(payload_and_crc_word, link_bytes):
+    """Whether a payload followed by its CRC word (as received) checks."""
+    data = bytes(payload_and_crc_word)
+    return _CRC.unpack(data[-4:])[0] == crc32(data[:-4])
+
+
+def frame(op, arg0=0, arg1=0, arg2=0, payload=b"", *, link_bytes, status=0, tag=0, info=0):
+    """A whole frame: the header (``length`` from ``payload``), the payload, padded to whole
+    words, and its CRC word if it has one."""
+    payload = pad_to_words(payload, link_bytes)
+    head = pack_header(op, arg0, arg1, arg2, status=status, tag=tag, length=len(payload),
+                       info=info)
+    return head + (payload + crc_word(payload, link_bytes) if payload else b"")

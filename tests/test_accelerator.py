@@ -17,7 +17,8 @@ from systolica.sim import cocotb_build
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
-SMALL = dict(act_depth=512, max_k=160, rx_fifo_words=32)
+# A short idle abort (5000 cycles: 50 us at cocotb's 100 MHz) for the cut-off frames' tests.
+SMALL = dict(act_depth=512, max_k=160, rx_fifo_words=32, abort_cycles=5000)
 
 INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the time
 

@@ -1,18 +1,21 @@
-"""The host driver against the simulated board (Verilator-built RTL on a pipe)."""
+"""The host driver against the simulated board (Verilator-built RTL on a pipe), and its command
+tags and reply checks against a device in plain Python (`python_board`; no build needed)."""
 
 import os
+import re
 import signal
 import time
 
 import numpy as np
 import pytest
+from python_board import PythonBoard
 
 from systolica.config import Config
-from systolica.host.driver import Driver
-from systolica.host.frames import DeviceError
+from systolica.host.driver import Driver, RetriesExhausted
+from systolica.host.frames import CorruptReply, DeviceError, ProtocolError
 from systolica.host.link import LinkClosed, LinkTimeout, SimulatedBoardLink
 from systolica.host.timed_link import TimedLink
-from systolica.protocol import pack_header, pad_to_words
+from systolica.protocol import HEADER_BYTES, Op, Status, pack_header, unpack_header
 
 CONFIGS = {
     "default": Config(),
@@ -74,11 +77,120 @@ def test_bad_operands_raise_value_error_naming_them(a, w, match):
         drv.gemm(a, w)
 
 
+# --- against a device in plain Python (tests/python_board.py; no simulator build) -------------
+
+PY_CFG = Config(rows=2, cols=3, link_bytes=4, act_depth=64, max_k=32, rx_fifo_words=64)
+
+
+@pytest.mark.parametrize("last_tag", [0, 250])
+def test_every_command_gets_the_next_tag(last_tag):
+    """IDENTIFY, then each LOAD_A and GEMM of a split GEMM, each with the next tag (1..255, in
+    turn: 0 is CREDIT's); every reply is checked against its command's tag."""
+    board = PythonBoard(PY_CFG)
+    drv = Driver(board, timeout=1)
+    drv.session.last_tag = last_tag
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (5, 40), dtype=np.int8)     # 2 row blocks x 2 passes along K
+    w = rng.integers(-128, 128, (40, 7), dtype=np.int8)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    ops, tags = zip(*board.commands, strict=True)
+    assert ops == (Op.IDENTIFY, *(Op.LOAD_A, Op.GEMM) * 4)
+    assert tags == (1, *((last_tag + i) % 255 + 1 for i in range(8)))
+
+
+def _retag(op_to_change, delta):
+    def tamper(op, data):
+        if op != op_to_change:
+            return data
+        h = unpack_header(data[:HEADER_BYTES])
+        return pack_header(h.op, *h.args, status=h.status, tag=(h.tag + delta) % 256,
+                           length=h.length) + data[HEADER_BYTES:]
+    return tamper
+
+
+def _flip_payload(op_to_change):
+    def tamper(op, data):
+        if op != op_to_change:
+            return data
+        data = bytearray(data)
+        data[HEADER_BYTES] ^= 0x01
+        return bytes(data)
+    return tamper
+
+
+# The first GEMM after IDENTIFY (tag 1): its LOAD_A has tag 2, the GEMM tag 3.
+# A reply with a tag sent before is a late answer to an earlier command: dropped and counted
+# (`stale`). One with a tag not yet sent is the device's error.
+@pytest.mark.parametrize(("tamper", "gemm_status", "error", "match", "bad_payloads", "stale"), [
+    (_retag(Op.LOAD_A, 1), Status.OK, ProtocolError,
+     "LOAD_A sent with tag 2, got one with tag 3", 0, 0),
+    (_retag(Op.RESULT, -1), Status.OK, ProtocolError,
+     "RESULT tiles did not cover the output exactly once", 0, 3),
+    (_retag(Op.GEMM, 5), Status.OK, ProtocolError, "tag 8 during the GEMM sent with tag 3", 0, 0),
+    (_flip_payload(Op.RESULT), Status.OK, CorruptReply,
+     r"RESULT \(0, 0\) of GEMM tag 3: payload CRC wrong", 1, 0),
+    (None, Status.BAD_CRC, DeviceError, "GEMM: BAD_CRC", 0, 0),
+])
+def test_replies_that_do_not_answer_the_command_raise(tamper, gemm_status, error, match,
+                                                      bad_payloads, stale):
+    """Every try gets the same bad reply: after the retries, an error naming each try's."""
+    drv = Driver(PythonBoard(PY_CFG, tamper=tamper, gemm_status=gemm_status), timeout=1,
+                 retries=2, resync_quiet=0.01)
+    with pytest.raises(RetriesExhausted, match="failed 3 times") as info:
+        drv.gemm(np.ones((2, 3), dtype=np.int8), np.ones((3, 2), dtype=np.int8))
+    assert isinstance(info.value.__cause__, error)
+    assert re.search(match, str(info.value)), str(info.value)   # the first try's, named
+    assert drv.stats.retries == 2 and drv.stats.resyncs == 2
+    assert drv.session.reader.bad_payloads == bad_payloads      # (the last session's)
+    assert drv.stats.stale_replies == stale
+
+
+def _once(tamper):
+    """``tamper`` for the first frame it changes only."""
+    done = []
+
+    def first(op, data):
+        changed = tamper(op, data)
+        if changed != data and not done:
+            done.append(op)
+            return changed
+        return data
+    return first
+
+
+@pytest.mark.parametrize("tamper", [_retag(Op.LOAD_A, 1), _retag(Op.RESULT, -1),
+                                    _flip_payload(Op.RESULT), _retag(Op.GEMM, 5)])
+def test_a_damaged_exchange_is_tried_again_and_the_result_is_exact(tamper):
+    drv = Driver(PythonBoard(PY_CFG, tamper=_once(tamper)), timeout=1, resync_quiet=0.01)
+    rng = np.random.default_rng(2)
+    a = rng.integers(-128, 128, (5, 40), dtype=np.int8)
+    w = rng.integers(-128, 128, (40, 7), dtype=np.int8)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    assert drv.stats.retries == 1
+
+
+def test_a_duplicated_reply_is_dropped_without_a_retry():
+    """Each LOAD_A reply arrives twice: the copy, read while the GEMM's replies are awaited,
+    answers an earlier command and is dropped."""
+    board = PythonBoard(PY_CFG, tamper=lambda op, data: data + data if op == Op.LOAD_A else data)
+    drv = Driver(board, timeout=1, resync_quiet=0.01)
+    a = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
+    w = np.arange(-10, 10, dtype=np.int8).reshape(4, 5)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    loads = [op for op, _ in board.commands].count(Op.LOAD_A)
+    assert loads >= 1 and drv.stats.stale_replies == loads and drv.stats.retries == 0
+
+
+def test_identify_reply_with_a_damaged_payload_is_refused():
+    with pytest.raises(CorruptReply, match="IDENTIFY reply of tag 1: payload CRC wrong"):
+        Driver(PythonBoard(PY_CFG, tamper=_flip_payload(Op.IDENTIFY)), timeout=1)
+
+
 def test_device_error_reply_surfaces_and_device_stays_usable(driver):
-    cfg = driver.config
-    driver._send(pad_to_words(pack_header(0x7E, 1), cfg.link_bytes))
+    tag = driver.session.next_tag()
+    driver._send(pack_header(0x7E, 1, tag=tag))           # 32 bytes: whole words on any link
     with pytest.raises(DeviceError, match="BAD_OPCODE"):
-        driver._expect(0x7E)
+        driver._expect(0x7E, tag=tag)
     a = np.ones((2, 3), dtype=np.int8)
     np.testing.assert_array_equal(driver.gemm(a, np.ones((3, 4), dtype=np.int8)),
                                   np.full((2, 4), 3))
@@ -133,12 +245,18 @@ def test_board_that_dies_gives_clear_error():
 
 
 def test_board_that_stops_answering_times_out_without_orphan():
+    """A board that stops (reading and writing): a clear error within seconds, whether the
+    driver is waiting for a reply or for the board to take its bytes, retries or not."""
     link = SimulatedBoardLink(Config())
-    drv = Driver(link, timeout=1.0)
+    link.write_timeout = 1.0
+    drv = Driver(link, timeout=1.0, resync_quiet=0.1)
     os.kill(link.pid, signal.SIGSTOP)
+    start = time.monotonic()
     try:
-        with pytest.raises(LinkTimeout, match=r"stopped answering|no reply"):
+        with pytest.raises((LinkTimeout, LinkClosed, RetriesExhausted),
+                           match=r"stopped answering|no reply|took no input|stopped taking"):
             drv.gemm(np.ones((64, 2048), dtype=np.int8), np.ones((2048, 64), dtype=np.int8))
+        assert time.monotonic() - start < 20
     finally:
         os.kill(link.pid, signal.SIGCONT)
         drv.close()
@@ -149,12 +267,14 @@ def test_resync_starts_the_conversation_over(driver):
     """After an unread error reply and half a frame in the reader, `resync` drops both,
     IDENTIFYs again with a fresh credit window, and the next GEMM is exact."""
     cfg = driver.config
-    driver._send(pad_to_words(pack_header(0x7E, 1), cfg.link_bytes))   # its reply: never read
+    driver._send(pack_header(0x7E, 1, tag=driver.session.next_tag()))   # its reply: never read
     driver.session.feed(bytes([0xA5, 0x81, 0x00]))                      # a frame cut short
     before = driver.stats.resyncs
+    last_tag = driver.session.last_tag
     assert driver.resync() == cfg
     assert driver.stats.resyncs == before + 1
-    assert driver.stats.discarded_in >= 3 + 16
+    assert driver.stats.discarded_in >= 3 + HEADER_BYTES
+    assert driver.session.last_tag == last_tag % 255 + 1     # tags go on (IDENTIFY took one)
     a = np.arange(6, dtype=np.int8).reshape(2, 3)
     w = np.ones((3, 4), dtype=np.int8)
     np.testing.assert_array_equal(driver.gemm(a, w), a.astype(np.int64) @ w)

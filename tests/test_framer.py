@@ -1,17 +1,58 @@
-"""The reply framer alone: a decoder reply (IDENTIFY with its payload), a GEMM's result rows
-arriving with random gaps, a CREDIT frame asked for in the middle, and the GEMM reply with its
-cycle count, sent as link words under random backpressure and read back by the host's own
-frame reader."""
+"""The reply framer alone (protocol v2): two decoder replies (IDENTIFY with its payload, then a
+LOAD_A reply), two GEMMs' result rows arriving with random gaps, a CREDIT frame asked for in the
+middle, and each GEMM's reply, which waits for its payload's check (``payload_done``, before or
+long after the last RESULT), all sent as link words under random backpressure and read back by a
+small reader here (not the host's) that checks every header's CRC and every payload's CRC word."""
+
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 from streams import receive, send, simulate
 from test_drain import tiles_of
 
+from systolica import protocol
 from systolica.config import Config
-from systolica.host.frames import FrameReader
-from systolica.protocol import REPLY, Op
+from systolica.protocol import REPLY, Op, Status
 from systolica.rtl.framer import Framer
+
+IDENTIFY_TAG = 0x5A
+LOAD_TAG = 0x33
+GEMM_TAG = 0xC7
+GEMM_TAG2 = 0x4E
+LATE = 150      # cycles between the last RESULT frame and a late payload_done
+
+
+class Frame(NamedTuple):
+    header: protocol.Header
+    payload: bytes      # without the CRC word
+
+
+class Reader:
+    """Splits the bytes the framer sends into frames; fails on a bad magic byte, header CRC,
+    payload CRC word or a CRC word's leading zeros that are not zero."""
+
+    def __init__(self, link_bytes):
+        self.link_bytes = link_bytes
+        self.data = bytearray()
+        self.frames = []
+
+    def feed(self, word):
+        self.data += word
+        while len(self.data) >= protocol.HEADER_BYTES:
+            head = protocol.unpack_header(self.data[:protocol.HEADER_BYTES])
+            assert head.length % self.link_bytes == 0, head
+            crc_bytes = protocol.crc_word_bytes(self.link_bytes) if head.length else 0
+            end = protocol.HEADER_BYTES + head.length + crc_bytes
+            if len(self.data) < end:
+                return
+            body = bytes(self.data[protocol.HEADER_BYTES:end])
+            if head.length:
+                assert protocol.payload_ok(body, self.link_bytes), head
+                assert body[-crc_bytes:-4] == bytes(crc_bytes - 4)
+                assert body[-crc_bytes:] == protocol.crc_word(body[:-crc_bytes], self.link_bytes)
+            self.frames.append(Frame(head, body[:head.length]))
+            del self.data[:end]
 
 
 def result_rows(rng, config, n, m):
@@ -25,28 +66,64 @@ def result_rows(rng, config, n, m):
     return rows
 
 
-def run_framer(config, n, m, seed, p_idle=0.3, p_stall=0.3):
+def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3):
+    """Runs the framer through IDENTIFY, LOAD_A and ``gemms``: (tag, payload_done "early" or
+    "late", payload_status, bad_scale) each; returns the frames read and what the benches saw."""
     rng = np.random.default_rng(seed)
     dut = Framer(config)
     identify = config.identify_payload()
-    rows = result_rows(rng, config, n, m)
-    seen = {"busy_during": [], "cycles": None, "credit_sent": 0}
+    rows = [result_rows(rng, config, n, m) for _ in gemms]
+    results = len(tiles_of(n, m, config.rows, config.cols))
+    seen = {"busy_during": [], "credit_sent": 0, "cycle": 0, "gemm_start": [], "rows_sent": [],
+            "payload_done": [], "done_before_reply": []}
+    reader = Reader(config.link_bytes)
+
+    def ops():
+        return [f.header.op & ~REPLY for f in reader.frames]
+
+    async def clock(ctx):
+        while True:
+            await ctx.tick()
+            seen["cycle"] += 1
+
+    async def payload_done(ctx, payload_status):
+        ctx.set(dut.control.payload_status, payload_status)
+        ctx.set(dut.control.payload_done, 1)
+        await ctx.tick()
+        ctx.set(dut.control.payload_done, 0)
+        seen["payload_done"].append(seen["cycle"])
 
     async def decoder(ctx):
-        await send(ctx, dut.reply, [{"op": Op.IDENTIFY | REPLY, "status": 0,
-                                     "arg0": len(identify), "arg1": config.link_bytes,
-                                     "arg2": 1234}])
-        ctx.set(dut.control.m, m)
-        ctx.set(dut.control.gemm_start, 1)
-        await ctx.tick()
-        ctx.set(dut.control.gemm_start, 0)
-        start = 0
-        for _ in range(40):              # the engine is computing: no rows yet
-            seen["busy_during"].append(ctx.get(dut.busy))
+        await send(ctx, dut.reply, [
+            {"op": Op.IDENTIFY | REPLY, "status": 0, "tag": IDENTIFY_TAG,
+             "arg0": len(identify), "arg1": config.link_bytes, "arg2": 1234},
+            {"op": Op.LOAD_A | REPLY, "status": 0, "tag": LOAD_TAG, "arg0": n, "arg1": 7}])
+        for g, (tag, done, payload_status, bad_scale) in enumerate(gemms):
+            while ctx.get(dut.busy):         # the decoder waits for the GEMM before
+                await ctx.tick()
+            ctx.set(dut.control.m, m)
+            ctx.set(dut.control.tag, tag)
+            ctx.set(dut.control.payload_status, 0)
+            ctx.set(dut.bad_scale, bad_scale)
+            ctx.set(dut.control.gemm_start, 1)
             await ctx.tick()
-            start += 1
-        await send(ctx, dut.results, rows, rng, p_idle)
-        seen["cycles"] = start + 1       # + the send's cycles, counted below
+            ctx.set(dut.control.gemm_start, 0)
+            seen["gemm_start"].append(seen["cycle"])
+            for cycle in range(40):              # the engine is computing: no rows yet
+                seen["busy_during"].append(ctx.get(dut.busy))
+                await ctx.tick()
+                if cycle == 20 and done == "early":
+                    await payload_done(ctx, payload_status)
+            await send(ctx, dut.results, rows[g], rng, p_idle)
+            seen["rows_sent"].append(seen["cycle"])
+            if done == "late":
+                while ops().count(Op.RESULT) < results * (g + 1):
+                    await ctx.tick()
+                for _ in range(LATE):           # the reply waits for the payload's check
+                    seen["busy_during"].append(ctx.get(dut.busy))
+                    await ctx.tick()
+                assert ops().count(Op.GEMM) == g and not reader.data
+                await payload_done(ctx, payload_status)
 
     async def credit(ctx):
         for _ in range(60):
@@ -59,43 +136,88 @@ def run_framer(config, n, m, seed, p_idle=0.3, p_stall=0.3):
         await ctx.tick()
         ctx.set(dut.credit.credit_due, 0)
 
-    reader = FrameReader(config.link_bytes)
-    frames = []
-
     async def host(ctx):
-        while not frames or frames[-1].op != Op.GEMM:
+        while ops().count(Op.GEMM) < len(gemms):
             words = await receive(ctx, dut.tx, 1, rng, p_stall, max_cycles=5000)
             reader.feed(int(words[0]).to_bytes(config.link_bytes, "little"))
-            frames.extend(reader.frames())
+            if reader.frames and reader.frames[-1].header.op == Op.GEMM | REPLY and \
+                    len(seen["done_before_reply"]) < ops().count(Op.GEMM):
+                seen["done_before_reply"].append(len(seen["payload_done"]))
         for _ in range(3):
             await ctx.tick()
         seen["busy_after"] = ctx.get(dut.busy)
 
-    simulate(dut, host, decoder, credit)
-    return frames, rows, identify, seen
+    simulate(dut, host, clock, decoder, credit)
+    return reader.frames, rows, identify, seen
 
 
-@pytest.mark.parametrize(("rows", "cols", "link_bytes", "n", "m"),
-                         [(2, 3, 1, 3, 5), (4, 4, 4, 4, 8), (2, 2, 16, 3, 3)])
-def test_framer_sends_replies_rows_credit_and_the_gemm_reply(rows, cols, link_bytes, n, m):
-    config = Config(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=64, max_k=32,
-                    formats=("int8",), rx_fifo_words=64)
-    frames, sent, identify, seen = run_framer(config, n, m, seed=rows * cols + link_bytes)
-    assert frames[0].op == Op.IDENTIFY and frames[0].payload == identify
-    assert frames[0].args == (len(identify), link_bytes, 1234)
-    credit = [f for f in frames if f.op == Op.CREDIT]
-    assert len(credit) == 1 and credit[0].args[0] == 0xBEEF and seen["credit_sent"] == 1
-    results = [f for f in frames if f.op == Op.RESULT]
-    tiles = tiles_of(n, m, rows, cols)
-    assert [(f.args[0], f.args[1], f.args[2] & 0xFFFF, f.args[2] >> 16) for f in results] == \
-        [t[:4] for t in tiles]
-    got = [list(row[:f.args[2] >> 16]) for f in results
-           for row in np.frombuffer(f.payload, dtype="<i4").reshape(f.args[2] & 0xFFFF, -1)]
-    assert got == [row["data"][:row["cols"]] for row in sent]
-    padding = [row[f.args[2] >> 16:] for f in results
-               for row in np.frombuffer(f.payload, dtype="<i4").reshape(f.args[2] & 0xFFFF, -1)]
-    assert not any(p.any() for p in padding)        # a partial row's last word: zeros after it
-    gemm = frames[-1]
-    assert gemm.status == 0 and gemm.args[2] == m
-    assert gemm.args[0] > seen["cycles"]          # counted from gemm_start to the last row
+def check_frames(config, n, m, frames, sent, identify, seen, gemms):
+    lb = config.link_bytes
+    credit = [f.header for f in frames if f.header.op == Op.CREDIT | REPLY]
+    assert credit == [protocol.Header(Op.CREDIT | REPLY, 0, 0, 0xBEEF, 0, 0, 0)]
+    assert seen["credit_sent"] == 1
+    frames = [f for f in frames if f.header.op != Op.CREDIT | REPLY]
+    heads = [f.header for f in frames]
+    assert frames[0].payload == identify and heads[0].length == protocol.padded(32, lb)
+    assert heads[0][:3] == (Op.IDENTIFY | REPLY, 0, IDENTIFY_TAG)
+    assert heads[0].args == (len(identify), lb, 1234)
+    assert heads[1] == protocol.Header(Op.LOAD_A | REPLY, 0, LOAD_TAG, n, 7, 0, 0)
+    tiles = tiles_of(n, m, config.rows, config.cols)
+    assert [h.op for h in heads] == [Op.IDENTIFY | REPLY, Op.LOAD_A | REPLY] + \
+        ([Op.RESULT | REPLY] * len(tiles) + [Op.GEMM | REPLY]) * len(gemms)
+    for g, (tag, _, payload_status, bad_scale) in enumerate(gemms):
+        first = 2 + g * (len(tiles) + 1)
+        results, gemm = frames[first:first + len(tiles)], heads[first + len(tiles)]
+        check_results(lb, results, tiles, sent[g], tag)
+        status = payload_status or (Status.BAD_SCALE if bad_scale else 0)
+        assert gemm[:3] == (Op.GEMM | REPLY, status, tag) and gemm.length == 0
+        assert gemm.args[1:] == (0, m)
+        # counted from gemm_start to the last row's handshake, not to the reply
+        assert abs(gemm.arg0 - (seen["rows_sent"][g] - seen["gemm_start"][g])) <= 1
+    assert seen["done_before_reply"] == list(range(1, len(gemms) + 1))  # replies waited
     assert all(seen["busy_during"]) and seen["busy_after"] == 0
+
+
+def check_results(lb, results, tiles, sent, tag):
+    """A GEMM's RESULT frames: their headers (tag, length) and their rows."""
+    assert [(f.header.arg0, f.header.arg1, f.header.arg2 & 0xFFFF, f.header.arg2 >> 16)
+            for f in results] == [t[:4] for t in tiles]
+    assert [f.header.length for f in results] == \
+        [r * protocol.padded(4 * c, lb) for _, _, r, c, _ in tiles]
+    assert all(f.header[1:3] == (0, tag) for f in results)
+    got, padding = [], []
+    for f in results:
+        cols = f.header.arg2 >> 16
+        for row in np.frombuffer(f.payload, dtype="<i4").reshape(f.header.arg2 & 0xFFFF, -1):
+            got.append(list(row[:cols]))
+            padding.append(row[cols:])
+    assert got == [row["data"][:row["cols"]] for row in sent]
+    assert not any(p.any() for p in padding)        # a partial row's last word: zeros after it
+
+
+CRC, ABORTED = Status.BAD_CRC, Status.ABORTED
+CASES = [  # rows, cols, link_bytes, n, m, the first GEMM's payload_done, payload_status, bad_scale
+    (2, 3, 1, 3, 5, "early", 0, 0),
+    (2, 3, 1, 3, 5, "late", CRC, 1),
+    (4, 4, 1, 5, 6, "late", 0, 1),
+    (2, 2, 2, 3, 3, "late", ABORTED, 0),
+    (4, 4, 4, 4, 8, "late", 0, 1),
+    (4, 4, 4, 5, 7, "early", CRC, 0),
+    (2, 2, 8, 3, 3, "early", 0, 1),
+    (3, 3, 8, 5, 4, "late", CRC, 0),
+    (2, 2, 16, 3, 3, "late", 0, 0),
+    (2, 5, 16, 3, 7, "early", ABORTED, 1),
+]
+
+
+@pytest.mark.parametrize(("rows", "cols", "link_bytes", "n", "m", "done", "payload_status",
+                          "bad_scale"), CASES)
+def test_framer_sends_replies_rows_credit_and_the_gemm_reply(rows, cols, link_bytes, n, m, done,
+                                                             payload_status, bad_scale):
+    """Two GEMMs: the case's, then one whose payload is checked late and good (its reply must
+    wait again, with status 0)."""
+    config = Config(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=64, max_k=32,
+                    formats=("int8",), rx_fifo_words=max(64, 64 // link_bytes))
+    gemms = [(GEMM_TAG, done, payload_status, bad_scale), (GEMM_TAG2, "late", 0, 0)]
+    frames, sent, identify, seen = run_framer(config, n, m, rows * cols + link_bytes, gemms)
+    check_frames(config, n, m, frames, sent, identify, seen, gemms)

@@ -1,43 +1,84 @@
 """The header parser alone: a table of frames (good ones, and each kind of bad header) sent as
 link words with random gaps; the replies it sends and the commands it hands the router, in
-order. Garbage between frames is skipped up to the next magic byte."""
+order. A candidate whose CRC is wrong gets no reply, and a header inside it is still found; a
+rejected header's payload is skipped by its length, even when it holds a valid header."""
 
 import numpy as np
 import pytest
 from streams import send, simulate
 
 from systolica.config import Config
-from systolica.protocol import MAGIC, REPLY, Op, Status, pack_header
+from systolica.protocol import MAGIC, REPLY, Op, Status, crc_word, pack_header, pad_to_words
 from systolica.rtl.header_parser import HeaderParser
 
 CONSUMED = 77     # what the link adapter reports as received (IDENTIFY's arg2)
+BAD_CRC_N = 6     # the test's router says the payload of a LOAD_A of this N failed its CRC
 
 
-def bad_check(header):
-    return header[:3] + bytes([header[3] ^ 0x40]) + header[4:]
+def flipped(header, bit):
+    raw = bytearray(header)
+    raw[bit // 8] ^= 1 << bit % 8
+    return bytes(raw)
 
 
 def frames(config):
-    """(bytes sent, what comes back): a reply (op, status, arg0, arg1, arg2) or a command
+    """(bytes sent, what comes back): a reply (op, status, tag, arg0, arg1, arg2) or a command
     (load, size, k_last) followed by the LOAD_A reply once the router is done with it."""
     lb, ident = config.link_bytes, len(config.identify_payload())
     too_many_rows = config.act_depth // 8 * config.rows + 1          # > act_depth vectors at K=8
-    return [
-        (pack_header(Op.IDENTIFY), [(Op.IDENTIFY | REPLY, Status.OK, ident, lb, CONSUMED)]),
-        (bytes(lb) + pack_header(Op.IDENTIFY), [(Op.IDENTIFY | REPLY, 0, ident, lb, CONSUMED)]),
-        (bad_check(pack_header(Op.LOAD_A, 5, 8)), [(Op.LOAD_A | REPLY, Status.BAD_CHECK, 5, 0, 0)]),
-        (pack_header(0x07, 9), [(0x07 | REPLY, Status.BAD_OPCODE, 9, 0, 0)]),
-        (pack_header(Op.LOAD_A, 5, 0), [(Op.LOAD_A | REPLY, Status.BAD_LENGTH, 5, 0, 0)]),
-        (pack_header(Op.LOAD_A, 5, config.max_k + 1),
-         [(Op.LOAD_A | REPLY, Status.BAD_LENGTH, 5, 0, 0)]),
-        (pack_header(Op.GEMM, 5, 8, 3), [(Op.GEMM | REPLY, Status.NOT_LOADED, 5, 0, 0)]),
-        (pack_header(Op.LOAD_A, 5, 8), [(1, 5, 7), (Op.LOAD_A | REPLY, Status.OK, 5, 8, 0)]),
-        (pack_header(Op.LOAD_A, too_many_rows, 8),
-         [(Op.LOAD_A | REPLY, Status.BAD_LENGTH, too_many_rows, 0, 0)]),
-        (pack_header(Op.GEMM, 5, 8, 3), [(0, 3, 7)]),      # the loaded A is still there
-        (pack_header(Op.GEMM, 4, 8, 3), [(Op.GEMM | REPLY, Status.NOT_LOADED, 4, 0, 0)]),
-        (pack_header(Op.GEMM, 5, 8, 0), [(Op.GEMM | REPLY, Status.BAD_LENGTH, 5, 0, 0)]),
+    identify = pack_header(Op.IDENTIFY, tag=3)
+    hidden = pad_to_words(identify, lb)     # a valid header, as a rejected command's payload
+    skipped = hidden + crc_word(hidden, lb)
+    rows = [
+        (identify, [(Op.IDENTIFY | REPLY, Status.OK, 3, ident, lb, CONSUMED)]),
+        (bytes(lb) + pack_header(Op.IDENTIFY, tag=4), [(Op.IDENTIFY | REPLY, 0, 4, ident, lb,
+                                                        CONSUMED)]),
+        # A wrong CRC (any bit): dropped without a reply.
+        (flipped(pack_header(Op.LOAD_A, 5, 8, tag=9), 3), []),
+        (flipped(pack_header(Op.IDENTIFY, tag=9), 255), []),
+        (flipped(pack_header(Op.IDENTIFY, tag=9), 8 * 17 + 2), []),
+        # A header inside a failed candidate (a lone MAGIC word, half a header) is found.
+        (pad_to_words(bytes([MAGIC]), lb) + pack_header(Op.IDENTIFY, tag=10),
+         [(Op.IDENTIFY | REPLY, 0, 10, ident, lb, CONSUMED)]),
+        (pack_header(Op.GEMM, 1, 2, 3)[:16] + pack_header(Op.IDENTIFY, tag=11),
+         [(Op.IDENTIFY | REPLY, 0, 11, ident, lb, CONSUMED)]),
+        (pack_header(Op.LOAD_A, 5, 8, status=1, tag=12),
+         [(Op.LOAD_A | REPLY, Status.BAD_CHECK, 12, 5, 0, 0)]),
+        (pack_header(Op.LOAD_A, 5, 8, info=1, tag=13),
+         [(Op.LOAD_A | REPLY, Status.BAD_CHECK, 13, 5, 0, 0)]),
+        (pack_header(0x07, 9, tag=14), [(0x07 | REPLY, Status.BAD_OPCODE, 14, 9, 0, 0)]),
+        # A rejected command's payload is skipped by its length: the header in it is not seen.
+        (pack_header(0x07, 9, tag=15, length=len(hidden)) + skipped,
+         [(0x07 | REPLY, Status.BAD_OPCODE, 15, 9, 0, 0)]),
+        (pack_header(Op.GEMM, 5, 8, 3, tag=16, length=len(hidden)) + skipped,
+         [(Op.GEMM | REPLY, Status.NOT_LOADED, 16, 5, 0, 0)]),
+        (pack_header(Op.LOAD_A, 5, 0, tag=17), [(Op.LOAD_A | REPLY, Status.BAD_LENGTH, 17, 5, 0,
+                                                 0)]),
+        (pack_header(Op.LOAD_A, 5, config.max_k + 1, tag=18),
+         [(Op.LOAD_A | REPLY, Status.BAD_LENGTH, 18, 5, 0, 0)]),
+        (pack_header(Op.GEMM, 5, 8, 3, tag=19), [(Op.GEMM | REPLY, Status.NOT_LOADED, 19, 5, 0,
+                                                  0)]),
+        (pack_header(Op.LOAD_A, 5, 8, tag=20), [(1, 5, 7), (Op.LOAD_A | REPLY, Status.OK, 20, 5,
+                                                           8, 0)]),
+        (pack_header(Op.LOAD_A, too_many_rows, 8, tag=21),
+         [(Op.LOAD_A | REPLY, Status.BAD_LENGTH, 21, too_many_rows, 0, 0)]),
+        (pack_header(Op.GEMM, 5, 8, 3, tag=22), [(0, 3, 7)]),      # the loaded A is still there
+        (pack_header(Op.GEMM, 4, 8, 3, tag=23), [(Op.GEMM | REPLY, Status.NOT_LOADED, 23, 4, 0,
+                                                  0)]),
+        (pack_header(Op.GEMM, 5, 8, 0, tag=24), [(Op.GEMM | REPLY, Status.BAD_LENGTH, 24, 5, 0,
+                                                  0)]),
+        # A LOAD_A whose payload fails its CRC loads nothing.
+        (pack_header(Op.LOAD_A, BAD_CRC_N, 8, tag=25),
+         [(1, BAD_CRC_N, 7), (Op.LOAD_A | REPLY, Status.BAD_CRC, 25, BAD_CRC_N, 0, 0)]),
+        (pack_header(Op.GEMM, BAD_CRC_N, 8, 3, tag=26),
+         [(Op.GEMM | REPLY, Status.NOT_LOADED, 26, BAD_CRC_N, 0, 0)]),
     ]
+    if lb > 1:
+        # A length that is not whole words is not skipped: the header after it is found.
+        rows.append((pack_header(0x07, 9, tag=27, length=1) + pack_header(Op.IDENTIFY, tag=28),
+                     [(0x07 | REPLY, Status.BAD_OPCODE, 27, 9, 0, 0),
+                      (Op.IDENTIFY | REPLY, 0, 28, ident, lb, CONSUMED)]))
+    return rows
 
 
 def run_parser(config, table, seed):
@@ -51,14 +92,14 @@ def run_parser(config, table, seed):
     async def link(ctx):
         ctx.set(dut.consumed, CONSUMED)
         await send(ctx, dut.rx, words, rng, p_idle=0.3)
-        for _ in range(200):
+        for _ in range(400):
             await ctx.tick()
 
     async def replies(ctx):
         ctx.set(dut.reply.ready, 1)
         async for _, _, valid, r in ctx.tick().sample(dut.reply.valid, dut.reply.payload):
             if valid:
-                got.append((r.op, r.status, r.arg0, r.arg1, r.arg2))
+                got.append((r.op, r.status, r.tag, r.arg0, r.arg1, r.arg2))
 
     async def router(ctx):
         # The payload router: takes a command, moves its (here absent) payload, says done.
@@ -69,9 +110,11 @@ def run_parser(config, table, seed):
             if valid:
                 got.append((cmd.load, cmd.size, cmd.k_last))
                 ctx.set(dut.router.cmd.ready, 0)
+                ctx.set(dut.router.bad_crc, 0)       # held from done until the next command
                 for _ in range(int(rng.integers(1, 10))):
                     await ctx.tick()
                 ctx.set(dut.router.done, 1)
+                ctx.set(dut.router.bad_crc, cmd.load and cmd.size == BAD_CRC_N)
                 await ctx.tick()
                 ctx.set(dut.router.done, 0)
 

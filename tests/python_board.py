@@ -1,0 +1,125 @@
+"""A device in plain Python behind a `Link`, for testing the host without a simulator build.
+
+It speaks protocol v2 as `systolica.protocol` writes it down, for int8 only: it checks every
+header's CRC and ``length`` and every payload's CRC word, answers IDENTIFY, LOAD_A and GEMM (with
+numpy) with the command's tag, and sends a CREDIT frame after each write for everything it has
+taken. ``tamper(op, reply)`` may change each reply frame's bytes on its way out (op without the
+reply bit; CREDIT frames are not tampered with); ``gemm_status`` is the GEMM replies' status.
+"""
+
+import numpy as np
+
+from systolica import protocol
+from systolica.host.link import Link, LinkTimeout
+from systolica.protocol import HEADER_BYTES, MAGIC, REPLY, Op, Status, crc_word_bytes, padded
+
+__all__ = ["PythonBoard"]
+
+
+class PythonBoard(Link):
+    name = "python board"
+
+    def __init__(self, config, *, tamper=None, gemm_status=Status.OK):
+        self.config = config
+        self.tamper = tamper
+        self.gemm_status = gemm_status
+        self.commands = []          # (op, tag) of every command taken, in order
+        self.received = 0           # bytes taken in all
+        self.a = None
+        self._in = bytearray()
+        self._out = bytearray()
+
+    # --- Link ------------------------------------------------------------------------------
+
+    def write(self, data):
+        self.received += len(data)
+        self._in += data
+        while self._step():
+            pass
+        self._out += protocol.pack_header(Op.CREDIT | REPLY, self.received & 0xFFFFFFFF)
+
+    def read_some(self, timeout, want=1):
+        if not self._out:
+            raise LinkTimeout(f"{self.name}: nothing to read")
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    def close(self):
+        pass
+
+    # --- the device --------------------------------------------------------------------------
+
+    def _reply(self, op, *args, payload=b"", tag, status=Status.OK):
+        arg0, arg1, arg2 = (*args, 0, 0, 0)[:3]
+        data = protocol.frame(op | REPLY, arg0, arg1, arg2, payload,
+                              link_bytes=self.config.link_bytes, status=status, tag=tag)
+        if self.tamper:
+            data = self.tamper(op, data)
+        self._out += data
+
+    def _step(self):
+        lb = self.config.link_bytes
+        buf = self._in
+        if buf[:1] and buf[0] != MAGIC:            # idle fill (IDENTIFY's zeros) or garbage
+            del buf[:lb]
+            return True
+        if len(buf) < HEADER_BYTES:
+            return False
+        head = protocol.unpack_header(bytes(buf[:HEADER_BYTES]))   # the host's are all valid
+        end = HEADER_BYTES + head.length + (crc_word_bytes(lb) if head.length else 0)
+        if len(buf) < end:
+            return False
+        body = bytes(buf[HEADER_BYTES:end])
+        taken = self.received - len(buf) + HEADER_BYTES       # count once the header is in
+        del buf[:end]
+        assert not head.length or protocol.payload_ok(body, lb), "host sent a bad payload CRC"
+        payload = body[:head.length]
+        self.commands.append((head.op, head.tag))
+        if head.op == Op.IDENTIFY:
+            ident = self.config.identify_payload()
+            self._reply(Op.IDENTIFY, len(ident), lb, taken, payload=ident, tag=head.tag)
+        elif head.op == Op.LOAD_A:
+            self._load_a(head, payload)
+        elif head.op == Op.GEMM:
+            self._gemm(head, payload)
+        else:
+            self._reply(head.op, head.arg0, tag=head.tag, status=Status.BAD_OPCODE)
+        return True
+
+    def _vectors(self, payload, count, size, total, k):
+        """The (k, total) matrix from ``count`` tiles of ``size`` columns, k vectors each."""
+        lb = self.config.link_bytes
+        out = np.zeros((k, total), dtype=np.int8)
+        pos = 0
+        for t in range(count):
+            width = min(size, total - t * size)
+            for kk in range(k):
+                out[kk, t * size:t * size + width] = np.frombuffer(
+                    payload, dtype=np.int8, count=width, offset=pos)
+                pos += padded(width, lb)
+        assert pos == len(payload), (pos, len(payload))
+        return out
+
+    def _load_a(self, head, payload):
+        cfg = self.config
+        n, k = head.arg0, head.arg1
+        assert head.arg2 == 0, "this board is int8 only"
+        self.a = self._vectors(payload, -(-n // cfg.rows), cfg.rows, n, k).T.astype(np.int64)
+        self._reply(Op.LOAD_A, n, k, tag=head.tag)
+
+    def _gemm(self, head, payload):
+        cfg = self.config
+        n, k, m = head.arg0, head.arg1, head.arg2
+        if self.a is None or self.a.shape != (n, k):
+            self._reply(Op.GEMM, n, tag=head.tag, status=Status.NOT_LOADED)
+            return
+        w = self._vectors(payload, -(-m // cfg.cols), cfg.cols, m, k).astype(np.int64)
+        c = (self.a @ w).astype("<i4")
+        for j in range(0, m, cfg.cols):
+            for i in range(0, n, cfg.rows):
+                block = c[i:i + cfg.rows, j:j + cfg.cols]
+                rows = b"".join(protocol.pad_to_words(r.tobytes(), cfg.link_bytes)
+                                for r in block)
+                self._reply(Op.RESULT, i // cfg.rows, j // cfg.cols,
+                            block.shape[0] | block.shape[1] << 16, payload=rows, tag=head.tag)
+        self._reply(Op.GEMM, 1234, 0, m, tag=head.tag, status=self.gemm_status)
