@@ -15,7 +15,8 @@ __all__ = ["BoardTop"]
 
 class BoardTop(Elaboratable):
     """LEDs: the first blinks at about 1 Hz (the clock runs), the second lights while received
-    bytes wait in the device, the third (if the board has one) latches a UART framing error."""
+    bytes wait in the device, the third (if the board has one) latches a UART framing error or
+    overrun; IDENTIFY reports how many of each (`LineErrorsSignature`)."""
 
     def __init__(self, board):
         self.board = board
@@ -38,6 +39,7 @@ class BoardTop(Elaboratable):
         m.submodules.uart_tx = uart_tx = UARTTransmitter(self.divisor)
         connect(m, uart_rx.data, accel.link_rx)
         connect(m, accel.link_tx, uart_tx.data)
+        connect(m, uart_rx.errors, accel.line_errors)
 
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)

@@ -1,13 +1,13 @@
 """The host driver: IDENTIFY, then any int8 GEMM split into what the device can take, streamed
 over a `Link` under the credit rule, with results, byte counts and device cycles collected."""
 
-import dataclasses
 import time
 
 import numpy as np
 
-from systolica.protocol import Op, Status
+from systolica.protocol import Op, Status, line_errors, padded
 
+from .driver_stats import DriverStats
 from .frames import (
     DeviceError,
     ProtocolError,
@@ -30,28 +30,6 @@ class RetriesExhausted(LinkError):
     """A command failed every try; the message says what was sent and what came back."""
 
 
-@dataclasses.dataclass
-class DriverStats:
-    """What crossed the link and what the device reported, since the driver was opened."""
-
-    bytes_out: int = 0           # host → device, all frames
-    weight_bytes_out: int = 0    # host → device in GEMM frames (weights, headers, padding)
-    act_bytes_out: int = 0       # host → device in LOAD_A frames
-    bytes_in: int = 0            # device → host, all frames
-    device_cycles: int = 0       # sum of the GEMM replies' cycle counts
-    device_gemms: int = 0        # GEMM commands the device ran
-    macs: int = 0                # multiply-accumulates those GEMMs did (N·K·M each)
-    resyncs: int = 0             # conversations started over (`Driver.resync`)
-    discarded_in: int = 0        # received bytes dropped by resyncs (unread or not a reply)
-    retries: int = 0             # commands sent again after a damaged, lost or aborted exchange
-    stale_replies: int = 0       # replies to earlier commands (a tag sent before), dropped
-
-    def utilization(self, config):
-        if not self.device_cycles:
-            return 0.0
-        return self.macs / (config.rows * config.cols * self.device_cycles)
-
-
 class Driver:
     """Talks to one device over ``link``.
 
@@ -68,11 +46,23 @@ class Driver:
         aborted on the way (a reply whose CRC is wrong, a ``BAD_CRC`` or ``ABORTED`` reply, a
         reply that does not answer it, a timeout); each retry first resynchronizes
         (`resync`, waiting ``resync_quiet`` seconds for silence). Then `RetriesExhausted`.
+    max_payload : int, optional
+        At most about this many payload bytes in one LOAD_A or GEMM (at least one row tile of
+        activations, one column tile of weights), so that a retry on a noisy line sends a
+        piece again, not the whole matrix; weights then cross once per LOAD_A piece. None (the
+        default): LOAD_As as large as the activation buffer, one GEMM for all M columns.
     """
 
-    def __init__(self, link, *, timeout=30.0, progress=None, retries=3, resync_quiet=0.5):
+    def __init__(self, link, *, timeout=30.0, progress=None, retries=3, resync_quiet=0.5,
+                 max_payload=None):
+        if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 1):
+            raise ValueError(f"max_payload must be a positive integer or None, not "
+                             f"{max_payload!r}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
         self.link = link
         self.timeout = timeout
+        self.max_payload = max_payload
         self.retries = retries
         self.resync_quiet = resync_quiet
         self.progress = progress
@@ -149,7 +139,9 @@ class Driver:
         """Ask the device for its configuration (works before the link width is known)."""
         tag = self.session.identify()
         self._flush()
-        self.config = self._expect(Op.IDENTIFY, tag=tag).config
+        reply = self._expect(Op.IDENTIFY, tag=tag)
+        self.config = reply.config
+        self.stats.line_framing_errors, self.stats.line_overruns = line_errors(reply.info)
         return self.config
 
     def resync(self, quiet=0.5):
@@ -184,13 +176,39 @@ class Driver:
         self.stats.macs += n * k * m
         return result.out
 
-    def plan(self, n, k, m):
-        """How a (n×k)·(k×m) GEMM is split: (rows per LOAD_A, K per pass, M per GEMM)."""
+    def plan(self, n, k, m, fmt=None):
+        """How a (n×k)·(k×m) GEMM is split: (rows per LOAD_A, K per pass, M per GEMM); ``fmt``
+        the weights' `BlockFormat` (None: int8)."""
         cfg = self.config
         k_step = min(k, cfg.max_k)
         tiles = max(cfg.act_depth // k_step, 1)
         n_step = min(n, tiles * cfg.rows, 0xFFFF)
-        return n_step, k_step, min(m, 0xFFFF)
+        m_step = min(m, 0xFFFF)
+        if self.max_payload is not None:
+            n_step = min(n_step, self._fit(cfg.rows, lambda r: self._a_bytes(r, k_step, fmt)))
+            m_step = min(m_step, self._fit(cfg.cols, lambda c: self._w_bytes(c, k_step, fmt)))
+        return n_step, k_step, m_step
+
+    def _fit(self, tile, payload):
+        """The most rows (columns) whose payload, ``payload(count)`` bytes, fits `max_payload`:
+        whole tiles if one fits, else part of one, at least 1."""
+        tiles = self.max_payload // payload(tile)
+        if tiles:
+            return tiles * tile
+        return max((c for c in range(1, tile) if payload(c) <= self.max_payload), default=1)
+
+    def _a_bytes(self, rows, k, fmt):
+        """LOAD_A payload bytes of ``rows`` (≤ a row tile) as the protocol lays them out: each
+        vector padded to whole link words (block activations: a scale vector a block)."""
+        lb = self.config.link_bytes
+        return k * padded(rows, lb) + (0 if fmt is None else k // 32 * padded(2 * rows, lb))
+
+    def _w_bytes(self, cols, k, fmt):
+        """GEMM payload bytes of ``cols`` weight columns (≤ a column tile)."""
+        lb = self.config.link_bytes
+        if fmt is None:
+            return k * padded(cols, lb)
+        return k // 32 * padded(cols * fmt.block_bytes, lb)
 
     def gemm(self, a, w):
         """C = A·W for int8 A (N×K) and W (K×M), exactly, as int64 (N×M).
@@ -238,7 +256,7 @@ class Driver:
         fmt = check_block_operands(xq, xd, raw, fmt, cfg)
         n, k = xq.shape
         m = raw.shape[0]
-        n_step, _, m_step = self.plan(n, k, m)
+        n_step, _, m_step = self.plan(n, k, m, fmt)
         out = np.zeros((n, m), dtype=np.uint32)
         for r0 in range(0, n, n_step):
             rows = min(n_step, n - r0)
@@ -290,8 +308,12 @@ class Driver:
                     raise
                 failures.append(f"try {attempt + 1}: {type(exc).__name__}: {exc}")
                 last = exc
+        st = self.stats
+        line = (f"; the device's line had {st.line_framing_errors} framing errors and "
+                f"{st.line_overruns} overruns at its last IDENTIFY"
+                if st.line_framing_errors or st.line_overruns else "")
         raise RetriesExhausted(f"{self.link.name}: {what} failed {len(failures)} times; "
-                               + "; ".join(failures)) from last
+                               + "; ".join(failures) + line) from last
 
     def close(self):
         self.link.close()

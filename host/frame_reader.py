@@ -95,6 +95,9 @@ class FrameReader:
             max_cols = self.config.cols if self.config else self.MAX_SIDE
             if not (1 <= rows <= max_rows and 1 <= cols <= max_cols):
                 return f"a RESULT of {rows}x{cols}, larger than the device's array"
+        if header.info and (op != Op.IDENTIFY or status
+                            or header.info >> 2 * protocol.LINE_COUNT_BITS):
+            return f"a {_op_name(op)} reply with info 0x{header.info:08x}"
         if op == Op.IDENTIFY and not status:
             lb = args[1]
             if args[0] != IDENTIFY_BYTES or lb < 1 or lb > MAX_LINK_BYTES or lb & (lb - 1) or (
@@ -166,7 +169,7 @@ class FrameReader:
         if op == Op.IDENTIFY and header.status == Status.OK:
             self.link_bytes = lb
         self._frames.append(Frame(op, header.status, header.args, payload, tag=header.tag,
-                                  payload_ok=ok))
+                                  payload_ok=ok, info=header.info))
         return True
 
 

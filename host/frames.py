@@ -66,6 +66,7 @@ class Frame:
     config: object = None   # an IDENTIFY reply's parsed Config, set by whoever reads it
     tag: int = 0            # the tag of the command this answers (CREDIT: 0)
     payload_ok: bool = True  # the payload's CRC word checked (True without a payload)
+    info: int = 0           # the header's info field (IDENTIFY: the line's error counts)
 
 
 def _frame(op, args, payload, link_bytes, tag):

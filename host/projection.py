@@ -136,7 +136,7 @@ def measure_board(board, shapes, *, log=None):
 def _plan(cfg, n, k, m):
     from .driver import Driver
 
-    return Driver.plan(types.SimpleNamespace(config=cfg), n, k, m)
+    return Driver.plan(types.SimpleNamespace(config=cfg, max_payload=None), n, k, m)
 
 
 def _block_bytes_out(cfg, xq, xd, raw, fmt):

@@ -41,6 +41,16 @@ class LayerReport:
     def all_exact(self):
         return all(r.exact for r in self.records)
 
+    def _print_recovery(self, out):
+        """The link's faults (a `FaultyLink`) and what the driver did about them."""
+        st = self.recovery
+        if self.faults is not None:
+            out(f"faults injected: to the device {_faults_text(self.faults['to_device'])}; "
+                f"from the device {_faults_text(self.faults['from_device'])}")
+        if self.faults is not None or st.retries or st.resyncs:
+            out(f"recovery: {st.retries} retries, {st.resyncs} resyncs, {st.stale_replies} "
+                f"late replies dropped, {st.discarded_in} received bytes discarded")
+
     def print(self, out=print):
         cfg = self.config
         out(f"model: {self.model_path.name}, layer {self.layer} of {self.n_layers}; prompt of "
@@ -69,6 +79,7 @@ class LayerReport:
             out(f"one-token decode step: weight bytes per weight "
                 f"{d.weight_bytes_out / self.weights:.4f}; {d.act_bytes_out} activation bytes, "
                 f"{d.bytes_in} result bytes, {d.device_cycles} device cycles")
+        self._print_recovery(out)
         model = ("the bit-exact block model (host/block_formats.py)" if self.kind == "native"
                  else "numpy's integer result")
         verdict = ("all {} device GEMMs bit-exact with " + model if self.all_exact
@@ -76,13 +87,19 @@ class LayerReport:
         out(verdict.format(st.device_gemms))
 
 
+def _faults_text(faults):
+    return ", ".join(f"{n} {kind}" for kind, n in faults.items() if n) or "none"
+
+
 def run_layer(link, *, layer=0, prompt=DEFAULT_PROMPT, model_path=None, timeout=30.0,
-              show_progress=None, linears="native", decode_step=True):
+              show_progress=None, linears="native", decode_step=True, retries=3,
+              max_payload=None):
     """Run decoder ``layer`` of the model on ``prompt`` through the device on ``link`` and on the
     float path; returns a `LayerReport`.
 
     ``linears`` is "native" (GGUF blocks as in the file) or "w8a8". With ``decode_step`` the layer
     also runs once on a single token, to measure the bytes a one-token decode step streams.
+    ``retries`` and ``max_payload`` go to the `Driver` (a noisy link).
     """
     if linears not in LINEAR_KINDS:
         raise ValueError(f"linears must be one of {', '.join(LINEAR_KINDS)}, not {linears!r}")
@@ -105,7 +122,8 @@ def run_layer(link, *, layer=0, prompt=DEFAULT_PROMPT, model_path=None, timeout=
     n_weights = sum(int(np.prod(model_file.tensor_shape(f"blk.{layer}.{w}.weight")))
                     for w in LINEARS)
     progress = Progress(f"layer {layer} on the device", n_weights, enabled=show_progress)
-    driver = Driver(link, timeout=timeout, progress=progress.advance)
+    driver = Driver(link, timeout=timeout, progress=progress.advance, retries=retries,
+                    max_payload=max_payload)
     try:
         accel = LINEAR_KINDS[linears](driver, model_file)
         accel_started = time.monotonic()
@@ -130,5 +148,6 @@ def run_layer(link, *, layer=0, prompt=DEFAULT_PROMPT, model_path=None, timeout=
         model_path=model_file.path, layer=layer, n_layers=params.n_layers, tokens=len(ids),
         config=driver.config, link_name=link.name, linear_name=accel.name, kind=linears,
         records=records, max_abs_error=max_err, cosine=cosine, stats=stats, decode=decode,
-        weights=n_weights,
+        weights=n_weights, recovery=dataclasses.replace(driver.stats),
+        faults=getattr(link, "faults", None),
         wall=time.monotonic() - started, accel_wall=accel_wall, output=out, reference=reference)

@@ -13,7 +13,7 @@ __all__ = ["Check", "selftest"]
 # What the board top drives its LEDs with (boards/top.py), in the catalog's LED order.
 LED_MEANINGS = ("heartbeat: blinks while the clock runs",
                 "receive activity: lit while received bytes wait in the FIFO",
-                "UART framing error: lit after a bad stop bit (check --baud)")
+                "UART error: lit after a bad stop bit (check --baud) or an overrun")
 
 
 @dataclasses.dataclass
@@ -72,6 +72,20 @@ def _block_gemm(driver, rng, name):
         else f"{bad} of {n * m} results differ from the block model"))
 
 
+def _line(driver):
+    """The device's line error counts (IDENTIFY again) against theirs at the start."""
+    st = driver.stats
+    start = (st.line_framing_errors, st.line_overruns)
+    driver.identify()
+    now = (st.line_framing_errors, st.line_overruns)
+    new = [f"{b - a} {what}" for a, b, what in zip(start, now, ("framing errors", "overruns"),
+                                                   strict=True) if b != a]
+    detail = (f"{now[0]} framing errors, {now[1]} overruns since power-up (IDENTIFY)"
+              + (f"; {' and '.join(new)} during this selftest: a wrong --baud or a noisy line"
+                 if new else ""))
+    return Check("line", not new, detail)
+
+
 def _throughput(driver, rng):
     """Host → device bytes/s of a weight stream, device → host bytes/s of a result stream."""
     cfg = driver.config
@@ -108,6 +122,7 @@ def selftest(driver, *, board=None, catalog=None, model_file=None, baudrate=None
         if name != "int8":
             checks.append(_block_gemm(driver, rng, name))
     out_rate, in_rate = _throughput(driver, rng)
+    checks.append(_line(driver))
     lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<10} {c.detail}" for c in checks]
     link = f"link: {out_rate / 1e3:,.1f} kB/s to the device, {in_rate / 1e3:,.1f} kB/s back"
     if baudrate:

@@ -1,10 +1,16 @@
 """The device's control interfaces between its blocks: a command's start and sizes, the credit
-exchange, and the unpacker's per-tile settings. Each is declared from its driver's side."""
+exchange, the unpacker's per-tile settings, a shared CRC processor's port, and the link's line
+error counts. Each is declared from its driver's side."""
 
 from amaranth.lib import wiring
+from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CreditSignature", "GemmControlSignature", "UnpackerControlSignature"]
+from systolica.protocol import LINE_COUNT_BITS
+
+__all__ = ["CrcPortSignature", "CreditSignature", "GemmControlSignature",
+           "LineErrorsSignature", "UnpackerControlSignature", "crc_processor"]
+
 
 
 class GemmControlSignature(wiring.Signature):
@@ -98,3 +104,30 @@ class CrcPortSignature(wiring.Signature):
             "start": Out(1),
             "match_detected": In(1),
         })
+
+
+class LineErrorsSignature(wiring.Signature):
+    """The line's side (``Out``) of its error counts, which IDENTIFY reports (a board's UART
+    receiver drives them; a link without a line, as the simulated board's, ties them to 0).
+
+    Members
+    -------
+    framing : bytes dropped for a low stop bit (a wrong baud rate, noise, a BREAK), since
+        power-up, saturating at 2**`protocol.LINE_COUNT_BITS` - 1.
+    overruns : bytes dropped because the previous one had not been taken, likewise.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "framing": Out(LINE_COUNT_BITS),
+            "overruns": Out(LINE_COUNT_BITS),
+        })
+
+
+def crc_processor(m, component, width):
+    """The CRC-32 `Processor` ``component`` feeds: through its ``crc`` port (`CrcPortSignature`)
+    one outside, shared, if it has the port; else one of its own (``m.submodules.crc``)."""
+    if "crc" in component.signature.members:
+        return component.crc
+    m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=width).create()
+    return crc

@@ -36,6 +36,7 @@ class CommandDecoder(wiring.Component):
     busy : in; while set (a GEMM is still computing or replying) no new header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
+    line_errors : `LineErrorsSignature` in; the line's error counts (reported by IDENTIFY).
     """
 
     def __init__(self, config):
@@ -50,7 +51,8 @@ class CommandDecoder(wiring.Component):
         super().__init__({
             "rx": In(stream.Signature(8 * cfg.link_bytes)),
             **{name: router_ports[name] for name in streams},
-            **{name: parser_ports[name] for name in ("reply", "busy", "idle", "consumed")},
+            **{name: parser_ports[name] for name in ("reply", "busy", "idle", "consumed",
+                                                          "line_errors")},
             "control": Out(GemmControlSignature(cfg)),
             **({"unpacker": Out(UnpackerControlSignature(cfg.cols))} if cfg.block_formats else {}),
         })
@@ -61,19 +63,22 @@ class CommandDecoder(wiring.Component):
         m.submodules.parser = parser = self._parser
         m.submodules.router = router = self._router
         connect(m, parser.router, router.parser)
-        # One CRC-32 processor for both halves: the header window feeds it only while the parser
-        # hunts a header (the router is idle then), the router only while it takes a payload
-        # (the window takes no words then).
+        # One CRC-32 processor for both halves (logic cells): their turns never overlap. The
+        # header window feeds it (and starts it) only in its rotation, while the parser is in
+        # HEADER and the router idle; the router starts it (START) and feeds it only between
+        # taking a command and ``done``, while the window waits, not hunting. Each starts it
+        # over before its words and reads ``match_detected`` before the other's turn.
         m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=8 * cfg.link_bytes).create()
         hunt, route = parser.crc, router.crc
         m.d.comb += [
             crc.valid.eq(hunt.valid | route.valid),
-            crc.start.eq(Mux(hunt.valid, hunt.start, route.start)),
+            crc.start.eq(hunt.start | route.start),
             crc.data.eq(Mux(hunt.valid, hunt.data, route.data)),
             hunt.match_detected.eq(crc.match_detected),
             route.match_detected.eq(crc.match_detected),
         ]
         connect(m, parser.reply, flipped(self.reply))
+        connect(m, flipped(self.line_errors), parser.line_errors)
         connect(m, router.act, flipped(self.act))
         connect(m, router.wgt, flipped(self.wgt))
         # The idle abort watches the received words; they go on to both halves, and the one

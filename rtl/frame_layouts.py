@@ -2,6 +2,8 @@
 
 from amaranth.lib import data
 
+from systolica.protocol import LINE_COUNT_BITS
+
 __all__ = ["Header", "Reply"]
 
 
@@ -30,3 +32,4 @@ class Reply(data.Struct):
     arg0: 32
     arg1: 32
     arg2: 32
+    info: 2 * LINE_COUNT_BITS     # IDENTIFY's: the line's error counts; else 0

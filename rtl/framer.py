@@ -33,8 +33,8 @@ class Framer(wiring.Component):
     Ports
     -----
     tx : stream out of link words (byte 0 in the low bits), straight from flip-flops.
-    reply : stream in of the decoder's `Reply`; its op, status, tag and args go into a header;
-        an IDENTIFY reply with status 0 gets ``length`` 32 and the configuration as its payload.
+    reply : stream in of the decoder's `Reply`; its fields go into a header; an IDENTIFY reply
+        with status 0 gets ``length`` 32 and the configuration as its payload.
     results : stream in of `ResultRow`; a row is taken once its last word has been sent. A tile's
         first row starts a RESULT frame (tag ``control.tag``, ``length`` = rows x the row's
         padded bytes); its last row ends the frame (then its CRC word); ``end`` ends the GEMM.
@@ -175,13 +175,12 @@ class Framer(wiring.Component):
         lb = self._config.link_bytes
         serial = lb <= 4
 
-        def send_header(op, status=0, tag=0, arg0=0, arg1=0, arg2=0, length=0, then=0):
+        def send_header(op, status=0, tag=0, arg0=0, arg1=0, arg2=0, length=0, info=0, then=0):
             fields = Signal(Header)
-            m.d.comb += [
-                fields.magic.eq(protocol.MAGIC), fields.op.eq(op), fields.status.eq(status),
-                fields.tag.eq(tag), fields.arg0.eq(arg0), fields.arg1.eq(arg1),
-                fields.arg2.eq(arg2), fields.length.eq(length),
-            ]
+            m.d.comb += fields.magic.eq(protocol.MAGIC)
+            for name, value in dict(op=op, status=status, tag=tag, arg0=arg0, arg1=arg1,
+                                    arg2=arg2, length=length, info=info).items():
+                m.d.comb += fields[name].eq(value)
             m.d.sync += after.eq(then)
             load(fields, 0, (_CRC_AT if serial else protocol.HEADER_BYTES) // lb)
             m.next = "SEND" if serial else "HEAD"
@@ -220,7 +219,8 @@ class Framer(wiring.Component):
             is_identify = (rp.op == (Op.IDENTIFY | REPLY)) & (rp.status == 0)
             ident_len = protocol.padded(len(self._config.identify_payload()), lb)
             send_header(rp.op, rp.status, rp.tag, rp.arg0, rp.arg1, rp.arg2,
-                        length=Mux(is_identify, ident_len, 0), then=Mux(is_identify, 2, 0))
+                        length=Mux(is_identify, ident_len, 0), info=rp.info,
+                        then=Mux(is_identify, 2, 0))
         with m.Elif(self.results.valid):
             send_header(Op.RESULT | REPLY, 0, ctl.tag, res.row_tile, res.col_tile,
                         Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols),

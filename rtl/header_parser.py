@@ -1,6 +1,6 @@
 """Header parser: frames' headers in, checked; replies, and accepted commands for the router."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
@@ -8,7 +8,7 @@ from systolica import protocol
 from systolica.protocol import Status
 
 from .command import CommandSignature
-from .control import CrcPortSignature
+from .control import CrcPortSignature, LineErrorsSignature
 from .frame_layouts import Reply
 from .header_check import HeaderCheck
 from .header_window import HeaderWindow
@@ -46,6 +46,7 @@ class HeaderParser(wiring.Component):
     busy : in; while set (a GEMM still computing or replying) no header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
+    line_errors : `LineErrorsSignature` in; the line's error counts (reported by IDENTIFY).
     tag : out; the current command's tag (its RESULT frames and GEMM reply carry it).
     abort : in; the idle abort: drop the header or skipped payload in hand.
     aborted : in; the command being routed was aborted (LOAD_A then replies ``ABORTED``).
@@ -57,7 +58,6 @@ class HeaderParser(wiring.Component):
         self._shared_crc = shared_crc
         cfg = config
         super().__init__({
-            **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
             "rx": In(stream.Signature(8 * cfg.link_bytes)),
             "reply": Out(stream.Signature(Reply)),
             "router": Out(CommandSignature(cfg)),
@@ -68,10 +68,12 @@ class HeaderParser(wiring.Component):
             "busy": In(1),
             "idle": Out(1),
             "consumed": In(32),
+            "line_errors": In(LineErrorsSignature()),
             "tag": Out(8),
             "abort": In(1),
             "aborted": In(1),
             **({"fmt": Out(2), "act_blocks": Out(1)} if cfg.block_formats else {}),
+            **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
         })
 
     def elaborate(self, platform):
@@ -117,6 +119,8 @@ class HeaderParser(wiring.Component):
             self.reply.payload.arg1.eq(Mux(reply_identify, lb,
                                            Mux(reply_loaded, hdr.arg1, 0))),
             self.reply.payload.arg2.eq(Mux(reply_identify, self.consumed, 0)),
+            self.reply.payload.info.eq(Mux(reply_identify, Cat(self.line_errors.framing,
+                                                               self.line_errors.overruns), 0)),
             window.rx.payload.eq(self.rx.payload),
             window.rx.valid.eq(self.rx.valid),
         ]

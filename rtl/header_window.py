@@ -2,12 +2,11 @@
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
 
-from .control import CrcPortSignature
+from .control import CrcPortSignature, crc_processor
 from .frame_layouts import Header
 
 __all__ = ["HeaderWindow"]
@@ -33,15 +32,12 @@ class HeaderWindow(wiring.Component):
     take : in; the header has been taken (with ``found``): the window starts over.
     clear : in; drop the words in the window (the idle abort): it starts over.
     idle : out; no word starting with ``MAGIC`` has been taken since the last header.
-    crc : (``shared_crc``) `CrcPortSignature`: the CRC processor, shared with the payload router,
-        instead of one of its own.
+    crc : (``shared_crc``) `CrcPortSignature` to a CRC processor outside (shared), not its own.
     """
 
     def __init__(self, config, *, shared_crc=False):
         self._config = config
-        self._shared_crc = shared_crc
         super().__init__({
-            **({"crc": Out(CrcPortSignature(8 * config.link_bytes))} if shared_crc else {}),
             "rx": In(stream.Signature(8 * config.link_bytes)),
             "hunting": In(1),
             "header": Out(Header),
@@ -49,6 +45,7 @@ class HeaderWindow(wiring.Component):
             "take": In(1),
             "clear": In(1),
             "idle": Out(1),
+            **({"crc": Out(CrcPortSignature(8 * config.link_bytes))} if shared_crc else {}),
         })
 
     def elaborate(self, platform):
@@ -63,10 +60,7 @@ class HeaderWindow(wiring.Component):
         # Words in the window from the one that started it (with MAGIC) on, at most `hw`.
         count = Signal(range(hw + 1))
         step = Signal(range(hw))                      # the rotation's word
-        if self._shared_crc:
-            crc = self.crc
-        else:
-            m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=width).create()
+        crc = crc_processor(m, self, width)
         m.d.comb += [
             self.header.eq(win),
             self.idle.eq(count == 0),

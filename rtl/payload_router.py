@@ -3,13 +3,12 @@ banks or the block unpacker, cut into tiles and vectors."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
 
 from .command import CommandSignature
-from .control import CrcPortSignature
+from .control import CrcPortSignature, crc_processor
 from .payload_router_state import router_registers, set_left
 
 __all__ = ["PayloadRouter"]
@@ -26,9 +25,9 @@ class PayloadRouter(wiring.Component):
     every 32), GEMM's is column tiles of K weight rows, or, in a block format, K / 32 groups of
     the tile's weight blocks, passed word by word to the unpacker. Each vector is padded to whole
     link words. Then the CRC word: every payload word and it go through a CRC-32 `Processor`,
-    whose residue says whether the payload arrived intact. Every decision on the payload path is taken from registered flags (timing): the
-    last word of a vector, the last vector of a tile, the last tile; a tile's shape is worked out
-    in a state of its own.
+    whose residue says whether the payload arrived intact. Every decision on the payload path is
+    taken from registered flags (timing): the last word of a vector, the last vector of a tile,
+    the last tile; a tile's shape is worked out in a state of its own.
 
     Ports
     -----
@@ -44,16 +43,13 @@ class PayloadRouter(wiring.Component):
     wgt_words : (block formats) stream of a block GEMM's payload words for the unpacker.
     group_blocks : (block formats) blocks in each of the current tile's groups (its columns).
     unpacker_idle : (block formats) in; the unpacker has passed on the previous tile's blocks.
-    crc : (``shared_crc``) `CrcPortSignature`: the CRC processor, shared with the header window,
-        instead of one of its own.
+    crc : (``shared_crc``) `CrcPortSignature` to a CRC processor outside (shared), not its own.
     """
 
     def __init__(self, config, *, shared_crc=False):
         self._config = config
-        self._shared_crc = shared_crc
         cfg = config
         super().__init__({
-            **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
             "parser": In(CommandSignature(cfg)),
             "rx": In(stream.Signature(8 * cfg.link_bytes)),
             "act": Out(stream.Signature(data.ArrayLayout(data.signed(8), cfg.rows))),
@@ -68,6 +64,7 @@ class PayloadRouter(wiring.Component):
                 "group_blocks": Out(range(cfg.cols + 1)),
                 "unpacker_idle": In(1),
             } if cfg.block_formats else {}),
+            **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
         })
 
     def _tile_shape(self, m, r, size, load):
@@ -233,10 +230,7 @@ class PayloadRouter(wiring.Component):
             self._check_scales(m, r)
 
         # The payload's CRC: every payload word the router takes, then the CRC word.
-        if self._shared_crc:
-            crc = self.crc
-        else:
-            m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=8 * cfg.link_bytes).create()
+        crc = crc_processor(m, self, 8 * cfg.link_bytes)
         m.d.comb += [crc.data.eq(word), crc.valid.eq(self.rx.valid & self.rx.ready)]
 
         with m.FSM() as fsm:

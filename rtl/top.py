@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .block_unpacker import BlockUnpacker
+from .control import LineErrorsSignature
 from .decoder import CommandDecoder
 from .engine import GemmEngine
 from .framer import Framer
@@ -21,6 +22,8 @@ class Accelerator(wiring.Component):
     wrapper puts behind its UART. ``rx_empty`` is a status output (no received word waiting): a
     board may show it on an LED; the simulated board stops its clock on it while the host catches
     up, so that it measures the array fed at full rate rather than the host's Python.
+    ``line_errors`` (`LineErrorsSignature`) are the line's error counts, which IDENTIFY reports:
+    a board's UART receiver drives them; links without a line tie them to 0.
 
     Parameters
     ----------
@@ -34,6 +37,7 @@ class Accelerator(wiring.Component):
             "link_rx": In(stream.Signature(8 * config.link_bytes)),
             "link_tx": Out(stream.Signature(8 * config.link_bytes)),
             "rx_empty": Out(1),
+            "line_errors": In(LineErrorsSignature()),
         })
 
     def elaborate(self, platform):
@@ -51,6 +55,7 @@ class Accelerator(wiring.Component):
         connect(m, decoder.act, engine.act)
         connect(m, decoder.wgt, engine.wgt)
         connect(m, decoder.reply, framer.reply)
+        connect(m, wiring.flipped(self.line_errors), decoder.line_errors)
         if cfg.block_formats:
             # Result rows through a register stage (timing: in a block build a row is read from
             # the scale units' output memories, and from there into the framer's shift register

@@ -10,6 +10,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from .control import LineErrorsSignature
+
 __all__ = ["MAX_BAUD_ERROR", "UARTReceiver", "UARTTransmitter", "baud_divisor"]
 
 MAX_BAUD_ERROR = 0.02
@@ -42,13 +44,15 @@ class UARTReceiver(wiring.Component):
     A byte whose stop bit is low is dropped and pulses ``framing_error``; the receiver then waits
     for the line to go idle (high) before it looks for the next start bit. A byte that arrives
     while the previous one has not been taken is dropped and pulses ``overrun`` (the protocol's
-    credit rule keeps a well-behaved host from causing this).
+    credit rule keeps a well-behaved host from causing this). ``errors`` counts both
+    (`LineErrorsSignature`, saturating), for IDENTIFY to report.
     """
 
     rx: In(1, init=1)
     data: Out(stream.Signature(8))
     framing_error: Out(1)
     overrun: Out(1)
+    errors: Out(LineErrorsSignature())
 
     def __init__(self, divisor):
         self._divisor = _check_divisor(divisor)
@@ -103,6 +107,11 @@ class UARTReceiver(wiring.Component):
             with m.State("BREAK"):
                 with m.If(rx):
                     m.next = "IDLE"
+
+        for count, event in ((self.errors.framing, self.framing_error),
+                             (self.errors.overruns, self.overrun)):
+            with m.If(event & (count != 2 ** len(count) - 1)):
+                m.d.sync += count.eq(count + 1)
         return m
 
 

@@ -23,7 +23,7 @@ from systolica.host.frames import (
     load_a_command,
 )
 from systolica.host.session import Session
-from systolica.protocol import Op
+from systolica.protocol import Op, line_errors
 
 __all__ = ["LinkBench", "check_gemm", "gemm_reference"]
 
@@ -61,6 +61,7 @@ class LinkBench:
         self.rng = random.Random(seed)
         self.session = Session()
         self.config = None
+        self.line_errors = None       # (framing errors, overruns) at the last IDENTIFY
         self._reply_event = Event()
         self._holding = None
         self.cycle = 0
@@ -70,6 +71,8 @@ class LinkBench:
         Clock(dut.clk, 10, unit="ns").start()
         dut.rst.value = 1
         dut.link_rx__valid.value = 0
+        dut.line_errors__framing.value = 0
+        dut.line_errors__overruns.value = 0
         dut.link_tx__ready.value = 0
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
@@ -128,6 +131,7 @@ class LinkBench:
         tag = self.session.identify()
         frame = await self.expect(Op.IDENTIFY, tag=tag)
         self.config = frame.config
+        self.line_errors = line_errors(frame.info)
         if self.config.link_bytes != self.link_bytes:
             raise AssertionError(f"IDENTIFY says link_bytes={self.config.link_bytes}, "
                                  f"build has {self.link_bytes}")

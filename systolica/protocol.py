@@ -38,7 +38,10 @@ bytes  field   meaning
 12-15  arg2    u32
 16-19  length  bytes of payload after the header (whole words: the padded vectors), not
                counting its CRC word; 0 for a frame without payload
-20-23  info    0 in commands; in replies, reserved (0)
+20-23  info    0 in commands and replies, but IDENTIFY's: the line's error counts (bits 0-7
+               bytes dropped for a low stop bit, 8-15 bytes dropped by an overrun, each
+               since power-up and saturating at 255; always 0 on a link without a UART,
+               such as the simulated board's pipe)
 24-27  arg3    0 (reserved for commands with a fourth argument)
 28-31  crc     CRC-32 of bytes 0-27 (`crc32`)
 =====  ======  =========================================================================
@@ -129,6 +132,7 @@ from typing import NamedTuple
 __all__ = [
     "HEADER_BYTES",
     "IDENTIFY_PAD",
+    "LINE_COUNT_BITS",
     "MAGIC",
     "MAX_LINK_BYTES",
     "REPLY",
@@ -140,6 +144,7 @@ __all__ = [
     "crc_word",
     "crc_word_bytes",
     "frame",
+    "line_errors",
     "pack_header",
     "pad_to_words",
     "padded",
@@ -153,6 +158,7 @@ REPLY = 0x80
 HEADER_BYTES = 32
 IDENTIFY_PAD = 64
 MAX_LINK_BYTES = 32        # a header is a whole number of words
+LINE_COUNT_BITS = 8        # each of IDENTIFY's line error counts (``info``) saturates at 255
 _FIELDS = struct.Struct("<BBBBIIIIII")     # the header's bytes 0-27, before its CRC
 _CRC = struct.Struct("<I")
 
@@ -208,6 +214,16 @@ class Header(NamedTuple):
     @property
     def args(self):
         return (self.arg0, self.arg1, self.arg2)
+
+
+def line_errors(info):
+    """An IDENTIFY reply's ``info`` as (framing errors, overruns); ValueError if it sets bits
+    above the two counts."""
+    if info >> 2 * LINE_COUNT_BITS:
+        raise ValueError(f"an IDENTIFY reply's info 0x{info:08x} sets bits above the line "
+                         "error counts")
+    mask = (1 << LINE_COUNT_BITS) - 1
+    return info & mask, info >> LINE_COUNT_BITS & mask
 
 
 def crc32(data, value=0):

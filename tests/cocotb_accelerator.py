@@ -10,6 +10,7 @@ import cocotb
 import numpy as np
 import pytest
 from block_data import random_activations, random_blocks
+from cocotb.triggers import FallingEdge
 
 from systolica.host.block_formats import BLOCK, FORMATS, block_gemm_reference
 from systolica.host.frames import (
@@ -116,6 +117,14 @@ async def protocol_errors(dut):
     await _expect_error(bench, 0x7E, Status.BAD_OPCODE, tag)
     again = await bench.identify()
     assert again == cfg
+    assert bench.line_errors == (0, 0)
+
+    # The line's error counts (a board's UART receiver drives them) come back in IDENTIFY.
+    await FallingEdge(dut.clk)          # (not in the monitor's read-only phase)
+    dut.line_errors__framing.value = 2
+    dut.line_errors__overruns.value = 255
+    assert await bench.identify() == cfg
+    assert bench.line_errors == (2, 255)
 
     # Impossible lengths.
     for op, args in [(Op.LOAD_A, (0, 4)), (Op.LOAD_A, (4, cfg.max_k + 1)),

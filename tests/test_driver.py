@@ -181,6 +181,52 @@ def test_a_duplicated_reply_is_dropped_without_a_retry():
     assert loads >= 1 and drv.stats.stale_replies == loads and drv.stats.retries == 0
 
 
+# (max_payload, N, K, M) → (LOAD_As, device GEMMs after each): pieces of whole row tiles of A
+# and column tiles of W whose payloads fit max_payload, else of single rows and columns; the
+# weights cross once per piece of A. On PY_CFG (2x3, 4-byte link) a tile of K=32 is 32 vectors padded
+# to one word: 128 bytes.
+PIECES = [(None, 3, 32, 23, 1, 1), (96, 3, 32, 23, 3, 23), (128 * 3, 3, 32, 23, 1, 3),
+          (128 * 3 + 127, 3, 32, 23, 1, 3), (1, 3, 32, 23, 3, 23), (10**9, 3, 32, 23, 1, 1),
+          (128 * 2, 7, 32, 5, 2, 1), (128, 7, 32, 5, 4, 2)]
+
+
+@pytest.mark.parametrize(("max_payload", "n", "k", "m", "loads", "gemms"), PIECES)
+def test_max_payload_cuts_loads_and_gemms_into_pieces_that_fit(max_payload, n, k, m,
+                                                                     loads, gemms):
+    board = PythonBoard(PY_CFG)
+    drv = Driver(board, timeout=1, max_payload=max_payload)
+    rng = np.random.default_rng(gemms)
+    a = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    assert [op for op, _ in board.commands][1:] == ([Op.LOAD_A] + [Op.GEMM] * gemms) * loads
+
+
+def test_max_payload_below_a_tile_takes_part_of_one():
+    """On a 1-byte link a 4x4 device's row of K=32 is 32 bytes: 100 bytes take 3 of a tile's 4
+    rows (and columns)."""
+    board = PythonBoard(Config(rows=4, cols=4, link_bytes=1, act_depth=64, max_k=32,
+                               rx_fifo_words=256))
+    drv = Driver(board, timeout=1, max_payload=100)
+    assert drv.plan(7, 32, 5) == (3, 32, 3)
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (7, 32), dtype=np.int8)
+    w = rng.integers(-128, 128, (32, 5), dtype=np.int8)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    assert [op for op, _ in board.commands][1:] == [Op.LOAD_A, Op.GEMM, Op.GEMM] * 3
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(max_payload=0), "max_payload must be a positive integer or None, not 0"),
+    (dict(max_payload=2.5), "max_payload"), (dict(retries=-1), "retries must be a non-negative"),
+])
+def test_bad_driver_options_are_refused_before_the_link_is_used(kwargs, match):
+    board = PythonBoard(PY_CFG)
+    with pytest.raises(ValueError, match=match):
+        Driver(board, **kwargs)
+    assert board.received == 0
+
+
 def test_identify_reply_with_a_damaged_payload_is_refused():
     with pytest.raises(CorruptReply, match="IDENTIFY reply of tag 1: payload CRC wrong"):
         Driver(PythonBoard(PY_CFG, tamper=_flip_payload(Op.IDENTIFY)), timeout=1)

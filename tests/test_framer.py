@@ -96,7 +96,7 @@ def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3):
     async def decoder(ctx):
         await send(ctx, dut.reply, [
             {"op": Op.IDENTIFY | REPLY, "status": 0, "tag": IDENTIFY_TAG,
-             "arg0": len(identify), "arg1": config.link_bytes, "arg2": 1234},
+             "arg0": len(identify), "arg1": config.link_bytes, "arg2": 1234, "info": 0x7F03},
             {"op": Op.LOAD_A | REPLY, "status": 0, "tag": LOAD_TAG, "arg0": n, "arg1": 7}])
         for g, (tag, done, payload_status, bad_scale) in enumerate(gemms):
             while ctx.get(dut.busy):         # the decoder waits for the GEMM before
@@ -161,6 +161,8 @@ def check_frames(config, n, m, frames, sent, identify, seen, gemms):
     assert frames[0].payload == identify and heads[0].length == protocol.padded(32, lb)
     assert heads[0][:3] == (Op.IDENTIFY | REPLY, 0, IDENTIFY_TAG)
     assert heads[0].args == (len(identify), lb, 1234)
+    assert heads[0].info == 0x7F03           # IDENTIFY's line error counts, as the parser gave
+    assert all(h.info == 0 for h in heads[1:])
     assert heads[1] == protocol.Header(Op.LOAD_A | REPLY, 0, LOAD_TAG, n, 7, 0, 0)
     tiles = tiles_of(n, m, config.rows, config.cols)
     assert [h.op for h in heads] == [Op.IDENTIFY | REPLY, Op.LOAD_A | REPLY] + \

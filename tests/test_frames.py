@@ -245,6 +245,18 @@ def test_reader_takes_the_identify_reply_before_it_knows_the_link():
     assert reader.link_bytes == 16
 
 
+def test_identify_reply_carries_the_line_error_counts():
+    cfg = Config(link_bytes=4)
+    ident = cfg.identify_payload()
+    reader = FrameReader()
+    reader.feed(frame(Op.IDENTIFY | REPLY, len(ident), 4, 0, ident, link_bytes=4, tag=2,
+                      info=3 | 255 << 8))
+    (identify,) = reader.frames()
+    assert protocol.line_errors(identify.info) == (3, 255)
+    with pytest.raises(ValueError, match="above the line error counts"):
+        protocol.line_errors(1 << 16)
+
+
 def test_reader_refuses_a_result_before_it_knows_the_link():
     reader = FrameReader()
     with pytest.raises(ProtocolError, match="before IDENTIFY told the link width"):
@@ -271,6 +283,10 @@ def test_reader_refuses_a_result_before_it_knows_the_link():
     (pack_header(Op.CREDIT | REPLY, 7, length=2**31), "CREDIT reply with length 2147483648"),
     (pack_header(Op.LOAD_A | REPLY, 7, status=Status.BAD_CRC, length=8), "length 8"),
     (bytes([0xA5, 0xA5, 0x00]), "bad CRC"),
+    # info: only IDENTIFY's reply carries it (the line's two 8-bit error counts).
+    (pack_header(Op.GEMM | REPLY, 7, info=1), "GEMM reply with info 0x00000001"),
+    (pack_header(Op.IDENTIFY | REPLY, 32, 1, length=32, info=1 << 16), "info 0x00010000"),
+    (pack_header(Op.IDENTIFY | REPLY, 7, status=Status.BAD_CHECK, info=3), "info 0x00000003"),
 ])
 def test_reader_skips_what_is_not_a_reply_and_finds_the_next(garbage, problem):
     """Garbage, or a header that is not one this device could send, is dropped up to the next

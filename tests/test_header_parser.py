@@ -12,6 +12,7 @@ from systolica.protocol import MAGIC, REPLY, Op, Status, crc_word, pack_header, 
 from systolica.rtl.header_parser import HeaderParser
 
 CONSUMED = 77     # what the link adapter reports as received (IDENTIFY's arg2)
+LINE_ERRORS = (3, 250)   # the line's framing errors and overruns (IDENTIFY's info)
 BAD_CRC_N = 6     # the test's router says the payload of a LOAD_A of this N failed its CRC
 
 
@@ -87,10 +88,12 @@ def run_parser(config, table, seed):
     lb = config.link_bytes
     data = b"".join(sent for sent, _ in table)
     words = [int.from_bytes(data[i:i + lb], "little") for i in range(0, len(data), lb)]
-    got = []
+    got, infos = [], []
 
     async def link(ctx):
         ctx.set(dut.consumed, CONSUMED)
+        ctx.set(dut.line_errors.framing, LINE_ERRORS[0])
+        ctx.set(dut.line_errors.overruns, LINE_ERRORS[1])
         await send(ctx, dut.rx, words, rng, p_idle=0.3)
         for _ in range(400):
             await ctx.tick()
@@ -100,6 +103,7 @@ def run_parser(config, table, seed):
         async for _, _, valid, r in ctx.tick().sample(dut.reply.valid, dut.reply.payload):
             if valid:
                 got.append((r.op, r.status, r.tag, r.arg0, r.arg1, r.arg2))
+                infos.append(r.info)
 
     async def router(ctx):
         # The payload router: takes a command, moves its (here absent) payload, says done.
@@ -119,7 +123,7 @@ def run_parser(config, table, seed):
                 ctx.set(dut.router.done, 0)
 
     simulate(dut, link, replies, router)
-    return got
+    return got, infos
 
 
 @pytest.mark.parametrize("link_bytes", [1, 4, 16])
@@ -127,6 +131,12 @@ def test_header_parser_answers_every_frame_of_the_table(link_bytes):
     config = Config(rows=2, cols=2, link_bytes=link_bytes, act_depth=64, max_k=32,
                     formats=("int8",), rx_fifo_words=64)
     table = frames(config)
-    got = run_parser(config, table, seed=link_bytes)
+    got, infos = run_parser(config, table, seed=link_bytes)
     assert got == [want for _, wants in table for want in wants]
+    # IDENTIFY's reply, and only it, reports the line's error counts.
+    identify_ok = (Op.IDENTIFY | REPLY, Status.OK)
+    line = LINE_ERRORS[0] | LINE_ERRORS[1] << 8
+    replies = [r for r in got if len(r) == 6]
+    assert infos == [line if r[:2] == identify_ok else 0 for r in replies]
+    assert line in infos
     assert MAGIC not in bytes(link_bytes)          # the garbage word cannot start a header

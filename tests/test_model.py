@@ -1,6 +1,8 @@
 """The model side: the GGUF file, tokenizer, the numpy float model's known answer, and SmolLM2
 layer 0 through the simulated board."""
 
+import re
+
 import numpy as np
 import pytest
 from pty_gemm import gemm_over_pty
@@ -62,6 +64,20 @@ def test_layer0_w8a8_on_simulated_board():
     assert len(report.records) == 7
     assert report.cosine >= 0.998, report.cosine
     assert report.decode is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--flip-rate", "1.5"], "the flip rate must be a number in [0, 1), not 1.5"),
+    (["--drop-rate", "0.6", "--flip-rate", "0.6"], "the fault rates add up to more than 1"),
+    (["--max-payload", "0"], "--max-payload must be at least 1, not 0"),
+    (["--retries", "-1"], "--retries must be at least 0, not -1"),
+])
+def test_run_layer_refuses_bad_fault_options_before_starting_a_board(args, message, capsys):
+    from systolica import cli
+
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        cli.main(["run-layer", *args])
+    assert "building simulated board" not in capsys.readouterr().out
 
 
 def test_bad_linears_kind_is_rejected():

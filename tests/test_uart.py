@@ -56,6 +56,52 @@ def test_receiver_takes_bytes_and_drops_framing_errors(divisor):
     assert errors == [3]
 
 
+def line_counts(levels, divisor, *, ready):
+    """The receiver's error counts (framing, overruns) after ``levels``, its ``data`` stream
+    always (``ready``) or never taken."""
+    dut = UARTReceiver(divisor)
+    counts = []
+
+    async def drive(ctx):
+        ctx.set(dut.data.ready, ready)
+        for level in levels:
+            ctx.set(dut.rx, level)
+            await ctx.tick()
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(4 * divisor)
+        counts.extend((ctx.get(dut.errors.framing), ctx.get(dut.errors.overruns)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(drive)
+    sim.run()
+    return tuple(counts)
+
+
+# (good bytes, bytes with a low stop bit, data taken?) → the counts IDENTIFY reports: a byte
+# that finds the last one untaken is an overrun; both counts stop at 255.
+LINE_CASES = {
+    "clean": (5, 0, True, (0, 0)),
+    "framing": (2, 3, True, (3, 0)),
+    "overruns": (5, 0, False, (0, 4)),
+    "both": (3, 2, False, (2, 2)),
+    "saturates": (0, 300, True, (255, 0)),
+}
+
+
+@pytest.mark.parametrize("name", list(LINE_CASES))
+def test_receiver_counts_line_errors(name):
+    good, bad, ready, want = LINE_CASES[name]
+    divisor = 4
+    idle = [1] * (2 * divisor)
+    levels = list(idle)
+    for i in range(good):
+        levels += serialize(0x40 + i, divisor) + idle
+    for i in range(bad):
+        levels += serialize(0x80 + i % 64, divisor, stop=0) + [0] * divisor + idle
+    assert line_counts(levels, divisor, ready=ready) == want
+
+
 def test_transmitter_to_receiver_round_trip():
     divisor = 16
     payload = [0x00, 0x01, 0x80, 0xFF, 0xA5, 0x5A, 0x37]
