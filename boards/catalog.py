@@ -46,7 +46,11 @@ BOARDS = {b.name: b for b in [
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clk_freq=30e6, baudrate=3_000_000, dsp_available=8,
         config=_accelerator(rows=4, cols=4, act_depth=1024, max_k=512, multiplier="pairs"),
-        leds=(("led_g", 0), ("led_r", 0)), synth_opts="-dsp",
+        # No `synth_ice40 -dsp`: every multiplier is an SB_MAC16 instance in its 8x8 mode
+        # (`rtl/multiplier.py` PairMultiplier), and -dsp's ice40_dsp pass rewrote those into
+        # unregistered 16x16 products, which gave wrong GEMMs (found by the gate-level test,
+        # tests/test_gate_level.py; so did every iCEBreaker build since 165d54c).
+        leds=(("led_g", 0), ("led_r", 0)),
         # The part is nearly full: the placement decides whether 30 MHz is met (seed search in
         # reports/build_history.md). With protocol v2's header window and CRCs it is at 94 %,
         # and the idle abort's 62 more cells made it fail placement: it has none (yet).

@@ -4,6 +4,8 @@ the device's receive buffer (most boards' UARTs have no RTS/CTS, so nothing else
 
 from systolica.protocol import HEADER_BYTES, IDENTIFY_PAD
 
+from .frames import ProtocolError
+
 __all__ = ["CreditWindow"]
 
 
@@ -53,6 +55,7 @@ class CreditWindow:
             return
         delta = (count - self._offset - self.acked) & 0xFFFFFFFF
         if self.acked + delta > self.sent:
-            raise RuntimeError(f"device acknowledged {self.acked + delta} bytes, host sent "
-                               f"only {self.sent}")
+            # A byte duplicated on the line does this: a damaged exchange, tried again.
+            raise ProtocolError(f"device acknowledged {self.acked + delta} bytes, host sent "
+                                f"only {self.sent}")
         self.acked += delta

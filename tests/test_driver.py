@@ -15,7 +15,7 @@ from systolica.host.driver import Driver, RetriesExhausted
 from systolica.host.frames import CorruptReply, DeviceError, ProtocolError
 from systolica.host.link import LinkClosed, LinkTimeout, SimulatedBoardLink
 from systolica.host.timed_link import TimedLink
-from systolica.protocol import HEADER_BYTES, Op, Status, pack_header, unpack_header
+from systolica.protocol import HEADER_BYTES, MAGIC, Op, Status, pack_header, unpack_header
 
 CONFIGS = {
     "default": Config(),
@@ -200,6 +200,30 @@ def test_max_payload_cuts_loads_and_gemms_into_pieces_that_fit(max_payload, n, k
     w = rng.integers(-128, 128, (k, m), dtype=np.int8)
     np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
     assert [op for op, _ in board.commands][1:] == ([Op.LOAD_A] + [Op.GEMM] * gemms) * loads
+
+
+def test_a_byte_duplicated_on_the_way_is_a_damaged_exchange_tried_again():
+    """The device then counts one byte more than the host sent (its CREDIT says so): the
+    exchange is tried again after a resync, not taken as the device's fault. (The copy of a
+    frame's last byte, which is not the magic byte here, is skipped by the device.)"""
+    board = PythonBoard(Config(rows=2, cols=3, link_bytes=1, act_depth=64, max_k=32,
+                               rx_fifo_words=256))
+    write, armed = board.write, []
+
+    def duplicate_once(data):
+        if armed and data:
+            armed.clear()
+            assert data[-1] != MAGIC
+            data = data + data[-1:]
+        write(data)
+
+    board.write = duplicate_once
+    drv = Driver(board, timeout=1, resync_quiet=0.01)
+    armed.append(True)
+    a = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
+    w = np.arange(-10, 10, dtype=np.int8).reshape(4, 5)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    assert drv.stats.retries == 1 and not armed
 
 
 def test_max_payload_below_a_tile_takes_part_of_one():
