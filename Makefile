@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOARD  ?= icebreaker
 
-.PHONY: all setup test lint demo bench quality flips bitstream bitstreams dsp-packing clean distclean help
+.PHONY: all setup test lint demo bench quality flips fuzz formal bitstream bitstreams dsp-packing clean distclean help
 
 all: test
 
@@ -16,6 +16,8 @@ help:
 	@echo "make bench   simulated-board cycles/s and MAC utilization"
 	@echo "make quality   bits per weight against fidelity and tokens/s (reports/quality.*)"
 	@echo "make flips   every single-bit flip of a small GEMM exchange on the simulated board"
+	@echo "make fuzz    10,000 malformed frames at the device (cocotb), each burst then checked"
+	@echo "make formal  formal checks (SymbiYosys and Yices from PyPI) at their long depths"
 	@echo "make bitstream BOARD=icebreaker   one board's bitstream and report"
 	@echo "make bitstreams   every board; regenerates reports/boards.md and reports/roofline.png"
 	@echo "make dsp-packing   ULX3S-85F study: int8 PEs vs two 4-bit-weight products per DSP"
@@ -52,6 +54,9 @@ quality: setup
 
 flips: setup
 	$(PY) -m systolica.host.flip_sweep
+
+formal: setup
+	$(PY) -m systolica.sim.formal
 
 bitstream: setup
 	$(VENV)/bin/systolica bitstream --board $(BOARD)
