@@ -55,6 +55,10 @@ quality: setup
 flips: setup
 	$(PY) -m systolica.host.flip_sweep
 
+# 5,000 malformed frames on each of two configurations (1-byte and 4-byte links), one a worker.
+fuzz: setup
+	SYSTOLICA_FUZZ_FRAMES=5000 $(PY) -m pytest -n 2 -rA tests/test_fuzz.py
+
 formal: setup
 	$(PY) -m systolica.sim.formal
 

@@ -5,8 +5,9 @@ import time
 
 import numpy as np
 
-from systolica.protocol import Op, Status, line_errors, padded
+from systolica.protocol import Op, Status, line_errors
 
+from . import gemm_plan
 from .driver_stats import DriverStats
 from .frames import (
     DeviceError,
@@ -177,38 +178,9 @@ class Driver:
         return result.out
 
     def plan(self, n, k, m, fmt=None):
-        """How a (n×k)·(k×m) GEMM is split: (rows per LOAD_A, K per pass, M per GEMM); ``fmt``
-        the weights' `BlockFormat` (None: int8)."""
-        cfg = self.config
-        k_step = min(k, cfg.max_k)
-        tiles = max(cfg.act_depth // k_step, 1)
-        n_step = min(n, tiles * cfg.rows, 0xFFFF)
-        m_step = min(m, 0xFFFF)
-        if self.max_payload is not None:
-            n_step = min(n_step, self._fit(cfg.rows, lambda r: self._a_bytes(r, k_step, fmt)))
-            m_step = min(m_step, self._fit(cfg.cols, lambda c: self._w_bytes(c, k_step, fmt)))
-        return n_step, k_step, m_step
-
-    def _fit(self, tile, payload):
-        """The most rows (columns) whose payload, ``payload(count)`` bytes, fits `max_payload`:
-        whole tiles if one fits, else part of one, at least 1."""
-        tiles = self.max_payload // payload(tile)
-        if tiles:
-            return tiles * tile
-        return max((c for c in range(1, tile) if payload(c) <= self.max_payload), default=1)
-
-    def _a_bytes(self, rows, k, fmt):
-        """LOAD_A payload bytes of ``rows`` (≤ a row tile) as the protocol lays them out: each
-        vector padded to whole link words (block activations: a scale vector a block)."""
-        lb = self.config.link_bytes
-        return k * padded(rows, lb) + (0 if fmt is None else k // 32 * padded(2 * rows, lb))
-
-    def _w_bytes(self, cols, k, fmt):
-        """GEMM payload bytes of ``cols`` weight columns (≤ a column tile)."""
-        lb = self.config.link_bytes
-        if fmt is None:
-            return k * padded(cols, lb)
-        return k // 32 * padded(cols * fmt.block_bytes, lb)
+        """How a (n×k)·(k×m) GEMM is split (`gemm_plan.plan`, with this driver's
+        ``max_payload``): (rows per LOAD_A, K per pass, M per GEMM)."""
+        return gemm_plan.plan(self.config, n, k, m, fmt, max_payload=self.max_payload)
 
     def gemm(self, a, w):
         """C = A·W for int8 A (N×K) and W (K×M), exactly, as int64 (N×M).

@@ -23,7 +23,6 @@ import collections
 import dataclasses
 import json
 import pathlib
-import types
 
 import numpy as np
 
@@ -134,9 +133,9 @@ def measure_board(board, shapes, *, log=None):
 
 
 def _plan(cfg, n, k, m):
-    from .driver import Driver
+    from .gemm_plan import plan
 
-    return Driver.plan(types.SimpleNamespace(config=cfg, max_payload=None), n, k, m)
+    return plan(cfg, n, k, m)
 
 
 def _block_bytes_out(cfg, xq, xd, raw, fmt):

@@ -101,7 +101,9 @@ class Session:
         self.bytes_in += len(data)
         self.reader.feed(data)
         for frame in self.reader.frames():
-            if frame.op == Op.CREDIT:
+            # (A CREDIT frame has status 0 and tag 0: an error reply to a command whose opcode
+            # happens to be CREDIT's is a reply, not a credit.)
+            if frame.op == Op.CREDIT and not frame.status and not frame.tag:
                 self.credit.on_credit(frame.args[0])
                 continue
             # A damaged IDENTIFY payload is not parsed; `check` refuses the reply.

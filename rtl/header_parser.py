@@ -95,7 +95,9 @@ class HeaderParser(wiring.Component):
         reply_identify = Signal()        # IDENTIFY's reply: payload length, link bytes, consumed
         reply_loaded = Signal()          # LOAD_A's OK reply: N and K
         # A rejected header's payload is skipped by its length: its words and its CRC word.
-        skip_left = Signal(32)
+        # (one bit more than a length's words: on a 1-byte link, a length near 2**32 and the
+        # CRC word's 4 words overflowed 32 bits, and a few bytes were skipped, not the payload)
+        skip_left = Signal(33 - _log2(lb))
         skip_ok = Signal()
         then_skip = Signal()             # after this reply, skip
 

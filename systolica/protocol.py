@@ -72,10 +72,11 @@ accepted LOAD_A or GEMM takes the payload its arguments describe, then the CRC w
 found where the device looks for it, turns into a ``BAD_CRC`` reply).
 
 Idle abort: a frame that stops arriving (the device waits ``abort_cycles`` cycles, from
-IDENTIFY, for its next word) is dropped: the device starts over, waiting for a header (the
-loaded A is forgotten, a GEMM under way is abandoned, a frame being sent may be cut off). If
-the frame was a LOAD_A or GEMM that had been accepted, an ``ABORTED`` error reply with its tag
-says so.
+IDENTIFY, for its next word) is dropped: the device starts over, waiting for a header. A header
+or a skipped payload in hand is dropped; an accepted LOAD_A loads nothing (the A loaded before
+it is forgotten too); an accepted GEMM's payload is made up to its end, so its RESULT frames
+still come (void) and the A stays loaded. Either then gets an ``ABORTED`` error reply with its
+tag.
 
 Commands and replies
 --------------------

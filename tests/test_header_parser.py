@@ -74,11 +74,17 @@ def frames(config):
         (pack_header(Op.GEMM, BAD_CRC_N, 8, 3, tag=26),
          [(Op.GEMM | REPLY, Status.NOT_LOADED, 26, BAD_CRC_N, 0, 0)]),
     ]
+    # The largest whole-word length is skipped whole (on a 1-byte link its word count and the CRC
+    # word's 4 overflowed 32 bits, and the IDENTIFY behind it was answered): nothing after it
+    # is answered (the table ends here for this row; the idle abort would end the skip).
+    last = (pack_header(0x07, 9, tag=29, length=2**32 - lb) + bytes(3 * lb)
+            + pack_header(Op.IDENTIFY, tag=30), [(0x07 | REPLY, Status.BAD_OPCODE, 29, 9, 0, 0)])
     if lb > 1:
         # A length that is not whole words is not skipped: the header after it is found.
         rows.append((pack_header(0x07, 9, tag=27, length=1) + pack_header(Op.IDENTIFY, tag=28),
                      [(0x07 | REPLY, Status.BAD_OPCODE, 27, 9, 0, 0),
                       (Op.IDENTIFY | REPLY, 0, 28, ident, lb, CONSUMED)]))
+    rows.append(last)
     return rows
 
 

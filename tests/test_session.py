@@ -201,3 +201,15 @@ def test_gemm_result_refuses_what_does_not_answer_its_gemm(replies, error, match
         assert not result.add(session.reply())
     with pytest.raises(error, match=match):
         result.add(session.reply())
+
+
+def test_an_error_reply_to_a_command_with_credit_s_opcode_is_a_reply_not_a_credit():
+    """The device answers a host's command whose opcode is CREDIT's with BAD_OPCODE, tagged:
+    that is a reply (the fuzzer sent one), not a count of consumed bytes."""
+    session = opened()
+    session.reply()
+    room = session.credit.room()
+    session.feed(pack_header(Op.CREDIT | REPLY, 0x12345678, status=Status.BAD_OPCODE, tag=7))
+    reply = session.reply()
+    assert (reply.op, reply.status, reply.tag) == (Op.CREDIT, Status.BAD_OPCODE, 7)
+    assert session.credit.room() == room

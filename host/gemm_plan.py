@@ -1,0 +1,46 @@
+"""How the host cuts a GEMM into what the device takes: LOAD_As that fit the activation buffer,
+passes of at most ``max_k``, and (on a noisy line) pieces small enough to arrive whole."""
+
+from systolica.protocol import BLOCK, padded
+
+__all__ = ["plan"]
+
+
+def plan(config, n, k, m, fmt=None, *, max_payload=None):
+    """(rows per LOAD_A, K per pass, M per GEMM) for a (n×k)·(k×m) GEMM on a device of
+    ``config``; ``fmt`` is the weights' `BlockFormat` (None: int8). With ``max_payload``, a
+    LOAD_A or GEMM carries at most about that many payload bytes: whole row (column) tiles if
+    one fits, else part of one, at least one row (column)."""
+    k_step = min(k, config.max_k)
+    tiles = max(config.act_depth // k_step, 1)
+    n_step = min(n, tiles * config.rows, 0xFFFF)
+    m_step = min(m, 0xFFFF)
+    if max_payload is not None:
+        n_step = min(n_step, _fit(config.rows, max_payload,
+                                  lambda r: activation_bytes(config, r, k_step, fmt)))
+        m_step = min(m_step, _fit(config.cols, max_payload,
+                                  lambda c: weight_bytes(config, c, k_step, fmt)))
+    return n_step, k_step, m_step
+
+
+def _fit(tile, limit, payload):
+    """The most rows (columns) whose payload, ``payload(count)`` bytes, is at most ``limit``."""
+    tiles = limit // payload(tile)
+    if tiles:
+        return tiles * tile
+    return max((c for c in range(1, tile) if payload(c) <= limit), default=1)
+
+
+def activation_bytes(config, rows, k, fmt=None):
+    """LOAD_A payload bytes of ``rows`` (≤ a row tile) and ``k``, as the protocol lays them out:
+    each vector padded to whole link words (block activations: a scale vector a block)."""
+    lb = config.link_bytes
+    return k * padded(rows, lb) + (0 if fmt is None else k // BLOCK * padded(2 * rows, lb))
+
+
+def weight_bytes(config, cols, k, fmt=None):
+    """GEMM payload bytes of ``cols`` weight columns (≤ a column tile) and ``k``."""
+    lb = config.link_bytes
+    if fmt is None:
+        return k * padded(cols, lb)
+    return k // BLOCK * padded(cols * fmt.block_bytes, lb)
