@@ -108,11 +108,17 @@ class Session:
                 continue
             # A damaged IDENTIFY payload is not parsed; `check` refuses the reply.
             if frame.op == Op.IDENTIFY and not frame.status and frame.payload_ok:
-                frame.config = Config.from_identify(frame.payload)
-                self.credit.on_identify(frame, frame.config)
-                self.config = frame.config
-                self.reader.config = frame.config
+                frame.config = self._identify_config(frame.payload)
+                if frame.config is not None:
+                    self.credit.on_identify(frame, frame.config)
+                    self.config = frame.config
+                    self.reader.config = frame.config
             self._replies.append(frame)
+
+    @staticmethod
+    def _identify_config(payload):
+        """The `Config` an IDENTIFY reply's payload describes (raises if it describes none)."""
+        return Config.from_identify(payload)
 
     def missing(self):
         """Bytes still to come before the next frame is complete."""

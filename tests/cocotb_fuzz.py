@@ -299,10 +299,9 @@ class LenientReader(FrameReader):
 
 
 class FuzzSession(Session):
-    """`Session` for the fuzzer. Differences: a `LenientReader`; a frame counts as CREDIT only
-    with status 0 and tag 0 (the device's BAD_OPCODE reply to a command whose opcode is 0x11,
-    CREDIT's, is a reply, not a credit); IDENTIFY replies inside bursts re-base the credit (`TaggedCredit`);
-    the longest time the host had bytes to send and no credit for them while the device had
+    """`Session` for the fuzzer. Differences: a `LenientReader`; an IDENTIFY payload that
+    describes no configuration is left to the fuzzer's judge; IDENTIFY replies inside bursts
+    re-base the credit (`TaggedCredit`); the longest time the host had bytes to send and no credit for them while the device had
     none buffered (its idle abort may count such cycles) is measured."""
 
     def __init__(self):
@@ -314,23 +313,12 @@ class FuzzSession(Session):
         self.max_stall = 0
         self._stalled_since = None
 
-    def feed(self, data):
-        self.bytes_in += len(data)
-        self.reader.feed(data)
-        for frame in self.reader.frames():
-            if frame.op == Op.CREDIT and not frame.status and not frame.tag:
-                self.credit.on_credit(frame.args[0])
-                continue
-            if frame.op == Op.IDENTIFY and not frame.status and frame.payload_ok:
-                try:
-                    frame.config = Config.from_identify(frame.payload)
-                except (ValueError, TypeError):
-                    frame.config = None      # judged by the fuzzer
-                if frame.config is not None:
-                    self.credit.on_identify(frame, frame.config)
-                    self.config = frame.config
-                    self.reader.config = frame.config
-            self._replies.append(frame)
+    @staticmethod
+    def _identify_config(payload):
+        try:
+            return Config.from_identify(payload)
+        except (ValueError, TypeError):
+            return None                  # judged by the fuzzer
 
     def take(self, limit=None, *, unit=1):
         chunk = super().take(limit, unit=unit)
