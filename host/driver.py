@@ -43,10 +43,11 @@ class Driver:
     progress : callable, optional
         Called as ``progress(done_bytes, total_bytes)`` while a GEMM streams.
     retries : int
-        How many times a LOAD_A or GEMM exchange is tried again after it was damaged, lost or
-        aborted on the way (a reply whose CRC is wrong, a ``BAD_CRC`` or ``ABORTED`` reply, a
-        reply that does not answer it, a timeout); each retry first resynchronizes
-        (`resync`, waiting ``resync_quiet`` seconds for silence). Then `RetriesExhausted`.
+        How many times a LOAD_A or GEMM exchange (or the first IDENTIFY) is tried again after it
+        was damaged, lost or aborted on the way (a reply whose CRC is wrong, a ``BAD_CRC`` or
+        ``ABORTED`` reply, a reply that does not answer it, a timeout once the device has said
+        something); each retry first resynchronizes (`resync`, waiting ``resync_quiet`` seconds
+        for silence). Then `RetriesExhausted`.
     max_payload : int, optional
         At most about this many payload bytes in one LOAD_A or GEMM (at least one row tile of
         activations, one column tile of weights), so that a retry on a noisy line sends a
@@ -69,7 +70,8 @@ class Driver:
         self.progress = progress
         self.stats = DriverStats()
         self.session = Session()
-        self.config = self.identify()
+        self.config = None
+        self._retrying("IDENTIFY", lambda _retry: self.identify())
 
     # --- the wire --------------------------------------------------------------------------
 
@@ -278,6 +280,8 @@ class Driver:
             except (DeviceError, ProtocolError, LinkTimeout) as exc:
                 if isinstance(exc, DeviceError) and exc.status not in RETRIED_STATUSES:
                     raise
+                if isinstance(exc, LinkTimeout) and not self.stats.bytes_in:
+                    raise       # silent from the start: no device there, not a noisy line
                 failures.append(f"try {attempt + 1}: {type(exc).__name__}: {exc}")
                 last = exc
         st = self.stats

@@ -7,6 +7,7 @@ import numpy as np
 
 from .accel_linear import AcceleratorLinear, BlockLinear, compare
 from .driver import Driver
+from .link import LinkError
 from .llama import LINEARS, LlamaModel
 from .model_file import ModelFile
 from .progress import Progress
@@ -41,16 +42,6 @@ class LayerReport:
     def all_exact(self):
         return all(r.exact for r in self.records)
 
-    def _print_recovery(self, out):
-        """The link's faults (a `FaultyLink`) and what the driver did about them."""
-        st = self.recovery
-        if self.faults is not None:
-            out(f"faults injected: to the device {_faults_text(self.faults['to_device'])}; "
-                f"from the device {_faults_text(self.faults['from_device'])}")
-        if self.faults is not None or st.retries or st.resyncs:
-            out(f"recovery: {st.retries} retries, {st.resyncs} resyncs, {st.stale_replies} "
-                f"late replies dropped, {st.discarded_in} received bytes discarded")
-
     def print(self, out=print):
         cfg = self.config
         out(f"model: {self.model_path.name}, layer {self.layer} of {self.n_layers}; prompt of "
@@ -79,12 +70,27 @@ class LayerReport:
             out(f"one-token decode step: weight bytes per weight "
                 f"{d.weight_bytes_out / self.weights:.4f}; {d.act_bytes_out} activation bytes, "
                 f"{d.bytes_in} result bytes, {d.device_cycles} device cycles")
-        self._print_recovery(out)
+        for line in recovery_lines(self.recovery, self.faults):
+            out(line)
         model = ("the bit-exact block model (host/block_formats.py)" if self.kind == "native"
                  else "numpy's integer result")
         verdict = ("all {} device GEMMs bit-exact with " + model if self.all_exact
                    else "NOT all {} device GEMMs were bit-exact with " + model)
         out(verdict.format(st.device_gemms))
+
+
+def recovery_lines(stats, faults):
+    """The link's faults (a `FaultyLink`'s ``faults``, or None) and what the driver did about
+    them (its `DriverStats`), as lines for a person."""
+    lines = []
+    if faults is not None:
+        lines.append(f"faults injected: to the device {_faults_text(faults['to_device'])}; "
+                     f"from the device {_faults_text(faults['from_device'])}")
+    if faults is not None or stats.retries or stats.resyncs:
+        lines.append(f"recovery: {stats.retries} retries, {stats.resyncs} resyncs, "
+                     f"{stats.stale_replies} late replies dropped, {stats.discarded_in} "
+                     "received bytes discarded")
+    return lines
 
 
 def _faults_text(faults):
@@ -141,6 +147,11 @@ def run_layer(link, *, layer=0, prompt=DEFAULT_PROMPT, model_path=None, timeout=
                 act_bytes_out=after.act_bytes_out - stats.act_bytes_out,
                 bytes_in=after.bytes_in - stats.bytes_in,
                 device_cycles=after.device_cycles - stats.device_cycles)
+    except LinkError as exc:            # say how far the recovery went before it gave up
+        st = driver.stats
+        exc.add_note(f"before it: {st.device_gemms} device GEMMs done, {st.bytes_out} bytes "
+                     f"sent; " + "; ".join(recovery_lines(st, getattr(link, "faults", None))))
+        raise
     finally:
         driver.close()
     max_err, cosine = compare(out, reference)

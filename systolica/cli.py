@@ -261,6 +261,8 @@ def main(argv=None):
         return 130
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
         print(f"systolica: error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):
+            print(f"  {note}", file=sys.stderr)
         return 1
 
 

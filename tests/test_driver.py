@@ -252,8 +252,17 @@ def test_bad_driver_options_are_refused_before_the_link_is_used(kwargs, match):
 
 
 def test_identify_reply_with_a_damaged_payload_is_refused():
-    with pytest.raises(CorruptReply, match="IDENTIFY reply of tag 1: payload CRC wrong"):
-        Driver(PythonBoard(PY_CFG, tamper=_flip_payload(Op.IDENTIFY)), timeout=1)
+    with pytest.raises(RetriesExhausted, match="IDENTIFY failed 2 times; try 1: CorruptReply: "
+                       "IDENTIFY reply of tag 1: payload CRC wrong") as info:
+        Driver(PythonBoard(PY_CFG, tamper=_flip_payload(Op.IDENTIFY)), timeout=1, retries=1,
+               resync_quiet=0.01)
+    assert isinstance(info.value.__cause__, CorruptReply)
+
+
+def test_first_identify_is_retried():
+    drv = Driver(PythonBoard(PY_CFG, tamper=_once(_flip_payload(Op.IDENTIFY))), timeout=1,
+                 resync_quiet=0.01)
+    assert drv.config == PY_CFG and drv.stats.retries == 1
 
 
 def test_device_error_reply_surfaces_and_device_stays_usable(driver):
