@@ -19,6 +19,9 @@ from .frames import Frame, ProtocolError
 
 __all__ = ["FrameReader"]
 
+# The statuses of the reply to a command whose opcode the device does not know.
+UNKNOWN_OP_STATUSES = (Status.BAD_OPCODE, Status.BAD_CHECK)
+
 
 class FrameReader:
     """Incremental parser of the device's reply stream.
@@ -85,8 +88,9 @@ class FrameReader:
         if not op & REPLY:
             return f"a frame without the reply bit: op 0x{op:02x}"
         op &= ~REPLY
-        # An unknown opcode comes back only in the BAD_OPCODE reply to it.
-        if status not in set(Status) or (op not in set(Op) and status != Status.BAD_OPCODE):
+        # An unknown opcode comes back only in an error reply to it: BAD_OPCODE, or BAD_CHECK
+        # when the header's must-be-zero fields were not zero (the device checks those first).
+        if status not in set(Status) or (op not in set(Op) and status not in UNKNOWN_OP_STATUSES):
             return f"unknown opcode 0x{op:02x} or status {status}"
         lb = self.link_bytes
         if op == Op.RESULT and not status:

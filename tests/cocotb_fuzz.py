@@ -50,6 +50,7 @@ CHECKED_WAIT = 100_000      # cycles a burst may take to be consumed, or a reply
 POLL = 16                   # cycles between looks at the replies while waiting
 MAX_REPORTED = 20           # failures kept in full in the report
 
+
 # --- the test --------------------------------------------------------------------------------
 
 class Failure(Exception):

@@ -19,6 +19,7 @@ from systolica.protocol import MAGIC, Op, crc_word, padded
 
 __all__ = ["Burst", "FrameMaker", "Piece", "replay_burst"]
 
+
 @dataclasses.dataclass
 class Piece:
     """One frame (or stretch of garbage) of a burst: its kind, where it starts in the burst,

@@ -3,11 +3,10 @@ replies to headers inside a burst, and measures how long the host waited for cre
 
 from systolica.config import Config
 from systolica.host.credit import CreditWindow
-from systolica.host.frame_reader import FrameReader
 from systolica.host.session import Session
-from systolica.protocol import REPLY, Status, unpack_header
 
-__all__ = ["FuzzSession", "LenientReader", "TaggedCredit"]
+__all__ = ["FuzzSession", "TaggedCredit"]
+
 
 class TaggedCredit(CreditWindow):
     """The credit window, re-based by every IDENTIFY reply from where that IDENTIFY's header was
@@ -25,28 +24,14 @@ class TaggedCredit(CreditWindow):
         super().on_identify(frame, config)
 
 
-class LenientReader(FrameReader):
-    """`FrameReader` that also takes an error reply other than BAD_OPCODE to an unknown opcode
-    (the device checks a header's must-be-zero fields first: BAD_CHECK)."""
-
-    def _problem(self, raw):
-        problem = super()._problem(raw)
-        if problem and problem.startswith("unknown opcode"):
-            h = unpack_header(raw)
-            if h.op & REPLY and h.status in set(Status) and h.status and not h.length:
-                return None
-        return problem
-
-
 class FuzzSession(Session):
-    """`Session` for the fuzzer. Differences: a `LenientReader`; an IDENTIFY payload that
-    describes no configuration is left to the fuzzer's judge; IDENTIFY replies inside bursts
-    re-base the credit (`TaggedCredit`); the longest time the host had bytes to send and no credit for them while the device had
-    none buffered (its idle abort may count such cycles) is measured."""
+    """`Session` for the fuzzer. Differences: an IDENTIFY payload that describes no
+    configuration is left to the fuzzer's judge; IDENTIFY replies inside bursts re-base the
+    credit (`TaggedCredit`); the longest time the host had bytes to send and no credit for them
+    while the device had none buffered (its idle abort may count such cycles) is measured."""
 
     def __init__(self):
         super().__init__()
-        self.reader = LenientReader()
         self.credit = TaggedCredit()
         self.clock = None           # () -> the current cycle
         self.device_empty = bool    # () -> the device's receive buffer is empty

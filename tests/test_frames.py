@@ -268,6 +268,7 @@ def test_reader_refuses_a_result_before_it_knows_the_link():
     (flipped(pack_header(Op.GEMM | REPLY, 7), 40), "bad CRC"),
     (pack_header(Op.GEMM, 7), "reply bit"),
     (pack_header(0x7F | REPLY, 7), "unknown opcode"),
+    (pack_header(0x7F | REPLY, 7, status=Status.BAD_LENGTH), "unknown opcode 0x7f"),
     (pack_header(Op.GEMM | REPLY, 7, status=99), "unknown opcode 0x03 or status 99"),
     (pack_header(Op.RESULT | REPLY, 0, 0, 5 | 3 << 16, length=60), "RESULT of 5x3, larger than"),
     (pack_header(Op.RESULT | REPLY, 0, 0, 0xFFFF | 0xFFFF << 16), "larger than"),
@@ -323,3 +324,12 @@ def test_reader_finds_a_header_inside_a_failed_candidate(prefix):
     reader = FrameReader(link_bytes=1)
     reader.feed(prefix + GEMM_REPLY)
     assert [f.op for f in reader.frames()] == [Op.GEMM] and reader.discarded == len(prefix)
+
+
+@pytest.mark.parametrize("status", [Status.BAD_OPCODE, Status.BAD_CHECK])
+def test_reader_takes_the_error_reply_to_an_unknown_opcode(status):
+    """The device answers an opcode it does not know with BAD_OPCODE, or BAD_CHECK when the
+    header's must-be-zero fields were not zero (it checks those first)."""
+    reader = FrameReader(link_bytes=1)
+    reader.feed(pack_header(0x7F | REPLY, 7, status=status, tag=5))
+    assert [(f.op, f.status, f.tag) for f in reader.frames()] == [(0x7F, status, 5)]
