@@ -70,6 +70,7 @@ class Driver:
         self.progress = progress
         self.stats = DriverStats()
         self.session = Session()
+        self._in_doubt = False      # an exchange failed and no resync has succeeded since
         self.config = None
         self._retrying("IDENTIFY", lambda _retry: self.identify())
 
@@ -269,19 +270,24 @@ class Driver:
     def _retrying(self, what, run):
         """``run(retry)``, tried up to ``1 + retries`` times: after an error reply a retry can
         cure (`RETRIED_STATUSES`), a damaged or unexpected reply or a timeout, the conversation
-        is resynchronized and ``run(True)`` goes again. Then `RetriesExhausted`."""
+        is resynchronized and ``run(True)`` goes again. Then `RetriesExhausted`, and the next
+        command starts with a resync (the last one may have failed too)."""
         failures = []
         for attempt in range(self.retries + 1):
             try:
-                if attempt:
-                    self.stats.retries += 1
+                if attempt or self._in_doubt:
+                    self.stats.retries += bool(attempt)
                     self.resync(self.resync_quiet)
+                    self._in_doubt = False
                 return run(bool(attempt))
             except (DeviceError, ProtocolError, LinkTimeout) as exc:
                 if isinstance(exc, DeviceError) and exc.status not in RETRIED_STATUSES:
                     raise
                 if isinstance(exc, LinkTimeout) and not self.stats.bytes_in:
                     raise       # silent from the start: no device there, not a noisy line
+                # Until a resync succeeds, the next exchange (of this command, or of the next
+                # one if this was the last try) starts with one.
+                self._in_doubt = True
                 failures.append(f"try {attempt + 1}: {type(exc).__name__}: {exc}")
                 last = exc
         st = self.stats

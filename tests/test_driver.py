@@ -169,6 +169,27 @@ def test_a_damaged_exchange_is_tried_again_and_the_result_is_exact(tamper):
     assert drv.stats.retries == 1
 
 
+def test_after_retries_run_out_the_next_command_resyncs_first():
+    """Every RESULT and every IDENTIFY reply after the first is damaged: the GEMM's tries and
+    their resyncs all fail, and the session is left mid-IDENTIFY. The line then comes clean: the
+    next GEMM resynchronizes before its first try (no retry, no timeout) and is exact."""
+    def damage(op, data):
+        if op == Op.IDENTIFY and not damage.first:
+            return _flip_payload(Op.IDENTIFY)(op, data)
+        damage.first = False
+        return _flip_payload(Op.RESULT)(op, data)
+    damage.first = True
+    board = PythonBoard(PY_CFG, tamper=damage)
+    drv = Driver(board, timeout=1, retries=2, resync_quiet=0.01)
+    a = np.ones((2, 3), dtype=np.int8)
+    with pytest.raises(RetriesExhausted, match="failed 3 times"):
+        drv.gemm(a, a.T.copy())
+    board.tamper = None
+    retries, resyncs = drv.stats.retries, drv.stats.resyncs
+    np.testing.assert_array_equal(drv.gemm(a, a.T.copy()), np.full((2, 2), 3))
+    assert (drv.stats.retries, drv.stats.resyncs) == (retries, resyncs + 1)
+
+
 def test_a_duplicated_reply_is_dropped_without_a_retry():
     """Each LOAD_A reply arrives twice: the copy, read while the GEMM's replies are awaited,
     answers an earlier command and is dropped."""
