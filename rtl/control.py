@@ -94,7 +94,9 @@ class CrcPortSignature(wiring.Signature):
     data : the word to feed (``width`` bits).
     valid : feed ``data`` this cycle.
     start : start over from the CRC's initial value (with ``valid``: ``data`` is the first).
-    match_detected : in; the words fed since the start end in the CRC-32 residue.
+    match_detected : in; the words fed since the start end in the CRC-32 residue. The shared
+        processor takes its inputs through a register (`SHARED_CRC_DELAY`): a word fed in one
+        cycle counts in ``match_detected`` two cycles later, not one.
     """
 
     def __init__(self, width):
@@ -122,6 +124,17 @@ class LineErrorsSignature(wiring.Signature):
             "framing": Out(LINE_COUNT_BITS),
             "overruns": Out(LINE_COUNT_BITS),
         })
+
+
+# Cycles the shared CRC processor's inputs spend in a register (`Decoder`): its enable would
+# otherwise end the decoder's word-accept chain, across the die (the ULX3S-25F's critical path).
+SHARED_CRC_DELAY = 1
+
+
+def crc_delay(component):
+    """Extra cycles before ``component``'s CRC result counts the last word it fed: the shared
+    processor's `SHARED_CRC_DELAY`, or 0 with a processor of its own."""
+    return SHARED_CRC_DELAY if "crc" in component.signature.members else 0
 
 
 def crc_processor(m, component, width):

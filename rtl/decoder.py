@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from systolica.protocol import Status
 
-from .control import GemmControlSignature, UnpackerControlSignature
+from .control import SHARED_CRC_DELAY, GemmControlSignature, UnpackerControlSignature
 from .header_parser import HeaderParser
 from .idle_abort import IdleAbort
 from .payload_router import PayloadRouter
@@ -67,13 +67,18 @@ class CommandDecoder(wiring.Component):
         # header window feeds it (and starts it) only in its rotation, while the parser is in
         # HEADER and the router idle; the router starts it (START) and feeds it only between
         # taking a command and ``done``, while the window waits, not hunting. Each starts it
-        # over before its words and reads ``match_detected`` before the other's turn.
+        # over before its words and reads ``match_detected`` before the other's turn. Its inputs
+        # pass a register (`SHARED_CRC_DELAY`; both halves wait the cycle it costs), so that the
+        # word-accept chain ends there and not at the enables of the CRC's 32 flip-flops.
         m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=8 * cfg.link_bytes).create()
         hunt, route = parser.crc, router.crc
-        m.d.comb += [
+        assert SHARED_CRC_DELAY == 1
+        m.d.sync += [
             crc.valid.eq(hunt.valid | route.valid),
             crc.start.eq(hunt.start | route.start),
             crc.data.eq(Mux(hunt.valid, hunt.data, route.data)),
+        ]
+        m.d.comb += [
             hunt.match_detected.eq(crc.match_detected),
             route.match_detected.eq(crc.match_detected),
         ]

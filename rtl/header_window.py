@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
 
-from .control import CrcPortSignature, crc_processor
+from .control import CrcPortSignature, crc_delay, crc_processor
 from .frame_layouts import Header
 
 __all__ = ["HeaderWindow"]
@@ -94,6 +94,10 @@ class HeaderWindow(wiring.Component):
                 m.d.comb += [crc.valid.eq(1), crc.start.eq(step == 0)]
                 m.d.sync += [win.eq(shifted(win[:width])), step.eq(step + 1)]
                 with m.If(step == hw - 1):
+                    m.next = "SETTLE" if crc_delay(self) else "VERDICT"
+
+            if crc_delay(self):
+                with m.State("SETTLE"):         # the last word reaches the shared processor
                     m.next = "VERDICT"
 
             with m.State("VERDICT"):

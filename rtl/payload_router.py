@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from systolica import protocol
 
 from .command import CommandSignature
-from .control import CrcPortSignature, crc_processor
+from .control import CrcPortSignature, crc_delay, crc_processor
 from .payload_router_state import router_registers, set_left
 
 __all__ = ["PayloadRouter"]
@@ -248,7 +248,11 @@ class PayloadRouter(wiring.Component):
                 with m.If(self.rx.valid):
                     m.d.sync += r.crc_left.eq(r.crc_left - 1)
                     with m.If(r.crc_left == 0):
-                        m.next = "CHECK"
+                        m.next = "SETTLE" if crc_delay(self) else "CHECK"
+
+            if crc_delay(self):
+                with m.State("SETTLE"):         # the CRC word reaches the shared processor
+                    m.next = "CHECK"
 
             with m.State("CHECK"):
                 m.d.sync += r.bad_crc.eq(~crc.match_detected)
@@ -296,6 +300,7 @@ class PayloadRouter(wiring.Component):
                         self._group_state(m, r)
                 else:
                     self._vector_state(m, r, self.wgt, cfg.cols, "GEMM_TILE")
-        m.d.comb += self.routing.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("CHECK") &
-                                    ~fsm.ongoing("DONE"))
+        waiting = ("IDLE", "SETTLE", "CHECK", "DONE") if crc_delay(self) else ("IDLE", "CHECK",
+                                                                                "DONE")
+        m.d.comb += self.routing.eq(~Cat(fsm.ongoing(state) for state in waiting).any())
         return m
