@@ -41,7 +41,7 @@ def _shapes(rng):
 @pytest.mark.parametrize(("name", "rates"), CASES, ids=[c[0] for c in CASES])
 def test_gemms_are_exact_or_refused(board, name, rates):
     link = FaultyLink(board, to_device=rates, from_device=rates, seed=len(name))
-    driver = Driver(link, timeout=2.0, resync_quiet=0.1, retries=8, max_payload=64)
+    driver = Driver(link, timeout=1.0, resync_quiet=0.1, retries=8, max_payload=64)
     driver.resync(0.1)             # the previous case may have left a frame half sent
     outcomes = {"exact": 0}
     refusals = []
