@@ -53,7 +53,8 @@ BOARDS = {b.name: b for b in [
         leds=(("led_g", 0), ("led_r", 0)),
         # The part is nearly full: the placement decides whether 30 MHz is met (seed search in
         # reports/build_history.md). With protocol v2's header window and CRCs it is at 94 %,
-        # and the idle abort's 62 more cells made it fail placement: it has none (yet).
+        # and the idle abort's 62 more cells made it fail placement: it has none, and the host's
+        # resync completes a frame cut off on the way with zero bytes (host/frame_fill.py).
         nextpnr_opts="--seed 3", idle_abort=False),
     Board(
         name="ulx3s-85f", loader="ulx3s", usb_uart=FT231X_UART,

@@ -9,6 +9,7 @@ from systolica.protocol import Op, Status, line_errors
 
 from . import gemm_plan
 from .driver_stats import DriverStats
+from .frame_fill import drain, fill_cut_frame
 from .frames import (
     DeviceError,
     ProtocolError,
@@ -71,6 +72,7 @@ class Driver:
         self.stats = DriverStats()
         self.session = Session()
         self._in_doubt = False      # an exchange failed and no resync has succeeded since
+        self._longest_frame = 0     # bytes of the longest frame sent (`frame_fill`)
         self.config = None
         self._retrying("IDENTIFY", lambda _retry: self.identify())
 
@@ -96,6 +98,7 @@ class Driver:
 
     def _send(self, data, *, kind=None):
         """Send ``data`` without exceeding the device's credit, taking replies meanwhile."""
+        self._longest_frame = max(self._longest_frame, len(data))
         self.session.send(data)
         self._flush(kind)
 
@@ -157,13 +160,18 @@ class Driver:
         catalog boards), so that a command cut off mid-payload has been dropped by then (with
         its ``ABORTED`` reply, drained here) and the IDENTIFY is not taken for its rest. Tags go
         on from the old session's, so a late reply to one of its commands does not pass for a
-        reply to a new one."""
-        dropped = self.session.reader.buffered + self.session.reader.discarded
-        while True:
-            try:
-                dropped += len(self.link.read_some(quiet))
-            except LinkTimeout:
-                break
+        reply to a new one. A device without an idle abort (``abort_cycles`` = 0) is sent as many
+        zero bytes as the longest frame sent first, which completes a frame cut off on the way
+        (`frame_fill`; a FIFO's worth at a time, each followed by ``quiet / 10`` s of silence),
+        then waits for ``quiet`` s of silence again."""
+        dropped = (self.session.reader.buffered + self.session.reader.discarded
+                   + drain(self.link, quiet))
+        if self.config is not None and not self.config.abort_cycles:
+            sent, more = fill_cut_frame(self.link, self.config, self._longest_frame,
+                                        quiet / 10)
+            self.stats.bytes_out += sent
+            self.stats.fill_bytes_out += sent
+            dropped += more + drain(self.link, quiet)
         self.session = Session(last_tag=self.session.last_tag)
         self.stats.resyncs += 1
         self.stats.discarded_in += dropped

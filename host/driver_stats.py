@@ -20,6 +20,8 @@ class DriverStats:
     discarded_in: int = 0        # received bytes dropped by resyncs (unread or not a reply)
     retries: int = 0             # commands sent again after a damaged, lost or aborted exchange
     stale_replies: int = 0       # replies to earlier commands (a tag sent before), dropped
+    fill_bytes_out: int = 0      # zero bytes a resync sent to complete a cut-off frame (a
+                                 # device without an idle abort; `frame_fill`)
     line_framing_errors: int = 0  # the device's line error counts (UART framing errors and
     line_overruns: int = 0        # overruns since power-up) at its last IDENTIFY
 

@@ -20,10 +20,10 @@ _REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def source_files():
-    """The Python files the Verilog is generated from: all of ``rtl/``, the configuration and
-    this file (which names the top level)."""
+    """The Python files the Verilog is generated from: all of ``rtl/``, the configuration, the
+    protocol's constants and this file (which names the top level)."""
     return [*sorted((_REPO / "rtl").glob("*.py")), _REPO / "systolica" / "config.py",
-            pathlib.Path(__file__).resolve()]
+            _REPO / "systolica" / "protocol.py", pathlib.Path(__file__).resolve()]
 
 
 @functools.cache

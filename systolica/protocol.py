@@ -76,7 +76,10 @@ IDENTIFY, for its next word) is dropped: the device starts over, waiting for a h
 or a skipped payload in hand is dropped; an accepted LOAD_A loads nothing (the A loaded before
 it is forgotten too); an accepted GEMM's payload is made up to its end, so its RESULT frames
 still come (void) and the A stays loaded. Either then gets an ``ABORTED`` error reply with its
-tag.
+tag. A device built without the idle abort (``abort_cycles`` = 0 in IDENTIFY; a part too full
+for it) keeps waiting for the rest: the host's resync then sends as many zero bytes as its
+longest frame, which complete the frame (its payload fails the CRC check) and are then taken as
+bytes between frames.
 
 Commands and replies
 --------------------

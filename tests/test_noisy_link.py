@@ -5,12 +5,15 @@ The fast representative in `make test` of `systolica run-layer --flip-rate ...` 
 through the same link, minutes to an hour) and of the exhaustive single-bit sweep (`make flips`).
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from systolica.host.driver import Driver, RetriesExhausted
 from systolica.host.faulty_link import FaultRates, FaultyLink
 from systolica.host.flip_sweep import SWEEP_CONFIG
+from systolica.host.frames import gemm_command
 from systolica.host.link import SimulatedBoardLink
 
 GEMMS = 10
@@ -24,9 +27,21 @@ CASES = [
 ]
 
 
+# The same device without an idle abort (as on the iCEBreaker): a frame cut off on the way is
+# completed by the host's resync (`frame_fill`), not dropped by the device.
+NO_ABORT_CONFIG = dataclasses.replace(SWEEP_CONFIG, abort_cycles=0)
+
+
 @pytest.fixture(scope="module")
 def board():
     link = SimulatedBoardLink(SWEEP_CONFIG)
+    yield link
+    link.close()
+
+
+@pytest.fixture(scope="module")
+def no_abort_board():
+    link = SimulatedBoardLink(NO_ABORT_CONFIG)
     yield link
     link.close()
 
@@ -61,6 +76,21 @@ def test_gemms_are_exact_or_refused(board, name, rates):
           f"{driver.stats.resyncs} resyncs")
     assert faults > 0 and driver.stats.retries > 0, "the faults never struck: the test is void"
     assert outcomes["exact"] >= GEMMS // 2, outcomes
+
+
+def test_without_an_idle_abort_a_resync_completes_a_cut_frame(no_abort_board):
+    rng = np.random.default_rng(7)
+    a = rng.integers(-128, 128, (4, 32), dtype=np.int8)
+    w = rng.integers(-128, 128, (32, 8), dtype=np.int8)
+    driver = Driver(no_abort_board, timeout=1.0, resync_quiet=0.1, retries=0)
+    assert np.array_equal(driver.gemm(a, w), a.astype(np.int64) @ w)
+    # A GEMM frame of which only the first quarter arrives: the device waits for the rest, and
+    # without the fill it would take the resync's IDENTIFY for part of it and never answer.
+    frame = gemm_command(w, len(a), NO_ABORT_CONFIG)
+    no_abort_board.write(frame[:len(frame) // 4])
+    driver.resync(0.1)
+    assert driver.stats.fill_bytes_out >= len(frame)
+    assert np.array_equal(driver.gemm(a, w), a.astype(np.int64) @ w)
 
 
 def test_a_dead_line_ends_in_a_clear_error(board):
