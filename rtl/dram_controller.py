@@ -1,0 +1,201 @@
+"""LiteDRAM's DRAM controller (a generated Verilog core, `sim.dram_core`) as an Amaranth component.
+
+The core's native user port becomes three streams and its control bus a declared Wishbone
+signature; nothing here imports LiteX: the widths come from the constructor (`from_info` reads
+them from the core's JSON description). The ports connected are the simulation core's (with
+LiteDRAM's DRAM model inside); the ECPIX-5 core adds ``rst``, ``pll_locked`` and the DDR3 pads,
+for the board's slice (`from_info` refuses a core whose ports differ from these).
+
+The port's rules, which LiteDRAM's own DMA frontends follow:
+
+* ``cmd`` carries one 128-bit word (one BL8 burst) per beat; ``addr`` counts words.
+* ``wdata.ready`` follows an accepted write command after a fixed latency, and the core takes
+  ``wdata.payload`` whenever ``ready`` is high, valid or not: the data of each write must be on
+  ``wdata`` (in command order) no later than its command is offered.
+* ``rdata.valid`` is a fixed-latency pipeline of accepted read commands and LiteDRAM ignores
+  ``rdata.ready`` (here the stream is ``always_ready``): whoever issues reads must have room for
+  every read in flight, reserved before the command is offered (LiteDRAM's ``LiteDRAMDMAReader``
+  does it with a reservation FIFO).
+* Read and write data come back in command order (the crossbar holds a port's commands to one
+  bank until its other banks have none pending).
+* Nothing moves before ``init_done``: the core blocks the port until the control bus writes it
+  (`rtl.dram_init.DramInit`).
+"""
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["DramController", "WishboneSignature", "cmd_layout", "wdata_layout"]
+
+
+def cmd_layout(addr_width):
+    """A native-port command: ``we`` (1 = write) and the word address."""
+    return data.StructLayout({"we": 1, "addr": addr_width})
+
+
+def wdata_layout(data_width):
+    """A native-port write beat: the data and one write enable per byte."""
+    return data.StructLayout({"data": data_width, "we": data_width // 8})
+
+
+class WishboneSignature(wiring.Signature):
+    """A Wishbone classic bus, initiator's view, without bursts (``cti`` and ``bte`` are 0).
+
+    Parameters
+    ----------
+    addr_width : int
+        Width of ``adr``, a word address.
+    data_width : int
+        Width of ``dat_w``/``dat_r``; ``sel`` has one bit per byte.
+
+    Members
+    -------
+    cyc, stb, we : Out(1)
+    adr : Out(addr_width)
+    dat_w : Out(data_width)
+    sel : Out(data_width // 8)
+    dat_r : In(data_width)
+    ack, err : In(1)
+    """
+
+    def __init__(self, addr_width, data_width=32):
+        for name, value in (("addr_width", addr_width), ("data_width", data_width)):
+            if not isinstance(value, int) or value < 1:
+                raise TypeError(f"{name} must be a positive integer, not {value!r}")
+        if data_width % 8:
+            raise ValueError(f"data_width must be a multiple of 8, not {data_width}")
+        self.addr_width, self.data_width = addr_width, data_width
+        super().__init__({
+            "cyc": Out(1), "stb": Out(1), "we": Out(1), "adr": Out(addr_width),
+            "dat_w": Out(data_width), "sel": Out(data_width // 8),
+            "dat_r": In(data_width), "ack": In(1), "err": In(1),
+        })
+
+    def __eq__(self, other):
+        return (isinstance(other, WishboneSignature) and other.addr_width == self.addr_width
+                and other.data_width == self.data_width)
+
+    def __repr__(self):
+        return f"WishboneSignature({self.addr_width}, {self.data_width})"
+
+
+def _signature(addr_width, data_width, ctrl_addr_width):
+    return wiring.Signature({
+        "cmd": In(stream.Signature(cmd_layout(addr_width))),
+        "wdata": In(stream.Signature(wdata_layout(data_width))),
+        "rdata": Out(stream.Signature(data_width, always_ready=True)),
+        "ctrl": In(WishboneSignature(ctrl_addr_width)),
+        "init_done": Out(1),
+        "init_error": Out(1),
+    })
+
+
+def _connections(ports, domain):
+    """{core port: (direction, value)} for every port of the simulation core, ``ports`` being
+    the controller (or an interface of its signature)."""
+    user_clk, user_rst = Signal(), Signal()
+    port, ctrl = "user_port_native_0", ports.ctrl
+    return {
+        "clk": ("i", ClockSignal(domain)),
+        "sim_trace": ("i", Const(0, 1)),
+        "user_clk": ("o", user_clk),
+        "user_rst": ("o", user_rst),
+        "init_done": ("o", ports.init_done),
+        "init_error": ("o", ports.init_error),
+        f"{port}_cmd_valid": ("i", ports.cmd.valid),
+        f"{port}_cmd_ready": ("o", ports.cmd.ready),
+        f"{port}_cmd_we": ("i", ports.cmd.payload.we),
+        f"{port}_cmd_addr": ("i", ports.cmd.payload.addr),
+        f"{port}_wdata_valid": ("i", ports.wdata.valid),
+        f"{port}_wdata_ready": ("o", ports.wdata.ready),
+        f"{port}_wdata_we": ("i", ports.wdata.payload.we),
+        f"{port}_wdata_data": ("i", ports.wdata.payload.data),
+        f"{port}_rdata_valid": ("o", ports.rdata.valid),
+        f"{port}_rdata_ready": ("i", Const(1, 1)),
+        f"{port}_rdata_data": ("o", ports.rdata.payload),
+        "wb_ctrl_cyc": ("i", ctrl.cyc),
+        "wb_ctrl_stb": ("i", ctrl.stb),
+        "wb_ctrl_we": ("i", ctrl.we),
+        "wb_ctrl_adr": ("i", ctrl.adr),
+        "wb_ctrl_dat_w": ("i", ctrl.dat_w),
+        "wb_ctrl_sel": ("i", ctrl.sel),
+        "wb_ctrl_cti": ("i", Const(0, 3)),
+        "wb_ctrl_bte": ("i", Const(0, 2)),
+        "wb_ctrl_dat_r": ("o", ctrl.dat_r),
+        "wb_ctrl_ack": ("o", ctrl.ack),
+        "wb_ctrl_err": ("o", ctrl.err),
+    }
+
+
+def _check_ports(connections, core_ports):
+    got = {name: ("input" if d == "i" else "output", len(v))
+           for name, (d, v) in connections.items()}
+    want = {name: tuple(entry) for name, entry in core_ports.items()}
+    wrong = sorted(name for name in set(got) | set(want) if got.get(name) != want.get(name))
+    if wrong:
+        raise ValueError("litedram_core's ports and DramController's connections differ: "
+                         + ", ".join(f"{n} (core {want.get(n)}, here {got.get(n)})"
+                                     for n in wrong))
+
+
+class DramController(wiring.Component):
+    """The ``litedram_core`` Verilog module with its native user port as streams.
+
+    Parameters
+    ----------
+    addr_width : int
+        Width of the native port's word address (25 for 512 MiB of 128-bit words).
+    data_width : int
+        Width of a native port word (128: one BL8 burst of a 16-bit DDR3 bus).
+    ctrl_addr_width : int
+        Width of the control bus's word address (30).
+    domain : str
+        The clock domain of the port and the control bus. The simulation core has a ``clk``
+        input and is run from this domain's clock (its ``user_clk`` output is that clock, its
+        ``user_rst`` a one-cycle power-on reset; neither is used). On the ECPIX-5 the core's
+        own PLL makes ``user_clk`` (75 MHz) from the board's 100 MHz: which domain the
+        accelerator then runs in is for the board's slice to decide.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(cmd_layout(addr_width)))
+        Commands: one read or write of one word each.
+    wdata : In(stream.Signature(wdata_layout(data_width)))
+        Write data and byte enables, in write-command order (see the module's notes).
+    rdata : Out(stream.Signature(data_width, always_ready=True))
+        Read data, in read-command order; never stalls (see the module's notes).
+    ctrl : In(WishboneSignature(ctrl_addr_width))
+        The core's control and status registers (init sequence, DFII).
+    init_done, init_error : Out(1)
+        The core's status bits, as the control bus last wrote them.
+    """
+
+    def __init__(self, *, addr_width=25, data_width=128, ctrl_addr_width=30, domain="sync"):
+        for name, value in (("addr_width", addr_width), ("data_width", data_width),
+                            ("ctrl_addr_width", ctrl_addr_width)):
+            if not isinstance(value, int) or value < 1:
+                raise TypeError(f"{name} must be a positive integer, not {value!r}")
+        if data_width % 8:
+            raise ValueError(f"data_width must be a whole number of bytes, not {data_width}")
+        self._domain = domain
+        super().__init__(_signature(addr_width, data_width, ctrl_addr_width))
+
+    @classmethod
+    def from_info(cls, info, **kwargs):
+        """The controller for a core described by ``info`` (`sim.dram_core.DramCore.info`),
+        after checking that every port of the core is connected, at its width."""
+        ports = info["ports"]
+        widths = dict(addr_width=ports["user_port_native_0_cmd_addr"][1],
+                      data_width=ports["user_port_native_0_rdata_data"][1],
+                      ctrl_addr_width=ports["wb_ctrl_adr"][1])
+        _check_ports(_connections(_signature(**widths).create(), "sync"), ports)
+        return cls(**widths, **kwargs)
+
+    def elaborate(self, platform):
+        m = Module()
+        connections = _connections(self, self._domain)
+        m.submodules.core = Instance("litedram_core", **{
+            f"{direction}_{name}": value for name, (direction, value) in connections.items()})
+        return m
+
