@@ -45,7 +45,9 @@ BOARDS = {b.name: b for b in [
         description="1BitSquared iCEBreaker (iCE40UP5K, FT2232H UART)",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         clk_freq=30e6, baudrate=3_000_000, dsp_available=8,
-        config=_accelerator(rows=4, cols=4, act_depth=1024, max_k=512, multiplier="pairs"),
+        # No weight skid buffer either: its 153 cells made placement fail (242e71c).
+        config=_accelerator(rows=4, cols=4, act_depth=1024, max_k=512, multiplier="pairs",
+                            weight_skid=False),
         # No `synth_ice40 -dsp`: every multiplier is an SB_MAC16 instance in its 8x8 mode
         # (`rtl/multiplier.py` PairMultiplier), and -dsp's ice40_dsp pass rewrote those into
         # unregistered 16x16 products, which gave wrong GEMMs (found by the gate-level test,

@@ -33,7 +33,7 @@ class GemmEngine(wiring.Component):
     Results leave as rows of ``cols`` int32 (`ResultRow`), j-major, i-minor.
 
     The parts: `ActivationBuffer` (A, and its 32-blocks' scales), `WeightBanks` (two W tiles,
-    behind a `SkidBuffer`),
+    behind a `SkidBuffer` unless `Config.weight_skid` is off),
     `Sequencer` (the steps, and which tile and block each result belongs to), `SystolicArray`,
     `Drain` (result rows out) and, only with block formats, `ScaleStage`.
 
@@ -82,14 +82,17 @@ class GemmEngine(wiring.Component):
         if blocks:
             m.d.sync += wmode.eq(self.control.fmt != Format.INT8)
         connect(m, flipped(self.act), act_buf.act)
-        # Weight rows enter through a skid buffer (timing: on the ULX3S-85F the banks' ready
-        # register was reached from the decoder's state through the idle abort's made-up words,
-        # the weight stream's valid and the banks' next state; now both sides of it start at a
-        # register). No stale row can wait in it across GEMMs: a GEMM's reply, which holds off
-        # the next header, comes after its last weight row has been used.
-        m.submodules.wgt_stage = wgt_stage = SkidBuffer(self.wgt.payload.shape())
-        connect(m, flipped(self.wgt), wgt_stage.i)
-        connect(m, wgt_stage.o, banks.wgt)
+        # Weight rows enter through a skid buffer (`Config.weight_skid`; timing: on the
+        # ULX3S-85F the banks' ready register was reached from the decoder's state through the
+        # idle abort's made-up words, the weight stream's valid and the banks' next state; now
+        # both sides of it start at a register). No stale row can wait in it across GEMMs: a
+        # GEMM's reply, which holds off the next header, comes after its last weight row is used.
+        if cfg.weight_skid:
+            m.submodules.wgt_stage = wgt_stage = SkidBuffer(self.wgt.payload.shape())
+            connect(m, flipped(self.wgt), wgt_stage.i)
+            connect(m, wgt_stage.o, banks.wgt)
+        else:
+            connect(m, flipped(self.wgt), banks.wgt)
         m.d.comb += [
             act_buf.load_start.eq(self.control.load_start),
             banks.gemm_start.eq(self.control.gemm_start),

@@ -99,6 +99,11 @@ class Config:
         take at most ``lane_weights`` weights a cycle: with ``cols`` above 8, a wider word lets
         a decode step (one token, each weight used once) run at ``cols`` weights a cycle. The
         boards use 8: two DP16KDs a column on the 8×16 ECP5 builds (`systolica.rtl.engine`).
+    weight_skid : bool
+        Implementation only: int8 weight rows enter the weight banks through a skid buffer, so
+        that neither the decoder's handshake nor the banks' next state waits on the other (the
+        ULX3S-85F's critical path without it). False saves its two rows of flip-flops (the
+        iCEBreaker, whose part is full).
     """
 
     # The default is the simulated board's: two rows (a decode step uses one), 16 columns (a decode
@@ -126,6 +131,7 @@ class Config:
     scale_share: int = dataclasses.field(default=0, compare=False)
     scale_multiplier: str = dataclasses.field(default="infer", compare=False)
     lane_weights: int = dataclasses.field(default=32, compare=False)
+    weight_skid: bool = dataclasses.field(default=True, compare=False)
 
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
@@ -151,6 +157,8 @@ class Config:
         _check_positive("scale_share", self.scale_share)
         if self.lane_weights not in (8, 16, 32):
             raise ValueError(f"lane_weights must be 8, 16 or 32, not {self.lane_weights!r}")
+        if not isinstance(self.weight_skid, bool):
+            raise TypeError(f"weight_skid must be True or False, not {self.weight_skid!r}")
         p = self.buffer_piece_depth
         if not isinstance(p, int) or p < 0 or p & (p - 1):
             raise ValueError(f"buffer_piece_depth must be 0 or a power of two, not {p!r}")
@@ -241,6 +249,8 @@ class Config:
             mul += f"-s{self.scale_share}{self.scale_multiplier}"
         if self.block_formats and self.lane_weights != 32:
             mul += f"-w{self.lane_weights}"
+        if not self.weight_skid:
+            mul += "-ns"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         if self.abort_cycles != Config.abort_cycles:
             fmt += f"-t{self.abort_cycles}"
