@@ -81,6 +81,8 @@ class DramBench:
         dut.rst.value = 1
         dut.cmd__valid.value = 0
         dut.wdata__valid.value = 0
+        if hasattr(dut, "use_dma"):         # the top with the DMA engines: the port is ours
+            dut.use_dma.value = 0
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
         await with_timeout(RisingEdge(dut.init_played), INIT_TIMEOUT_US, "us")

@@ -28,9 +28,11 @@ TESTS = pathlib.Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def dram():
-    """(the simulator build, seconds it took to build: 0 when cached)."""
+    """(the simulator build, seconds it took to build: 0 when cached). The top with the DMA
+    engines, as tests/test_dram_dma.py builds it (one simulator for both files); these tests
+    drive the controller's port themselves (``use_dma`` low)."""
     started = time.monotonic()
-    build = cocotb_build.CocotbBuild(Config(), sim="verilator", design=DramDesign())
+    build = cocotb_build.CocotbBuild(Config(), sim="verilator", design=DramDesign(dma=True))
     return build, time.monotonic() - started
 
 
