@@ -8,7 +8,8 @@ longest frame sent, after which no frame can still be incomplete. They go a rece
 at a time, each followed by a drain until the line is quiet, so that a cut command which
 completes and starts computing (its payload fails the CRC check; its results and error reply are
 dropped) does not make the FIFO overflow; the rest of the zeros are taken as bytes between
-frames.
+frames. A new process does not know how long a frame cut off by an earlier one was: on such a
+device a host killed mid-frame leaves it waiting until the board is reset.
 """
 
 from .link import LinkTimeout
