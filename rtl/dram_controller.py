@@ -26,7 +26,17 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DramController", "WishboneSignature", "cmd_layout", "wdata_layout"]
+__all__ = ["DramController", "WishboneSignature", "check_widths", "cmd_layout", "wdata_layout"]
+
+
+def check_widths(data_width, **widths):
+    """Refuse widths that are not positive integers, and a ``data_width`` that is not whole
+    bytes (the checks every DRAM component's constructor makes)."""
+    for name, value in (("data_width", data_width), *widths.items()):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if data_width % 8:
+        raise ValueError(f"data_width must be a whole number of bytes, not {data_width}")
 
 
 def cmd_layout(addr_width):
@@ -60,11 +70,7 @@ class WishboneSignature(wiring.Signature):
     """
 
     def __init__(self, addr_width, data_width=32):
-        for name, value in (("addr_width", addr_width), ("data_width", data_width)):
-            if not isinstance(value, int) or value < 1:
-                raise TypeError(f"{name} must be a positive integer, not {value!r}")
-        if data_width % 8:
-            raise ValueError(f"data_width must be a multiple of 8, not {data_width}")
+        check_widths(data_width, addr_width=addr_width)
         self.addr_width, self.data_width = addr_width, data_width
         super().__init__({
             "cyc": Out(1), "stb": Out(1), "we": Out(1), "adr": Out(addr_width),
@@ -172,12 +178,7 @@ class DramController(wiring.Component):
     """
 
     def __init__(self, *, addr_width=25, data_width=128, ctrl_addr_width=30, domain="sync"):
-        for name, value in (("addr_width", addr_width), ("data_width", data_width),
-                            ("ctrl_addr_width", ctrl_addr_width)):
-            if not isinstance(value, int) or value < 1:
-                raise TypeError(f"{name} must be a positive integer, not {value!r}")
-        if data_width % 8:
-            raise ValueError(f"data_width must be a whole number of bytes, not {data_width}")
+        check_widths(data_width, addr_width=addr_width, ctrl_addr_width=ctrl_addr_width)
         self._domain = domain
         super().__init__(_signature(addr_width, data_width, ctrl_addr_width))
 

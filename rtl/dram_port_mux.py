@@ -14,7 +14,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dram_controller import cmd_layout, wdata_layout
+from .dram_controller import check_widths, cmd_layout, wdata_layout
 
 __all__ = ["DramPortMux"]
 
@@ -51,11 +51,7 @@ class DramPortMux(wiring.Component):
     """
 
     def __init__(self, *, addr_width=25, data_width=128):
-        for name, value in (("addr_width", addr_width), ("data_width", data_width)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TypeError(f"{name} must be a positive integer, not {value!r}")
-        if data_width % 8:
-            raise ValueError(f"data_width must be a whole number of bytes, not {data_width}")
+        check_widths(data_width, addr_width=addr_width)
         cmd = stream.Signature(cmd_layout(addr_width))
         wdata = stream.Signature(wdata_layout(data_width))
         rdata = stream.Signature(data_width, always_ready=True)

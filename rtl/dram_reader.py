@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dram_controller import cmd_layout
+from .dram_controller import check_widths, cmd_layout
 
 __all__ = ["DramReader", "request_layout"]
 
@@ -32,12 +32,7 @@ def check_arguments(addr_width, data_width, count_width, depth, min_depth):
     """The checks the reader and the writer share; returns ``count_width`` (default
     ``addr_width``)."""
     count_width = addr_width if count_width is None else count_width
-    for name, value in (("addr_width", addr_width), ("data_width", data_width),
-                        ("count_width", count_width), ("depth", depth)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise TypeError(f"{name} must be a positive integer, not {value!r}")
-    if data_width % 8:
-        raise ValueError(f"data_width must be a whole number of bytes, not {data_width}")
+    check_widths(data_width, addr_width=addr_width, count_width=count_width, depth=depth)
     if depth < min_depth:
         raise ValueError(f"depth must be at least {min_depth}, not {depth}")
     return count_width
