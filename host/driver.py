@@ -1,13 +1,15 @@
 """The host driver: IDENTIFY, then any int8 GEMM split into what the device can take, streamed
-over a `Link` under the credit rule, with results, byte counts and device cycles collected."""
+over a `Link` under the credit rule, with results, byte counts and device cycles collected; on a
+device with DRAM, weights stored there once (`stored_weights`) and multiplied from there."""
 
 import time
 
 import numpy as np
 
-from systolica.protocol import Op, Status, line_errors
+from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, line_errors
 
 from . import gemm_plan
+from .block_formats import FORMATS
 from .driver_stats import DriverStats
 from .frame_fill import drain, fill_cut_frame
 from .frames import (
@@ -17,12 +19,14 @@ from .frames import (
     gemm_command,
     load_a_blocks_command,
     load_a_command,
+    write_dram_command,
 )
 from .link import LinkError, LinkTimeout
-from .operands import check_block_operands, check_int8
+from .operands import check_block_activations, check_block_operands, check_int8
 from .session import Session
+from .stored_weights import StoredWeights, check_dram_range, layout
 
-__all__ = ["Driver", "DriverStats", "RetriesExhausted"]
+__all__ = ["Driver", "DriverStats", "RetriesExhausted", "StoredWeightsCorrupt"]
 
 # Error replies a retry can cure: the exchange was damaged or cut off on the way, not wrong.
 RETRIED_STATUSES = (Status.BAD_CRC, Status.ABORTED)
@@ -32,8 +36,27 @@ class RetriesExhausted(LinkError):
     """A command failed every try; the message says what was sent and what came back."""
 
 
+class StoredWeightsCorrupt(DeviceError):
+    """A GEMM_DRAM's stored payload failed its CRC check (``BAD_CRC``): the DRAM does not hold
+    what was stored there (overwritten, or never written). Not tried again: store the weights
+    again. ``piece`` is the `stored_weights.StoredGemm` it ran."""
+
+    def __init__(self, error, piece):
+        super().__init__(error.op, error.status, error.arg0)
+        self.piece = piece
+        self.args = (f"the stored GEMM payload at DRAM 0x{piece.address:x} ({piece.length} "
+                     f"bytes and its CRC word: weights K {piece.k0}..{piece.k0 + piece.k - 1}, "
+                     f"columns {piece.c0}..{piece.c0 + piece.m - 1}) fails its CRC check "
+                     "(BAD_CRC): the DRAM does not hold the payload stored there (overwritten, "
+                     "or never written); store the weights again",)
+
+
 class Driver:
     """Talks to one device over ``link``.
+
+    `gemm` and `gemm_blocks` multiply; on a device with DRAM (``config.dram_mib``),
+    `write_dram` stores bytes there, and `store_gemm_weights` stores weights that `gemm` and
+    `gemm_blocks` then take in place of the weights themselves (`stored_weights`).
 
     Parameters
     ----------
@@ -44,16 +67,20 @@ class Driver:
     progress : callable, optional
         Called as ``progress(done_bytes, total_bytes)`` while a GEMM streams.
     retries : int
-        How many times a LOAD_A or GEMM exchange (or the first IDENTIFY) is tried again after it
-        was damaged, lost or aborted on the way (a reply whose CRC is wrong, a ``BAD_CRC`` or
-        ``ABORTED`` reply, a reply that does not answer it, a timeout once the device has said
-        something); each retry first resynchronizes (`resync`, waiting ``resync_quiet`` seconds
-        for silence). Then `RetriesExhausted`.
+        How many times a LOAD_A, GEMM, GEMM_DRAM or WRITE_DRAM exchange (or the first
+        IDENTIFY) is tried again after it was damaged, lost or aborted on the way (a reply whose
+        CRC is wrong, a ``BAD_CRC`` or ``ABORTED`` reply, a reply that does not answer it, a
+        timeout once the device has said something); each retry first resynchronizes
+        (`resync`, waiting ``resync_quiet`` seconds for silence). Then `RetriesExhausted`. A
+        GEMM_DRAM's ``BAD_CRC`` is its stored payload's, which no retry cures
+        (`StoredWeightsCorrupt`).
     max_payload : int, optional
-        At most about this many payload bytes in one LOAD_A or GEMM (at least one row tile of
-        activations, one column tile of weights), so that a retry on a noisy line sends a
-        piece again, not the whole matrix; weights then cross once per LOAD_A piece. None (the
-        default): LOAD_As as large as the activation buffer, one GEMM for all M columns.
+        At most about this many payload bytes in one LOAD_A, GEMM or WRITE_DRAM (at least one
+        row tile of activations, one column tile of weights, one DRAM word), so that a retry on
+        a noisy line sends a piece again, not the whole matrix; weights then cross once per
+        LOAD_A piece. None (the default): LOAD_As as large as the activation buffer, one GEMM
+        for all M columns, WRITE_DRAMs of `protocol.MAX_WRITE_DRAM` bytes. Weights stored in
+        the DRAM are cut as without it (their GEMM_DRAMs carry no payload).
     """
 
     def __init__(self, link, *, timeout=30.0, progress=None, retries=3, resync_quiet=0.5,
@@ -113,6 +140,8 @@ class Driver:
                     self.stats.weight_bytes_out += len(chunk)
                 elif kind == "act":
                     self.stats.act_bytes_out += len(chunk)
+                elif kind == "dram":
+                    self.stats.dram_bytes_out += len(chunk)
                 if self.progress:
                     self.progress(len(chunk))
                 self._receive(0)
@@ -177,9 +206,10 @@ class Driver:
         self.stats.discarded_in += dropped
         return self.identify()
 
-    def _run_gemm(self, command, tag, n, k, m):
-        """Send one GEMM command (sent with ``tag``); collect its result tiles and its cycles."""
-        self._send(command, kind="weights")
+    def _run_gemm(self, command, tag, n, k, m, kind="weights"):
+        """Send one GEMM (or GEMM_DRAM) command (sent with ``tag``); collect its result tiles
+        and its cycles."""
+        self._send(command, kind=kind)
         result = self.session.gemm_result(n, m, tag)
         while not result.add(self._next_reply(tag)):
             pass
@@ -198,66 +228,101 @@ class Driver:
 
         Larger N than the activation buffer holds is split into row blocks (weights cross once per
         block), larger K than ``max_k`` into passes whose partial sums the host adds.
+
+        ``w`` may be int8 weights stored in the device's DRAM (a `StoredWeights` from
+        `store_gemm_weights`): the same GEMM, each GEMM command a GEMM_DRAM, no weights on the
+        link. A stored payload that fails its CRC check raises `StoredWeightsCorrupt`.
         """
         check_int8("a", a)
-        check_int8("w", w)
-        if a.shape[1] != w.shape[0]:
-            raise ValueError(f"a is {a.shape} and w is {w.shape}: a's columns must equal w's "
-                             "rows")
         n, k = a.shape
-        m = w.shape[1]
-        n_step, k_step, m_step = self.plan(n, k, m)
+        if isinstance(w, StoredWeights):
+            self._check_stored(w, "int8", k)
+            m, pieces = w.m, w.pieces
+        else:
+            check_int8("w", w)
+            if k != w.shape[0]:
+                raise ValueError(f"a is {a.shape} and w is {w.shape}: a's columns must equal "
+                                 "w's rows")
+            m = w.shape[1]
+            pieces = gemm_plan.pieces(self.config, k, m, max_payload=self.max_payload)
+        n_step = self.plan(n, k, m)[0]
         out = np.zeros((n, m), dtype=np.int64)
         for r0 in range(0, n, n_step):
-            for k0 in range(0, k, k_step):
-                part = a[r0:r0 + n_step, k0:k0 + k_step]
+            for k0, k_len, parts in gemm_plan.passes(pieces):
+                part = a[r0:r0 + n_step, k0:k0 + k_len]
                 rows = part.shape[0]
-                for c0, block in self._load_and_multiply(
+
+                def command(tag, p, rows=rows):
+                    if isinstance(w, StoredWeights):
+                        return p.command(rows, tag=tag)
+                    return gemm_command(w[p.k0:p.k0 + p.k, p.c0:p.c0 + p.m], rows, self.config,
+                                        tag=tag)
+
+                for p, block in self._load_and_multiply(
                         lambda tag, part=part: load_a_command(part, self.config, tag=tag),
-                        part.shape, range(0, m, m_step), k_step,
-                        lambda tag, c0, rows=rows, k0=k0: gemm_command(
-                            w[k0:k0 + k_step, c0:c0 + m_step], rows, self.config, tag=tag),
-                        lambda c0: min(m_step, m - c0)):
-                    out[r0:r0 + rows, c0:c0 + m_step] += block
+                        part.shape, parts, command, stored=isinstance(w, StoredWeights)):
+                    out[r0:r0 + rows, p.c0:p.c0 + p.m] += block
         return out
 
-    def gemm_blocks(self, xq, xd, raw, fmt):
+    def gemm_blocks(self, xq, xd, raw, fmt=None):
         """C = X·Wᵀ with GGUF block weights, on the device's block datapath.
 
         Parameters
         ----------
         xq, xd : int8 activations (N, K) in [-127, 127] and their binary16 block scales
             (N, K/32, uint16 patterns), e.g. from `block_formats.quantize_activations`.
-        raw : uint8 (M, K/32 * block_bytes): the weight tensor's rows of blocks as in the file.
-        fmt : str or BlockFormat ("q8_0", "q4_0", "q4_1").
+        raw : uint8 (M, K/32 * block_bytes): the weight tensor's rows of blocks as in the file;
+            or such weights stored in the device's DRAM (a `StoredWeights` from
+            `store_gemm_weights`: each GEMM command is then a GEMM_DRAM, and a stored payload
+            that fails its CRC check raises `StoredWeightsCorrupt`).
+        fmt : str or BlockFormat ("q8_0", "q4_0", "q4_1"); with stored weights, optional (if
+            given, it must be theirs).
 
         Returns the binary32 results (N, M) as float32, bit-exactly what
         `block_formats.block_gemm_reference` computes. N beyond the activation buffer is split
         into row blocks; K must fit the device (``max_k``): block sums are not split along K.
         """
         cfg = self.config
-        fmt = check_block_operands(xq, xd, raw, fmt, cfg)
+        stored = isinstance(raw, StoredWeights)
+        if stored:
+            check_block_activations(xq, xd)
+            if raw.fmt == "int8":
+                raise ValueError("the stored weights are int8: `gemm` multiplies them")
+            self._check_stored(raw, getattr(fmt, "name", fmt) or raw.fmt, xq.shape[1])
+            fmt = FORMATS[raw.fmt]
+            m, pieces = raw.m, raw.pieces
+        else:
+            if fmt is None:
+                raise ValueError("fmt must be given with block weights (q8_0, q4_0 or q4_1)")
+            fmt = check_block_operands(xq, xd, raw, fmt, cfg)
+            m = raw.shape[0]
+            pieces = gemm_plan.pieces(cfg, xq.shape[1], m, fmt, max_payload=self.max_payload)
         n, k = xq.shape
-        m = raw.shape[0]
-        n_step, _, m_step = self.plan(n, k, m, fmt)
+        n_step = self.plan(n, k, m, fmt)[0]
         out = np.zeros((n, m), dtype=np.uint32)
         for r0 in range(0, n, n_step):
             rows = min(n_step, n - r0)
-            for c0, block in self._load_and_multiply(
+
+            def command(tag, p, rows=rows):
+                if stored:
+                    return p.command(rows, tag=tag)
+                return gemm_blocks_command(raw[p.c0:p.c0 + p.m], fmt, rows, cfg, tag=tag)
+
+            for p, block in self._load_and_multiply(
                     lambda tag, r0=r0, rows=rows: load_a_blocks_command(
                         xq[r0:r0 + rows], xd[r0:r0 + rows], cfg, tag=tag),
-                    (rows, k), range(0, m, m_step), k,
-                    lambda tag, c0, rows=rows: gemm_blocks_command(
-                        raw[c0:c0 + m_step], fmt, rows, cfg, tag=tag),
-                    lambda c0: min(m_step, m - c0)):
-                out[r0:r0 + rows, c0:c0 + m_step] = block.astype(np.uint32)
+                    (rows, k), pieces, command, stored=stored):
+                out[r0:r0 + rows, p.c0:p.c0 + p.m] = block.astype(np.uint32)
         return out.view(np.float32)
 
-    def _load_and_multiply(self, load_a, shape, starts, k, gemm, width):
-        """LOAD_A (``load_a(tag)`` its bytes, of ``shape``), then one GEMM per column start
-        (``gemm(tag, c0)`` its bytes, ``width(c0)`` its M); yields ``(c0, result)``. Each
-        exchange is tried again after a damaged, lost or aborted one, A loaded again first."""
+    def _load_and_multiply(self, load_a, shape, pieces, gemm, *, stored=False):
+        """LOAD_A (``load_a(tag)`` its bytes, of ``shape``), then one GEMM per piece of one K
+        pass (``gemm(tag, piece)`` its bytes; a `gemm_plan.Piece`, or with ``stored`` a
+        `StoredGemm` and the bytes its GEMM_DRAM); yields ``(piece, result)``. Each exchange is
+        tried again after a damaged, lost or aborted one, A loaded again first; a GEMM_DRAM's
+        ``BAD_CRC`` (its stored payload's, not the link's) raises `StoredWeightsCorrupt`."""
         n = shape[0]
+        name = "GEMM_DRAM" if stored else "GEMM"
 
         def load(_retry=False):
             tag = self.session.next_tag()
@@ -265,15 +330,83 @@ class Driver:
             self._expect(Op.LOAD_A, shape=shape, tag=tag)
 
         self._retrying(f"LOAD_A of A {shape}", load)
-        for c0 in starts:
-            def multiply(retry, c0=c0):
+        for piece in pieces:
+            def multiply(retry, piece=piece):
                 if retry:
                     load()          # the device may have lost A (an aborted command)
                 tag = self.session.next_tag()
-                return self._run_gemm(gemm(tag, c0), tag, n, k, width(c0))
+                try:
+                    return self._run_gemm(gemm(tag, piece), tag, n, piece.k, piece.m,
+                                          kind=None if stored else "weights")
+                except DeviceError as exc:
+                    if stored and exc.status == Status.BAD_CRC:
+                        raise StoredWeightsCorrupt(exc, piece) from None
+                    raise
 
-            yield c0, self._retrying(f"GEMM of N={n} K={k} M={width(c0)} (columns from {c0})",
-                                     multiply)
+            yield piece, self._retrying(
+                f"{name} of N={n} K={piece.k} M={piece.m} (columns from {piece.c0})", multiply)
+
+    # --- DRAM ------------------------------------------------------------------------------
+
+    def write_dram(self, address, data):
+        """Store ``data`` (bytes-like) in the device's DRAM from byte ``address`` on, padded
+        with zero bytes to whole DRAM words (`protocol.DRAM_WORD_BYTES`); returns the bytes
+        written (``data`` padded).
+
+        ``address`` must be a multiple of a DRAM word and the padded data must lie inside the
+        device's DRAM (``config.dram_mib``), else ValueError before anything is sent (so on a
+        device without DRAM). The data go in WRITE_DRAM commands of at most
+        `protocol.MAX_WRITE_DRAM` bytes (with ``max_payload``, about that many), each tried
+        again like a GEMM's exchange (a WRITE_DRAM stores its payload even when it arrives
+        damaged, so writing it again is the cure).
+        """
+        view = memoryview(data).cast("B")
+        size = -(-len(view) // DRAM_WORD_BYTES) * DRAM_WORD_BYTES
+        check_dram_range(self.config, address, size, "the data")
+        step = MAX_WRITE_DRAM
+        if self.max_payload is not None:
+            step = min(step, max(DRAM_WORD_BYTES, self.max_payload // DRAM_WORD_BYTES
+                                 * DRAM_WORD_BYTES))
+        for offset in range(0, len(view), step):
+            piece = bytes(view[offset:offset + step])
+            piece += bytes(-len(piece) % DRAM_WORD_BYTES)
+            at = address + offset
+
+            def write(_retry, at=at, piece=piece):
+                tag = self.session.next_tag()
+                self._send(write_dram_command(at, piece, self.config, tag=tag), kind="dram")
+                reply = self._expect(Op.WRITE_DRAM, tag=tag)
+                if reply.args[0] != at:
+                    raise ProtocolError(f"WRITE_DRAM reply says address 0x{reply.args[0]:x}, "
+                                        f"sent 0x{at:x}")
+
+            self._retrying(f"WRITE_DRAM of {len(piece)} bytes at 0x{at:x}", write)
+        return size
+
+    def store_gemm_weights(self, weights, fmt="int8", *, address=0):
+        """Store GEMM weights in the device's DRAM from byte ``address`` on; returns the
+        `StoredWeights` that `gemm` (int8) or `gemm_blocks` (block formats) take in their
+        place.
+
+        ``weights`` are what `gemm` (int8 K×M, ``fmt`` "int8") or `gemm_blocks` (M rows of
+        GGUF blocks of ``fmt``) take. What is stored is the payload of each GEMM command those
+        would send (`stored_weights.layout`), back to back; ``StoredWeights.end`` is the first
+        byte after them. ValueError (nothing sent) for bad weights, a device without DRAM, a
+        misaligned address or weights that do not fit the DRAM from there.
+        """
+        stored, image = layout(self.config, weights, fmt, address)
+        self.write_dram(address, image)
+        return stored
+
+    def _check_stored(self, stored, fmt, k):
+        """ValueError unless ``stored`` holds ``fmt`` weights of K = ``k`` for this device."""
+        if stored.fmt != fmt:
+            raise ValueError(f"the stored weights are {stored.fmt}, not {fmt}")
+        if stored.k != k:
+            raise ValueError(f"the activations have K = {k}, the stored weights K = {stored.k}")
+        if stored.config != self.config:
+            raise ValueError(f"the weights were stored for a device of {stored.config.label()}, "
+                             f"this one is {self.config.label()}")
 
     def _retrying(self, what, run):
         """``run(retry)``, tried up to ``1 + retries`` times: after an error reply a retry can
@@ -289,7 +422,8 @@ class Driver:
                     self._in_doubt = False
                 return run(bool(attempt))
             except (DeviceError, ProtocolError, LinkTimeout) as exc:
-                if isinstance(exc, DeviceError) and exc.status not in RETRIED_STATUSES:
+                if isinstance(exc, StoredWeightsCorrupt) or (
+                        isinstance(exc, DeviceError) and exc.status not in RETRIED_STATUSES):
                     raise
                 if isinstance(exc, LinkTimeout) and not self.stats.bytes_in:
                     raise       # silent from the start: no device there, not a noisy line

@@ -12,6 +12,7 @@ class DriverStats:
     bytes_out: int = 0           # host → device, all frames
     weight_bytes_out: int = 0    # host → device in GEMM frames (weights, headers, padding)
     act_bytes_out: int = 0       # host → device in LOAD_A frames
+    dram_bytes_out: int = 0      # host → device in WRITE_DRAM frames (stored data, headers)
     bytes_in: int = 0            # device → host, all frames
     device_cycles: int = 0       # sum of the GEMM replies' cycle counts
     device_gemms: int = 0        # GEMM commands the device ran

@@ -25,11 +25,13 @@ __all__ = [
     "ProtocolError",
     "gemm_blocks_command",
     "gemm_command",
+    "gemm_dram_command",
     "identify_command",
     "load_a_blocks_command",
     "load_a_command",
     "result_tile",
     "tiled_vectors",
+    "write_dram_command",
 ]
 
 
@@ -167,6 +169,18 @@ def gemm_blocks_command(raw, fmt, n, config, *, tag=0):
         tile = blocks[start:start + config.cols].transpose(1, 0, 2)         # (nb, C', B)
         parts.append(_pad_rows(tile.reshape(nb, -1), lb).tobytes())
     return _frame(Op.GEMM, (n, nb * 32, m_out | fmt.code << 24), b"".join(parts), lb, tag)
+
+
+def write_dram_command(address, data, config, *, tag=0):
+    """WRITE_DRAM of ``data`` (whole link words, at most `protocol.MAX_WRITE_DRAM` bytes) to
+    the DRAM from byte ``address`` on."""
+    return _frame(Op.WRITE_DRAM, (address,), data, config.link_bytes, tag)
+
+
+def gemm_dram_command(n, k, arg2, address, length, *, tag=0):
+    """GEMM_DRAM: a GEMM of arguments (``n``, ``k``, ``arg2``) whose payload, ``length`` bytes
+    and its CRC word, is stored in the DRAM at byte ``address`` (a header alone)."""
+    return pack_header(Op.GEMM_DRAM, n, k, arg2, tag=tag, info=length, arg3=address)
 
 
 def result_tile(frame, config):

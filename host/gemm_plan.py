@@ -1,9 +1,21 @@
 """How the host cuts a GEMM into what the device takes: LOAD_As that fit the activation buffer,
 passes of at most ``max_k``, and (on a noisy line) pieces small enough to arrive whole."""
 
+from typing import NamedTuple
+
 from systolica.protocol import BLOCK, padded
 
-__all__ = ["plan"]
+__all__ = ["Piece", "passes", "pieces", "plan"]
+
+
+class Piece(NamedTuple):
+    """The part of the weights one GEMM command carries: rows ``k0`` .. ``k0 + k - 1`` (along
+    K) of output columns ``c0`` .. ``c0 + m - 1``."""
+
+    k0: int
+    k: int
+    c0: int
+    m: int
 
 
 def plan(config, n, k, m, fmt=None, *, max_payload=None):
@@ -44,3 +56,22 @@ def weight_bytes(config, cols, k, fmt=None):
     if fmt is None:
         return k * padded(cols, lb)
     return k // BLOCK * padded(cols * fmt.block_bytes, lb)
+
+
+def pieces(config, k, m, fmt=None, *, max_payload=None):
+    """The `Piece` of each GEMM command of a (·×k)·(k×m) GEMM (`plan`'s K passes and M per
+    GEMM, which do not depend on N), K pass after K pass, columns in order within a pass: the
+    order the driver sends them in, after each pass's LOAD_A."""
+    _, k_step, m_step = plan(config, 1, k, m, fmt, max_payload=max_payload)
+    return [Piece(k0, min(k_step, k - k0), c0, min(m_step, m - c0))
+            for k0 in range(0, k, k_step) for c0 in range(0, m, m_step)]
+
+
+def passes(pieces):
+    """``pieces`` (in `pieces`' order) grouped by K pass: a list of (k0, k, [its pieces])."""
+    out = []
+    for piece in pieces:
+        if not out or out[-1][0] != piece.k0:
+            out.append((piece.k0, piece.k, []))
+        out[-1][2].append(piece)
+    return out

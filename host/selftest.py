@@ -15,6 +15,8 @@ LED_MEANINGS = ("heartbeat: blinks while the clock runs",
                 "receive activity: lit while received bytes wait in the FIFO",
                 "UART error: lit after a bad stop bit (check --baud) or an overrun")
 
+_DRAM_SELFTEST_ADDRESS = 0      # where the DRAM checks store their weights (overwritten)
+
 
 @dataclasses.dataclass
 class Check:
@@ -46,30 +48,43 @@ def _identify(driver, board, catalog):
     return Check("identify", True, f"{said}: the {board.name} configuration")
 
 
-def _int8_gemm(driver, rng):
-    cfg = driver.config
+def _int8_operands(cfg, rng):
     n, k, m = 2 * cfg.rows + 1, min(cfg.max_k, 96), 2 * cfg.cols + 1
     a = rng.integers(-128, 128, (n, k), dtype=np.int8)
     w = rng.integers(-128, 128, (k, m), dtype=np.int8)
-    got = driver.gemm(a, w)
-    bad = int((got != a.astype(np.int64) @ w.astype(np.int64)).sum())
-    return Check("GEMM int8", not bad, f"{n}x{k}x{m}: " + (
-        "exact" if not bad else f"{bad} of {n * m} results differ from numpy"))
+    return (a,), w, a.astype(np.int64) @ w.astype(np.int64)
 
 
-def _block_gemm(driver, rng, name):
+def _block_operands(cfg, rng, name):
     from gguf import GGMLQuantizationType, quants
 
-    cfg = driver.config
     n, k, m = cfg.rows + 1, min(cfg.max_k // 32, 3) * 32, cfg.cols + 1
-    raw = quants.quantize(rng.standard_normal((m, k)).astype(np.float32),
-                          GGMLQuantizationType[name.upper()])
+    raw = np.asarray(quants.quantize(rng.standard_normal((m, k)).astype(np.float32),
+                                     GGMLQuantizationType[name.upper()]))
     xq, xd = quantize_activations(rng.standard_normal((n, k)))
-    got = driver.gemm_blocks(xq, xd, np.asarray(raw), FORMATS[name]).view(np.uint32)
-    bad = int((got != block_gemm_reference(xq, xd, raw, name)).sum())
-    return Check(f"GEMM {name}", not bad, f"{n}x{k}x{m}: " + (
-        "bit-exact with the block model" if not bad
-        else f"{bad} of {n * m} results differ from the block model"))
+    return (xq, xd), raw, block_gemm_reference(xq, xd, raw, name)
+
+
+def _gemm_check(driver, rng, name, *, dram=False):
+    """A GEMM in format ``name`` against numpy or the block model; with ``dram``, its weights
+    stored in the device's DRAM first."""
+    cfg = driver.config
+    acts, weights, want = (_int8_operands(cfg, rng) if name == "int8"
+                           else _block_operands(cfg, rng, name))
+    if dram:
+        weights = driver.store_gemm_weights(weights, name, address=_DRAM_SELFTEST_ADDRESS)
+    if name == "int8":
+        got = driver.gemm(*acts, weights)
+    else:
+        got = driver.gemm_blocks(*acts, weights, FORMATS[name]).view(np.uint32)
+    n, m = want.shape
+    k = acts[0].shape[1]
+    bad = int((got != want).sum())
+    model = "numpy" if name == "int8" else "the block model"
+    exact = "exact" if name == "int8" else "bit-exact with the block model"
+    where = f", weights from DRAM 0x{_DRAM_SELFTEST_ADDRESS:x}" if dram else ""
+    return Check(f"{'DRAM' if dram else 'GEMM'} {name}", not bad, f"{n}x{k}x{m}{where}: " + (
+        exact if not bad else f"{bad} of {n * m} results differ from {model}"))
 
 
 def _line(driver):
@@ -107,6 +122,9 @@ def _throughput(driver, rng):
 def selftest(driver, *, board=None, catalog=None, model_file=None, baudrate=None, seed=0):
     """Run the checks on the device behind ``driver``; returns (checks, report lines).
 
+    A device with DRAM also multiplies in each format with its weights stored in the DRAM (at
+    its start: what was there is overwritten).
+
     ``board`` is the catalog entry the device should be (None: only report which it matches);
     ``baudrate`` the serial line rate, for the theoretical link rate (None: simulated link).
     """
@@ -117,10 +135,12 @@ def selftest(driver, *, board=None, catalog=None, model_file=None, baudrate=None
     rng = np.random.default_rng(seed)
     checks = [_identify(driver, board, catalog)]
     cfg = driver.config
-    checks.append(_int8_gemm(driver, rng))
-    for name in cfg.formats:
-        if name != "int8":
-            checks.append(_block_gemm(driver, rng, name))
+    formats = ["int8", *(name for name in cfg.formats if name != "int8")]
+    for name in formats:
+        checks.append(_gemm_check(driver, rng, name))
+    if cfg.dram_mib:
+        for name in formats:
+            checks.append(_gemm_check(driver, rng, name, dram=True))
     out_rate, in_rate = _throughput(driver, rng)
     checks.append(_line(driver))
     lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<10} {c.detail}" for c in checks]

@@ -14,6 +14,7 @@ def command_layout(config):
     k_last : K - 1 (vectors a tile).
     blocks : the activations are in 32-blocks (LOAD_A: this one; GEMM: the loaded A).
     fmt : GEMM's weight format (`protocol.Format`); 0 for LOAD_A.
+    store : (devices with DRAM) WRITE_DRAM: ``size`` + 1 payload words go to the DRAM.
     """
     return data.StructLayout({
         "load": 1,
@@ -21,6 +22,7 @@ def command_layout(config):
         "k_last": range(config.max_k),
         "blocks": 1,
         "fmt": 2,
+        **({"store": 1} if config.dram_mib else {}),
     })
 
 

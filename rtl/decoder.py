@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from systolica.protocol import Status
 
 from .control import SHARED_CRC_DELAY, GemmControlSignature, UnpackerControlSignature
+from .dram_access import DramAccessSignature, dram_addr_width
 from .header_parser import HeaderParser
 from .idle_abort import IdleAbort
 from .payload_router import PayloadRouter
@@ -37,6 +38,9 @@ class CommandDecoder(wiring.Component):
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
     line_errors : `LineErrorsSignature` in; the line's error counts (reported by IDENTIFY).
+    dram : (devices with DRAM) `DramAccessSignature` (out): WRITE_DRAM's payload words to the
+        DRAM; GEMM_DRAM's stored payload from it, which the router then takes instead of the
+        link's words.
     """
 
     def __init__(self, config):
@@ -55,6 +59,7 @@ class CommandDecoder(wiring.Component):
                                                           "line_errors")},
             "control": Out(GemmControlSignature(cfg)),
             **({"unpacker": Out(UnpackerControlSignature(cfg.cols))} if cfg.block_formats else {}),
+            **({"dram": Out(DramAccessSignature(dram_addr_width(cfg)))} if cfg.dram_mib else {}),
         })
 
     def elaborate(self, platform):
@@ -92,9 +97,12 @@ class CommandDecoder(wiring.Component):
             m.submodules.abort = abort = IdleAbort(cfg)
             connect(m, flipped(self.rx), abort.i)
             rx, aborted = abort.o, abort.aborted
+            start = router.load_start | router.gemm_start
+            if cfg.dram_mib:
+                start = start | router.store_start
             m.d.comb += [
                 abort.idle.eq(parser.idle), abort.routing.eq(router.routing),
-                abort.start.eq(router.load_start | router.gemm_start),
+                abort.start.eq(start),
                 parser.abort.eq(abort.abort), parser.aborted.eq(abort.aborted),
             ]
         else:                           # no idle abort (`Config.abort_cycles` = 0)
@@ -123,4 +131,27 @@ class CommandDecoder(wiring.Component):
                 self.unpacker.group_blocks.eq(router.group_blocks),
                 router.unpacker_idle.eq(self.unpacker.idle),
             ]
+        if cfg.dram_mib:
+            self._dram(m, parser, router, rx)   # after the link's: these assignments win
         return m
+
+    def _dram(self, m, parser, router, rx):
+        """The router's words from the link, or (GEMM_DRAM) from the DRAM reader: its words,
+        then zero words once the run has ended (a stored payload too short fails its CRC
+        check); what is left of the run after the payload is dropped (``dram_drain``).
+        WRITE_DRAM's payload words go from the router to the writer."""
+        dram = self.dram
+        read = dram.read_data
+        from_dram = parser.from_dram
+        m.d.comb += [
+            router.rx.payload.eq(Mux(from_dram, Mux(read.valid, read.payload, 0), rx.payload)),
+            router.rx.valid.eq(Mux(from_dram, read.valid | ~dram.read_busy, rx.valid)),
+            read.ready.eq(parser.dram_drain | from_dram & router.rx.ready),
+            rx.ready.eq(parser.rx.ready | ~from_dram & router.rx.ready),
+            parser.dram_ready.eq(dram.ready),
+            parser.dram_write_busy.eq(dram.write_busy),
+            parser.dram_read_busy.eq(dram.read_busy),
+        ]
+        connect(m, parser.dram_write, flipped(dram.write_req))
+        connect(m, parser.dram_read, flipped(dram.read_req))
+        connect(m, router.store, flipped(dram.write_data))

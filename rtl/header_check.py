@@ -4,11 +4,12 @@ from amaranth.hdl import Const, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from systolica import protocol
 from systolica.protocol import Op
 
 from .frame_layouts import Header
 
-__all__ = ["HeaderCheck", "Verdict"]
+__all__ = ["DramVerdict", "HeaderCheck", "Verdict"]
 
 
 class Verdict(data.Struct):
@@ -28,6 +29,15 @@ class Verdict(data.Struct):
     w_fmt_ok: 1         # GEMM's weight format (arg2's top byte) is carried and goes with the A
 
 
+class DramVerdict(data.Struct):
+    """A header's checks for the DRAM commands (devices with DRAM)."""
+
+    is_write: 1         # WRITE_DRAM
+    is_gemm_dram: 1     # GEMM_DRAM (``Verdict.is_gemm`` is set too: its checks are GEMM's)
+    write_ok: 1         # WRITE_DRAM's address and length are aligned and inside the DRAM
+    read_ok: 1          # GEMM_DRAM's stored payload is aligned and inside the DRAM, length 0
+
+
 class HeaderCheck(wiring.Component):
     """Checks ``header`` (whose CRC the `HeaderWindow` has checked) in a registered step:
     ``verdict`` is valid the cycle after ``header`` and the loaded state have settled, and holds
@@ -39,6 +49,7 @@ class HeaderCheck(wiring.Component):
     loaded, loaded_n, loaded_k, a_blocks : in; whether an A is loaded, its N and K, and
         whether it is in 32-blocks.
     verdict : out; the `Verdict`.
+    dram : (devices with DRAM) out; the `DramVerdict`.
     """
 
     def __init__(self, config):
@@ -50,6 +61,7 @@ class HeaderCheck(wiring.Component):
             "loaded_k": In(range(config.max_k + 1)),
             "a_blocks": In(1),
             "verdict": Out(Verdict),
+            **({"dram": Out(DramVerdict)} if config.dram_mib else {}),
         })
 
     def elaborate(self, platform):
@@ -74,4 +86,29 @@ class HeaderCheck(wiring.Component):
                           & Const(cfg.format_mask, 4).bit_select(hdr.arg2[24:26], 1)
                           & ((hdr.arg2[24:] != 0) == self.a_blocks)),
         ]
+        if cfg.dram_mib:
+            self._dram_checks(m)       # after the common checks: its bad_header, is_gemm win
         return m
+
+    def _dram_checks(self, m):
+        """The checks that differ with DRAM: GEMM_DRAM carries ``info`` and ``arg3``, WRITE_DRAM
+        no arg1 or arg2; the DRAM commands' ranges (33-bit sums: nothing wraps around)."""
+        hdr, v, d = self.header, self.verdict, self.dram
+        size = self._config.dram_mib << 20
+        align = protocol.DRAM_WORD_BYTES - 1
+        crc_bytes = protocol.crc_word_bytes(self._config.link_bytes)
+        write, gemm_dram = hdr.op == Op.WRITE_DRAM, hdr.op == Op.GEMM_DRAM
+        m.d.sync += [
+            v.bad_header.eq((hdr.status != 0)
+                            | ~gemm_dram & ((hdr.info != 0) | (hdr.arg3 != 0))
+                            | write & ((hdr.arg1 != 0) | (hdr.arg2 != 0))),
+            v.is_gemm.eq((hdr.op == Op.GEMM) | gemm_dram),
+            d.is_write.eq(write),
+            d.is_gemm_dram.eq(gemm_dram),
+            d.write_ok.eq(((hdr.arg0 & align) == 0) & ((hdr.length & align) == 0)
+                          & (hdr.length != 0) & (hdr.length <= protocol.MAX_WRITE_DRAM)
+                          & (hdr.arg0 + hdr.length <= size)),
+            d.read_ok.eq(((hdr.arg3 & align) == 0) & ((hdr.info & align) == 0)
+                         & (hdr.info != 0) & (hdr.length == 0)
+                         & (hdr.arg3 + hdr.info + crc_bytes <= size)),
+        ]

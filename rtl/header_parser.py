@@ -11,6 +11,7 @@ from .command import CommandSignature
 from .control import CrcPortSignature, LineErrorsSignature
 from .frame_layouts import Reply
 from .header_check import HeaderCheck
+from .header_parser_dram import DramStates, dram_parser_ports
 from .header_window import HeaderWindow
 from .load_size_check import LoadSizeCheck
 
@@ -51,6 +52,8 @@ class HeaderParser(wiring.Component):
     abort : in; the idle abort: drop the header or skipped payload in hand.
     aborted : in; the command being routed was aborted (LOAD_A then replies ``ABORTED``).
     crc : (``shared_crc``) the header window's `CrcPortSignature`, for a processor outside.
+    dram_write, dram_read, dram_ready, dram_write_busy, dram_read_busy, from_dram, dram_drain :
+        (devices with DRAM) see `header_parser_dram`.
     """
 
     def __init__(self, config, *, shared_crc=False):
@@ -74,6 +77,7 @@ class HeaderParser(wiring.Component):
             "aborted": In(1),
             **({"fmt": Out(2), "act_blocks": Out(1)} if cfg.block_formats else {}),
             **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
+            **(dram_parser_ports(cfg) if cfg.dram_mib else {}),
         })
 
     def elaborate(self, platform):
@@ -103,6 +107,7 @@ class HeaderParser(wiring.Component):
 
         # The header's checks: registered in VALIDATE, acted on in DECIDE.
         m.submodules.check = check = HeaderCheck(cfg)
+        self._check_dram = check.dram if cfg.dram_mib else None
         m.d.comb += [check.header.eq(hdr), check.loaded.eq(loaded), check.loaded_n.eq(loaded_n),
                      check.loaded_k.eq(loaded_k), check.a_blocks.eq(a_blocks)]
         v = check.verdict
@@ -112,6 +117,7 @@ class HeaderParser(wiring.Component):
 
         cmd = self.router.cmd
         self._command_out(m, v, hdr, a_blocks)
+        dram = DramStates(self, check.dram, hdr) if cfg.dram_mib else None
         m.d.comb += [
             self.reply.payload.op.eq(hdr.op | protocol.REPLY),
             self.reply.payload.status.eq(reply_status),
@@ -163,7 +169,7 @@ class HeaderParser(wiring.Component):
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
-                self._decide(m, v, hdr, size, send_reply, hand_on)
+                self._decide(m, v, hdr, size, send_reply, hand_on, dram)
 
             with m.State("SIZE_LOAD_A"):
                 with m.If(size.over):
@@ -190,6 +196,11 @@ class HeaderParser(wiring.Component):
                         m.next = "LOADED"
                     with m.Else():
                         m.next = "HEADER"
+                        if dram:
+                            dram.after_route(m)
+
+            if dram:
+                dram.states(m, send_reply, hand_on)
 
             with m.State("LOADED"):
                 with m.If(self.aborted):
@@ -216,9 +227,14 @@ class HeaderParser(wiring.Component):
     def _command_out(self, m, v, hdr, a_blocks):
         """The command the router is handed, from the header and its verdict ``v``."""
         cmd = self.router.cmd
+        size = Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])
+        if self._config.dram_mib:       # WRITE_DRAM: its payload's words, less one
+            words_less_one = (hdr.length >> _log2(self._config.link_bytes)) - 1
+            size = Mux(self._check_dram.is_write, words_less_one[:16], size)
+            m.d.comb += cmd.payload.store.eq(self._check_dram.is_write)
         m.d.comb += [
             cmd.payload.load.eq(v.is_load),
-            cmd.payload.size.eq(Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])),
+            cmd.payload.size.eq(size),
             cmd.payload.k_last.eq(hdr.arg1 - 1),
         ]
         if self._config.block_formats:
@@ -237,7 +253,7 @@ class HeaderParser(wiring.Component):
         with m.If((self.rx.valid & (skip_left == 1)) | self.abort):
             m.next = "HEADER"
 
-    def _decide(self, m, v, hdr, size, send_reply, hand_on):
+    def _decide(self, m, v, hdr, size, send_reply, hand_on, dram):
         """DECIDE: the reply a bad or unsupported header gets, IDENTIFY's, or the command's way
         on (LOAD_A to its size check, GEMM to the router), from the `Verdict` ``v``."""
         cfg = self._config
@@ -261,10 +277,16 @@ class HeaderParser(wiring.Component):
                 send_reply(m, Status.NOT_LOADED)
             with m.Elif(~v.w_fmt_ok):
                 send_reply(m, Status.BAD_FORMAT)
+            if dram:
+                dram.decide_gemm(m, send_reply)
             with m.Else():
                 m.d.sync += self.m.eq(hdr.arg2[:16])
                 if blocks:
                     m.d.sync += self.fmt.eq(hdr.arg2[24:26])
                 hand_on(m)
+                if dram:
+                    dram.gemm_accepted(m)
+        if dram:
+            dram.decide_write(m, send_reply)
         with m.Else():
             send_reply(m, Status.BAD_OPCODE)

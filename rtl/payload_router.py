@@ -9,13 +9,9 @@ from systolica import protocol
 
 from .command import CommandSignature
 from .control import CrcPortSignature, crc_delay, crc_processor
-from .payload_router_state import router_registers, set_left
+from .payload_router_state import group_shape, router_registers, set_left, tile_shape
 
 __all__ = ["PayloadRouter"]
-
-
-def _ceil_log2(value):
-    return (value - 1).bit_length()
 
 
 class PayloadRouter(wiring.Component):
@@ -44,6 +40,8 @@ class PayloadRouter(wiring.Component):
     group_blocks : (block formats) blocks in each of the current tile's groups (its columns).
     unpacker_idle : (block formats) in; the unpacker has passed on the previous tile's blocks.
     crc : (``shared_crc``) `CrcPortSignature` to a CRC processor outside (shared), not its own.
+    store : (DRAM) stream of a WRITE_DRAM's payload words, for the DRAM writer.
+    store_start : (DRAM) a one-cycle strobe, the cycle after a WRITE_DRAM is taken.
     """
 
     def __init__(self, config, *, shared_crc=False):
@@ -65,71 +63,15 @@ class PayloadRouter(wiring.Component):
                 "unpacker_idle": In(1),
             } if cfg.block_formats else {}),
             **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
+            **({"store": Out(stream.Signature(8 * cfg.link_bytes)),
+                "store_start": Out(1)} if cfg.dram_mib else {}),
         })
-
-    def _tile_shape(self, m, r, size, load):
-        """Set up the tile that starts with ``left`` rows/cols to go."""
-        cfg, lb = self._config, self._config.link_bytes
-        blocks = bool(cfg.block_formats)
-        more = r.more_rows if size == cfg.rows else r.more_cols
-        valid = Mux(more, size, r.left)
-        last_word = ((valid + lb - 1) >> _ceil_log2(lb)) - 1
-        one_word = Mux(more, size <= lb, r.left_one_word)
-        m.d.sync += [
-            r.vec_len.eq(valid),
-            r.vec_last_word.eq(last_word),
-            r.word_idx.eq(0),
-            r.word_last.eq(one_word),
-            r.one_word.eq(one_word),
-            r.step.eq(0),
-            r.steps_left.eq(r.cmd.k_last),
-            r.step_last.eq(r.cmd.k_last == 0),
-            r.tile_last.eq(~more),
-        ]
-        if blocks and load:        # LOAD_A: a scale vector of 2 bytes a row first
-            scale_last = ((2 * valid + lb - 1) >> _ceil_log2(lb)) - 1
-            scale_one = Mux(more, 2 * size <= lb, r.left_one_scale_word)
-            m.d.sync += [
-                r.scale_last_word.eq(scale_last),
-                r.scale_one_word.eq(scale_one),
-                r.scale_phase.eq(r.cmd.blocks),
-            ]
-            with m.If(r.cmd.blocks):
-                m.d.sync += r.word_last.eq(scale_one)
-        if load:
-            m.next = "LOAD_A"
-        elif blocks:
-            with m.If(r.cmd.fmt == protocol.Format.INT8):
-                m.next = "GEMM"
-            with m.Else():
-                m.next = "GEMM_GROUPS"
-        else:
-            m.next = "GEMM"
-
-    def _group_shape(self, m, r):
-        """GEMM in a block format: the tile's groups of ``vec_len`` blocks, K / 32 of them (a
-        state after `_tile_shape`, from its registered ``vec_len``; timing)."""
-        lb = self._config.link_bytes
-        v, cmd = r.vec_len, r.cmd
-        # Bytes of a group: 34, 18 or 20 a block, as shifts and adds (no multiplier).
-        nbytes = Mux(cmd.fmt == protocol.Format.Q8_0, (v << 5) + (v << 1),
-                     Mux(cmd.fmt == protocol.Format.Q4_0, (v << 4) + (v << 1),
-                         (v << 4) + (v << 2)))
-        last = ((nbytes + lb - 1) >> _ceil_log2(lb)) - 1
-        m.d.sync += [
-            r.group_last_word.eq(last), r.group_one_word.eq(last == 0), r.group_idx.eq(0),
-            r.word_last.eq(last == 0),
-            r.steps_left.eq(cmd.k_last >> 5),
-            r.step_last.eq((cmd.k_last >> 5) == 0),
-        ]
 
     def _next_step(self, m, r, size, tile_state):
         """After a tile's vector (or group): the next one, the next tile, or the end."""
         with m.If(r.step_last):
             with m.If(r.tile_last):
-                m.d.sync += r.crc_left.eq(protocol.words(
-                    protocol.crc_word_bytes(self._config.link_bytes), self._config.link_bytes) - 1)
-                m.next = "CRC_WORD"
+                self._crc_word_next(m, r)
             with m.Else():
                 set_left(m, self._config, r, r.left, minus=size)
                 m.next = tile_state
@@ -205,6 +147,37 @@ class PayloadRouter(wiring.Component):
         with m.If(r.scale_check & scale_bad):
             m.d.sync += r.bad_scale.eq(1)
 
+    def _load_or_gemm_start(self, m, r, first):
+        cfg = self._config
+        with first(r.cmd.load):
+            m.d.comb += self.load_start.eq(1)
+            tile_shape(m, cfg, r, cfg.rows, load=True)
+        with m.Else():
+            m.d.comb += self.gemm_start.eq(1)
+            tile_shape(m, cfg, r, cfg.cols, load=False)
+
+    def _store_start(self, m, r):
+        """WRITE_DRAM: ``size`` + 1 words to ``store``, then the CRC word."""
+        m.d.comb += self.store_start.eq(1)
+        m.d.sync += [r.store_left.eq(r.cmd.size), r.word_last.eq(r.cmd.size == 0)]
+        m.next = "STORE"
+
+    def _store_state(self, m, r):
+        m.d.comb += [
+            self.store.payload.eq(self.rx.payload),
+            self.store.valid.eq(self.rx.valid),
+            self.rx.ready.eq(self.store.ready),
+        ]
+        with m.If(self.rx.valid & self.store.ready):
+            m.d.sync += [r.store_left.eq(r.store_left - 1), r.word_last.eq(r.store_left == 1)]
+            with m.If(r.word_last):
+                self._crc_word_next(m, r)
+
+    def _crc_word_next(self, m, r):
+        lb = self._config.link_bytes
+        m.d.sync += r.crc_left.eq(protocol.words(protocol.crc_word_bytes(lb), lb) - 1)
+        m.next = "CRC_WORD"
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
@@ -268,25 +241,29 @@ class PayloadRouter(wiring.Component):
             with m.State("START"):
                 m.d.comb += crc.start.eq(1)
                 # The strobes come one cycle after the command, once the parser has set n, k, m.
-                with m.If(cmd.load):
-                    m.d.comb += self.load_start.eq(1)
-                    self._tile_shape(m, r, cfg.rows, load=True)
-                with m.Else():
-                    m.d.comb += self.gemm_start.eq(1)
-                    self._tile_shape(m, r, cfg.cols, load=False)
+                if cfg.dram_mib:
+                    with m.If(cmd.store):
+                        self._store_start(m, r)
+                    self._load_or_gemm_start(m, r, m.Elif)
+                else:
+                    self._load_or_gemm_start(m, r, m.If)
+
+            if cfg.dram_mib:
+                with m.State("STORE"):
+                    self._store_state(m, r)
 
             with m.State("LOAD_A_TILE"):
-                self._tile_shape(m, r, cfg.rows, load=True)
+                tile_shape(m, cfg, r, cfg.rows, load=True)
 
             with m.State("GEMM_TILE"):
                 # The unpacker reads a tile's C' until the tile's last block has left it.
                 with m.If((cmd.fmt == protocol.Format.INT8) | self.unpacker_idle
                           if blocks else 1):
-                    self._tile_shape(m, r, cfg.cols, load=False)
+                    tile_shape(m, cfg, r, cfg.cols, load=False)
 
             if blocks:
                 with m.State("GEMM_GROUPS"):
-                    self._group_shape(m, r)
+                    group_shape(m, cfg, r)
                     m.next = "GEMM"
 
             with m.State("LOAD_A"):

@@ -3,11 +3,15 @@ its decisions are taken from."""
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 
 from systolica import protocol
 
-__all__ = ["router_registers", "set_left"]
+__all__ = ["group_shape", "router_registers", "set_left", "tile_shape"]
+
+
+def _ceil_log2(value):
+    return (value - 1).bit_length()
 
 
 def router_registers(cfg, cmd):
@@ -50,6 +54,7 @@ def router_registers(cfg, cmd):
     r.bad_crc = Signal()           # the last payload's CRC word was wrong
     r.crc_left = Signal(2)         # words of the CRC word after this one
     r.scale_check = Signal()
+    r.store_left = Signal(16)      # WRITE_DRAM: payload words after this one
     return r
 
 
@@ -62,3 +67,62 @@ def set_left(m, cfg, r, value, minus=0):
                  r.more_cols.eq(value > cfg.cols + minus),
                  r.left_one_word.eq(value <= lb + minus),
                  r.left_one_scale_word.eq(value <= (lb + 2 * minus) // 2)]   # 2 bytes a row
+
+
+def tile_shape(m, cfg, r, size, load):
+    """Set up the tile that starts with ``left`` rows/cols to go (the router's next state:
+    LOAD_A, GEMM or GEMM_GROUPS)."""
+    lb = cfg.link_bytes
+    blocks = bool(cfg.block_formats)
+    more = r.more_rows if size == cfg.rows else r.more_cols
+    valid = Mux(more, size, r.left)
+    last_word = ((valid + lb - 1) >> _ceil_log2(lb)) - 1
+    one_word = Mux(more, size <= lb, r.left_one_word)
+    m.d.sync += [
+        r.vec_len.eq(valid),
+        r.vec_last_word.eq(last_word),
+        r.word_idx.eq(0),
+        r.word_last.eq(one_word),
+        r.one_word.eq(one_word),
+        r.step.eq(0),
+        r.steps_left.eq(r.cmd.k_last),
+        r.step_last.eq(r.cmd.k_last == 0),
+        r.tile_last.eq(~more),
+    ]
+    if blocks and load:        # LOAD_A: a scale vector of 2 bytes a row first
+        scale_last = ((2 * valid + lb - 1) >> _ceil_log2(lb)) - 1
+        scale_one = Mux(more, 2 * size <= lb, r.left_one_scale_word)
+        m.d.sync += [
+            r.scale_last_word.eq(scale_last),
+            r.scale_one_word.eq(scale_one),
+            r.scale_phase.eq(r.cmd.blocks),
+        ]
+        with m.If(r.cmd.blocks):
+            m.d.sync += r.word_last.eq(scale_one)
+    if load:
+        m.next = "LOAD_A"
+    elif blocks:
+        with m.If(r.cmd.fmt == protocol.Format.INT8):
+            m.next = "GEMM"
+        with m.Else():
+            m.next = "GEMM_GROUPS"
+    else:
+        m.next = "GEMM"
+
+
+def group_shape(m, cfg, r):
+    """GEMM in a block format: the tile's groups of ``vec_len`` blocks, K / 32 of them (a
+    state after `tile_shape`, from its registered ``vec_len``; timing)."""
+    lb = cfg.link_bytes
+    v, cmd = r.vec_len, r.cmd
+    # Bytes of a group: 34, 18 or 20 a block, as shifts and adds (no multiplier).
+    nbytes = Mux(cmd.fmt == protocol.Format.Q8_0, (v << 5) + (v << 1),
+                 Mux(cmd.fmt == protocol.Format.Q4_0, (v << 4) + (v << 1),
+                     (v << 4) + (v << 2)))
+    last = ((nbytes + lb - 1) >> _ceil_log2(lb)) - 1
+    m.d.sync += [
+        r.group_last_word.eq(last), r.group_one_word.eq(last == 0), r.group_idx.eq(0),
+        r.word_last.eq(last == 0),
+        r.steps_left.eq(cmd.k_last >> 5),
+        r.step_last.eq((cmd.k_last >> 5) == 0),
+    ]

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out, connect
 from .block_unpacker import BlockUnpacker
 from .control import LineErrorsSignature
 from .decoder import CommandDecoder
+from .dram_access import DramAccess, dram_addr_width, native_port_signature
 from .engine import GemmEngine
 from .framer import Framer
 from .link_adapter import LinkAdapter
@@ -25,6 +26,10 @@ class Accelerator(wiring.Component):
     ``line_errors`` (`LineErrorsSignature`) are the line's error counts, which IDENTIFY reports:
     a board's UART receiver drives them; links without a line tie them to 0.
 
+    With DRAM (``config.dram_mib``), ``dram`` is a DRAM controller's native port
+    (`native_port_signature`) and ``dram_ready`` says the controller is initialized; the board's
+    top level holds the controller (`accelerator_dram`).
+
     Parameters
     ----------
     config : Config
@@ -38,6 +43,8 @@ class Accelerator(wiring.Component):
             "link_tx": Out(stream.Signature(8 * config.link_bytes)),
             "rx_empty": Out(1),
             "line_errors": In(LineErrorsSignature()),
+            **({"dram": Out(native_port_signature(dram_addr_width(config))),
+                "dram_ready": In(1)} if config.dram_mib else {}),
         })
 
     def elaborate(self, platform):
@@ -82,4 +89,9 @@ class Accelerator(wiring.Component):
             connect(m, unpacker.blocks, engine.blocks)
             connect(m, decoder.act_scale, engine.act_scale)
             m.d.comb += framer.bad_scale.eq(engine.bad_scale)
+        if cfg.dram_mib:
+            m.submodules.dram = dram = DramAccess(dram_addr_width(cfg))
+            connect(m, decoder.dram, dram.user)
+            connect(m, dram.port, wiring.flipped(self.dram))
+            m.d.comb += dram.port_ready.eq(self.dram_ready)
         return m

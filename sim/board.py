@@ -6,6 +6,14 @@ the Verilog (`verilog.source_key`: the gateware sources, the configuration, the 
 harness source, the flags and the simulator's versions, so a change can never run a stale build and
 an existing build opens without generating the Verilog again. The Verilog it was built from is
 kept beside the program.
+
+A configuration with DRAM (``dram_mib``) is built with its DRAM core (`verilog.extra_sources`:
+LiteDRAM's controller with a model of the DRAM in it, generated once into ``build/dram/``), which
+the key names too. The DRAM model holds the whole DRAM as arrays, zeroed when the program
+starts: such a board process takes that much memory (530 MB for the ECPIX-5's 512 MiB), and the
+model's logic costs some 40 % of its cycles per second. The paced clock does not disturb the DRAM
+(the core is clocked logic like the rest); its init takes some 60,000 cycles after reset, which
+run while the host sends or waits, and the accelerator's DRAM commands wait for it.
 """
 
 import hashlib
@@ -72,11 +80,12 @@ def _build(config, out, exe, log):
               file=log, flush=True)
     started = time.monotonic()
     (tmp / f"{verilog.TOPLEVEL}.v").write_text(verilog.generate(config))
+    extra = [str(path) for path in verilog.extra_sources(config)]
     env = toolchain.simulator_env()
     env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={CXX_OPT}".strip()
     cmd = ["verilator", *VERILATOR_FLAGS, "-Mdir", str(tmp / "obj"), "-o", str(tmp / "board"),
            f"-GW={8 * config.link_bytes}", "-CFLAGS", f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}",
-           str(HARNESS), str(BOARD_TOP), str(tmp / f"{verilog.TOPLEVEL}.v")]
+           str(HARNESS), str(BOARD_TOP), str(tmp / f"{verilog.TOPLEVEL}.v"), *extra]
     result = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False)
     (tmp / "build.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:

@@ -18,6 +18,7 @@ from systolica.generate_cmd import (
 )
 from systolica.layer_cmd import add_layer_args, cmd_run_layer
 from systolica.quality_cmd import add_quality_args, cmd_quality
+from systolica.sim.verilog import DRAM_MIB
 
 __all__ = ["main"]
 
@@ -28,6 +29,8 @@ def config_from_args(args):
         value = getattr(args, name, None)
         if value is not None:
             kwargs[name] = value
+    if getattr(args, "dram", False):
+        kwargs["dram_mib"] = DRAM_MIB
     try:
         return Config(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -54,6 +57,12 @@ def _add_device_args(parser):
     group.add_argument("--link-bytes", type=int,
                        help=f"simulated link width in bytes per cycle (default "
                             f"{default.link_bytes})")
+    group.add_argument("--dram", action="store_true",
+                       help=f"give the simulated board {DRAM_MIB} MiB of DRAM (the ECPIX-5's "
+                            "DDR3: LiteDRAM's controller with a model of the memory), which "
+                            "gemm, bench and selftest also multiply from (weights stored with "
+                            "WRITE_DRAM, GEMM_DRAM commands); a board build of its own, and the "
+                            f"board process holds the {DRAM_MIB} MiB in memory")
     group.add_argument("--port", help="talk to a real board on this serial port instead; 'auto' "
                                       "finds the board's USB-UART by its USB id")
     group.add_argument("--baud", type=int, default=3_000_000, help="serial line rate")
@@ -62,25 +71,37 @@ def _add_device_args(parser):
 
 
 def cmd_gemm(args):
-    """A random int8 GEMM on the device, checked exactly against numpy."""
+    """A random int8 GEMM on the device, checked exactly against numpy; on a device with DRAM
+    (--dram), also with the weights stored in the DRAM."""
     rng = np.random.default_rng(args.seed)
     a = rng.integers(-128, 128, (args.n, args.k), dtype=np.int8)
     w = rng.integers(-128, 128, (args.k, args.m), dtype=np.int8)
+    want = a.astype(np.int64) @ w.astype(np.int64)
     with _open_driver(args) as drv:
         cfg = drv.config
+        dram = f", DRAM {cfg.dram_mib} MiB" if cfg.dram_mib else ""
         print(f"device: {cfg.rows}x{cfg.cols} array, link {cfg.link_bytes} B/cycle, "
-              f"activation buffer {cfg.act_depth} words, max K {cfg.max_k}")
-        started = time.monotonic()
-        got = drv.gemm(a, w)
-        wall = time.monotonic() - started
-        want = a.astype(np.int64) @ w.astype(np.int64)
-        exact = np.array_equal(got, want)
-        st = drv.stats
-        print(f"GEMM {args.n}x{args.k} @ {args.k}x{args.m}: "
-              f"{'bit-exact with numpy' if exact else 'MISMATCH with numpy'} "
-              f"({np.count_nonzero(got != want)} of {got.size} differ)")
-        print(f"device cycles {st.device_cycles}, MAC utilization {st.utilization(cfg):.1%}, "
-              f"{st.bytes_out} bytes out, {st.bytes_in} bytes in, wall {wall:.2f} s")
+              f"activation buffer {cfg.act_depth} words, max K {cfg.max_k}{dram}")
+        runs = [("", lambda: w)]
+        if cfg.dram_mib:
+            runs.append((" (weights from DRAM)", lambda: drv.store_gemm_weights(w)))
+        exact = True
+        for label, weights in runs:
+            w_in = weights()
+            st = drv.stats
+            st.device_cycles = st.macs = 0
+            out, back = st.bytes_out, st.bytes_in
+            started = time.monotonic()
+            got = drv.gemm(a, w_in)
+            wall = time.monotonic() - started
+            same = np.array_equal(got, want)
+            exact &= same
+            print(f"GEMM {args.n}x{args.k} @ {args.k}x{args.m}{label}: "
+                  f"{'bit-exact with numpy' if same else 'MISMATCH with numpy'} "
+                  f"({np.count_nonzero(got != want)} of {got.size} differ)")
+            print(f"device cycles {st.device_cycles}, MAC utilization {st.utilization(cfg):.1%}, "
+                  f"{st.bytes_out - out} bytes out, {st.bytes_in - back} bytes in, "
+                  f"wall {wall:.2f} s")
     return 0 if exact else 1
 
 
@@ -97,38 +118,45 @@ def _random_q4_1(rng, m, k):
 
 def cmd_bench(args):
     """Simulated-board speed and MAC utilization on a few GEMM shapes, int8 and (when the device
-    carries it) native Q4_1 blocks."""
+    carries it) native Q4_1 blocks; on a device with DRAM (--dram), each also with its weights
+    stored in the DRAM ("@dram": GEMM_DRAM, no weights on the link)."""
     from systolica.host.block_formats import block_gemm_reference, quantize_activations
 
     rng = np.random.default_rng(0)
     drv = _open_driver(args)
     cfg = drv.config
+    dram = f", DRAM {cfg.dram_mib} MiB" if cfg.dram_mib else ""
     print(f"device: {cfg.rows}x{cfg.cols} array, link {cfg.link_bytes} B/cycle "
-          f"({drv.link.name}); formats {', '.join(cfg.formats)}")
-    print(f"{'GEMM N x K x M':>18} {'format':>6} {'cycles':>9} {'MAC util':>9} {'wall s':>7} "
+          f"({drv.link.name}); formats {', '.join(cfg.formats)}{dram}")
+    print(f"{'GEMM N x K x M':>18} {'format':>9} {'cycles':>9} {'MAC util':>9} {'wall s':>7} "
           f"{'cycles/s':>10} {'B/weight':>8} exact")
     for n, k, m in BENCH_SHAPES:
         runs = ["int8"] + (["q4_1"] if "q4_1" in cfg.formats else [])
         for fmt in runs:
-            stats = drv.stats
-            stats.device_cycles = stats.macs = stats.weight_bytes_out = 0
-            started = time.monotonic()
             if fmt == "int8":
-                a = rng.integers(-128, 128, (n, k), dtype=np.int8)
-                w = rng.integers(-128, 128, (k, m), dtype=np.int8)
-                got = drv.gemm(a, w)
-                exact = np.array_equal(got, a.astype(np.int64) @ w)
+                acts = (rng.integers(-128, 128, (n, k), dtype=np.int8),)
+                weights = rng.integers(-128, 128, (k, m), dtype=np.int8)
+                want = acts[0].astype(np.int64) @ weights
             else:
-                raw = _random_q4_1(rng, m, k)
-                xq, xd = quantize_activations(rng.standard_normal((n, k)))
-                got = drv.gemm_blocks(xq, xd, raw, fmt)
-                exact = np.array_equal(got.view(np.uint32),
-                                       block_gemm_reference(xq, xd, raw, fmt))
-            wall = time.monotonic() - started
-            cycles = stats.device_cycles
-            print(f"{f'{n} x {k} x {m}':>18} {fmt:>6} {cycles:>9} "
-                  f"{stats.utilization(cfg):>9.1%} {wall:>7.3f} {cycles / wall:>10.3g} "
-                  f"{stats.weight_bytes_out / (k * m):>8.4f} {'yes' if exact else 'NO'}")
+                weights = _random_q4_1(rng, m, k)
+                acts = quantize_activations(rng.standard_normal((n, k)))
+                want = block_gemm_reference(*acts, weights, fmt)
+            for stored in (False, True) if cfg.dram_mib else (False,):
+                w_in = drv.store_gemm_weights(weights, fmt) if stored else weights
+                stats = drv.stats
+                stats.device_cycles = stats.macs = stats.weight_bytes_out = 0
+                started = time.monotonic()
+                if fmt == "int8":
+                    exact = np.array_equal(drv.gemm(*acts, w_in), want)
+                else:
+                    got = drv.gemm_blocks(*acts, w_in, fmt)
+                    exact = np.array_equal(got.view(np.uint32), want)
+                wall = time.monotonic() - started
+                cycles = stats.device_cycles
+                label = fmt + ("@dram" if stored else "")
+                print(f"{f'{n} x {k} x {m}':>18} {label:>9} {cycles:>9} "
+                      f"{stats.utilization(cfg):>9.1%} {wall:>7.3f} {cycles / wall:>10.3g} "
+                      f"{stats.weight_bytes_out / (k * m):>8.4f} {'yes' if exact else 'NO'}")
     drv.close()
     stats = getattr(drv.link, "stats", None)
     if stats:

@@ -4,7 +4,7 @@ the host tiles for."""
 import dataclasses
 import struct
 
-from systolica.protocol import MAX_LINK_BYTES, Format
+from systolica.protocol import DRAM_WORD_BYTES, MAX_LINK_BYTES, Format
 
 __all__ = ["FORMAT_NAMES", "IDENTIFY_BYTES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
 
@@ -18,7 +18,7 @@ FORMAT_NAMES = ("int8", "q8_0", "q4_0", "q4_1")
 PROTOCOL_VERSION = 2
 
 # IDENTIFY payload: every field the host needs to adapt to the device, little-endian.
-_IDENTIFY_FORMAT = "<HBBBBBBHHIII4xI"
+_IDENTIFY_FORMAT = "<HBBBBBBHHIIIII"
 IDENTIFY_BYTES = struct.calcsize(_IDENTIFY_FORMAT)
 
 
@@ -99,6 +99,11 @@ class Config:
         take at most ``lane_weights`` weights a cycle: with ``cols`` above 8, a wider word lets
         a decode step (one token, each weight used once) run at ``cols`` weights a cycle. The
         boards use 8: two DP16KDs a column on the 8×16 ECP5 builds (`systolica.rtl.engine`).
+    dram_mib : int
+        MiB of DRAM behind the device's DRAM controller (reported by IDENTIFY), which WRITE_DRAM
+        fills and GEMM_DRAM reads its weights from (`protocol`); 0: none. A power of two. The
+        DRAM port moves `protocol.DRAM_WORD_BYTES` a word, and for now the link must move as
+        many (no width converter between the two yet).
     weight_skid : bool
         Implementation only: int8 weight rows enter the weight banks through a skid buffer, so
         that neither the decoder's handshake nor the banks' next state waits on the other (the
@@ -125,6 +130,7 @@ class Config:
 
     formats: tuple = ("int8", "q8_0", "q4_0", "q4_1")
     abort_cycles: int = 1 << 16
+    dram_mib: int = 0
 
     multiplier: str = dataclasses.field(default="infer", compare=False)
     buffer_piece_depth: int = dataclasses.field(default=0, compare=False)
@@ -144,6 +150,11 @@ class Config:
         _check_positive("rx_fifo_words", self.rx_fifo_words)
         if self.abort_cycles != 0:        # 0: no idle abort (a part too full for it)
             _check_positive("abort_cycles", self.abort_cycles, maximum=(1 << 32) - 1)
+        if self.dram_mib:
+            _check_positive("dram_mib", self.dram_mib, power_of_two=True, maximum=2048)
+            if self.link_bytes != DRAM_WORD_BYTES:
+                raise ValueError(f"dram_mib needs link_bytes = {DRAM_WORD_BYTES} (the DRAM's word; "
+                                 f"no width converter yet), not {self.link_bytes}")
         if self.multiplier not in ("infer", "pairs", "registered", "lut"):
             raise ValueError(f"multiplier must be 'infer', 'pairs', 'registered' or 'lut', not "
                              f"{self.multiplier!r}")
@@ -222,7 +233,7 @@ class Config:
         return struct.pack(_IDENTIFY_FORMAT, PROTOCOL_VERSION, self.rows, self.cols,
                            self.a_width, self.w_width, self.acc_width, self.link_bytes,
                            self.format_mask, 0, self.act_depth, self.max_k, self.rx_bytes,
-                           self.abort_cycles)
+                           self.dram_mib, self.abort_cycles)
 
     @classmethod
     def from_identify(cls, payload):
@@ -231,13 +242,14 @@ class Config:
             raise ValueError(f"IDENTIFY payload must be {struct.calcsize(_IDENTIFY_FORMAT)} "
                              f"bytes, not {len(payload)}")
         (version, rows, cols, a_width, w_width, acc_width, link_bytes, mask, _, act_depth, max_k,
-         rx_bytes, abort_cycles) = struct.unpack(_IDENTIFY_FORMAT, payload)
+         rx_bytes, dram_mib, abort_cycles) = struct.unpack(_IDENTIFY_FORMAT, payload)
         if version != PROTOCOL_VERSION:
             raise ValueError(f"device speaks protocol version {version}, "
                              f"host speaks {PROTOCOL_VERSION}")
         return cls(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=act_depth,
                    max_k=max_k, rx_fifo_words=rx_bytes // link_bytes, a_width=a_width,
                    w_width=w_width, acc_width=acc_width, abort_cycles=abort_cycles,
+                   dram_mib=dram_mib,
                    formats=tuple(f for f in FORMAT_NAMES if mask >> Format[f.upper()] & 1))
 
     def label(self):
@@ -254,5 +266,7 @@ class Config:
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         if self.abort_cycles != Config.abort_cycles:
             fmt += f"-t{self.abort_cycles}"
+        if self.dram_mib:
+            fmt += f"-d{self.dram_mib}"
         return (f"r{self.rows}c{self.cols}l{self.link_bytes}a{self.act_depth}"
                 f"k{self.max_k}f{self.rx_fifo_words}{mul}{fmt}")

@@ -38,11 +38,11 @@ bytes  field   meaning
 12-15  arg2    u32
 16-19  length  bytes of payload after the header (whole words: the padded vectors), not
                counting its CRC word; 0 for a frame without payload
-20-23  info    0 in commands and replies, but IDENTIFY's: the line's error counts (bits 0-7
+20-23  info    0 in commands and replies, but GEMM_DRAM's (below) and IDENTIFY's reply's: the line's error counts (bits 0-7
                bytes dropped for a low stop bit, 8-15 bytes dropped by an overrun, each
                since power-up and saturating at 255; always 0 on a link without a UART,
                such as the simulated board's pipe)
-24-27  arg3    0 (reserved for commands with a fourth argument)
+24-27  arg3    0, but GEMM_DRAM's (the stored payload's address)
 28-31  crc     CRC-32 of bytes 0-27 (`crc32`)
 =====  ======  =========================================================================
 
@@ -115,6 +115,25 @@ Commands and replies
     tile j), j-major, then the ``GEMM`` reply. Results leave while weights still arrive, so a
     payload whose CRC word is wrong is known only at the end: the GEMM reply's status is then
     ``BAD_CRC``, and the host discards every RESULT of that GEMM.
+``WRITE_DRAM`` arg0 = byte address in the device's DRAM (devices whose IDENTIFY reports DRAM)
+    Payload: ``length`` bytes, stored from the address on exactly as received, then the CRC word.
+    The address and ``length`` are multiples of ``DRAM_WORD_BYTES``, ``length`` is at most
+    ``MAX_WRITE_DRAM`` and the range lies inside the DRAM (else ``BAD_LENGTH``; arg1 and arg2
+    must be 0, else ``BAD_CHECK``). Reply (once the last word is in the DRAM): arg0 = the address;
+    status ``BAD_CRC`` if the payload's CRC word was wrong (its bytes were stored all the same:
+    write them again) or ``ABORTED``.
+``GEMM_DRAM`` arg0, arg1, arg2 as GEMM's; arg3 = byte address of a *stored GEMM payload*;
+    info = that payload's length
+    A GEMM whose weights come from the device's DRAM instead of the link. A stored GEMM payload
+    is the bytes a GEMM frame of these arguments carries after its header (its ``length``
+    bytes, then its CRC word), written there with WRITE_DRAM. Nothing follows the header on the
+    link (``length`` 0). The address and info are multiples of ``DRAM_WORD_BYTES`` and the
+    payload with its CRC word lies inside the DRAM (else ``BAD_LENGTH``). The device reads it
+    and takes it as it would take the payload from the link, CRC word included: the replies
+    are a GEMM's (RESULT frames, then the reply with op ``GEMM | REPLY``; ``BAD_CRC`` if the
+    stored bytes do not check). A stored payload shorter than the GEMM takes is made up with
+    zero words (its CRC fails); one longer is read to its end and dropped. A rejected GEMM_DRAM
+    gets an error reply with op ``GEMM_DRAM | REPLY``.
 ``RESULT`` (device only) arg0 = i, arg1 = j, arg2 = rows_valid | cols_valid << 16
     Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 or binary32 (little-endian) of
     C[i*rows + r, ...], then the CRC word.
@@ -137,7 +156,9 @@ __all__ = [
     "HEADER_BYTES",
     "IDENTIFY_PAD",
     "LINE_COUNT_BITS",
+    "DRAM_WORD_BYTES",
     "MAGIC",
+    "MAX_WRITE_DRAM",
     "MAX_LINK_BYTES",
     "REPLY",
     "Format",
@@ -162,6 +183,8 @@ REPLY = 0x80
 HEADER_BYTES = 32
 IDENTIFY_PAD = 64
 MAX_LINK_BYTES = 32        # a header is a whole number of words
+DRAM_WORD_BYTES = 16       # a DRAM controller's native word (16-bit DDR3, 1:2 rate: a BL8 burst)
+MAX_WRITE_DRAM = 1 << 20   # bytes of one WRITE_DRAM payload
 LINE_COUNT_BITS = 8        # each of IDENTIFY's line error counts (``info``) saturates at 255
 _FIELDS = struct.Struct("<BBBBIIIIII")     # the header's bytes 0-27, before its CRC
 _CRC = struct.Struct("<I")
@@ -171,6 +194,8 @@ class Op(enum.IntEnum):
     IDENTIFY = 0x01
     LOAD_A = 0x02
     GEMM = 0x03
+    WRITE_DRAM = 0x04
+    GEMM_DRAM = 0x05
     RESULT = 0x10
     CREDIT = 0x11
 

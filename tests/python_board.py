@@ -5,13 +5,26 @@ header's CRC and ``length`` and every payload's CRC word, answers IDENTIFY, LOAD
 numpy) with the command's tag, and sends a CREDIT frame after each write for everything it has
 taken. ``tamper(op, reply)`` may change each reply frame's bytes on its way out (op without the
 reply bit; CREDIT frames are not tampered with); ``gemm_status`` is the GEMM replies' status.
+With ``config.dram_mib`` it has that much DRAM (``dram``, a bytearray) and answers WRITE_DRAM
+and GEMM_DRAM too, checking their ranges (``BAD_LENGTH``) and a stored payload's CRC word
+(``BAD_CRC`` in the GEMM reply); without, they get ``BAD_OPCODE``.
 """
 
 import numpy as np
 
 from systolica import protocol
 from systolica.host.link import Link, LinkTimeout
-from systolica.protocol import HEADER_BYTES, MAGIC, REPLY, Op, Status, crc_word_bytes, padded
+from systolica.protocol import (
+    DRAM_WORD_BYTES,
+    HEADER_BYTES,
+    MAGIC,
+    MAX_WRITE_DRAM,
+    REPLY,
+    Op,
+    Status,
+    crc_word_bytes,
+    padded,
+)
 
 __all__ = ["PythonBoard"]
 
@@ -26,6 +39,7 @@ class PythonBoard(Link):
         self.commands = []          # (op, tag) of every command taken, in order
         self.received = 0           # bytes taken in all
         self.a = None
+        self.dram = bytearray(config.dram_mib << 20)
         self._in = bytearray()
         self._out = bytearray()
 
@@ -82,6 +96,10 @@ class PythonBoard(Link):
             self._load_a(head, payload)
         elif head.op == Op.GEMM:
             self._gemm(head, payload)
+        elif head.op == Op.WRITE_DRAM and self.dram:
+            self._write_dram(head, payload)
+        elif head.op == Op.GEMM_DRAM and self.dram:
+            self._gemm_dram(head)
         else:
             self._reply(head.op, head.arg0, tag=head.tag, status=Status.BAD_OPCODE)
         return True
@@ -107,11 +125,32 @@ class PythonBoard(Link):
         self.a = self._vectors(payload, -(-n // cfg.rows), cfg.rows, n, k).T.astype(np.int64)
         self._reply(Op.LOAD_A, n, k, tag=head.tag)
 
-    def _gemm(self, head, payload):
+    def _write_dram(self, head, payload):
+        address, size = head.arg0, head.length
+        if head.arg1 or head.arg2:
+            self._reply(Op.WRITE_DRAM, address, tag=head.tag, status=Status.BAD_CHECK)
+        elif (address % DRAM_WORD_BYTES or not size or size % DRAM_WORD_BYTES
+                or size > MAX_WRITE_DRAM or address + size > len(self.dram)):
+            self._reply(Op.WRITE_DRAM, address, tag=head.tag, status=Status.BAD_LENGTH)
+        else:
+            self.dram[address:address + size] = payload
+            self._reply(Op.WRITE_DRAM, address, tag=head.tag)
+
+    def _gemm_dram(self, head):
+        address, size = head.arg3, head.info
+        end = address + size + crc_word_bytes(self.config.link_bytes)
+        if address % DRAM_WORD_BYTES or not size or size % DRAM_WORD_BYTES or end > len(self.dram):
+            self._reply(Op.GEMM_DRAM, head.arg0, tag=head.tag, status=Status.BAD_LENGTH)
+            return
+        stored = bytes(self.dram[address:end])
+        ok = protocol.payload_ok(stored, self.config.link_bytes)
+        self._gemm(head, stored[:size], Status.OK if ok else Status.BAD_CRC, op=Op.GEMM_DRAM)
+
+    def _gemm(self, head, payload, status=None, op=Op.GEMM):
         cfg = self.config
         n, k, m = head.arg0, head.arg1, head.arg2
         if self.a is None or self.a.shape != (n, k):
-            self._reply(Op.GEMM, n, tag=head.tag, status=Status.NOT_LOADED)
+            self._reply(op, n, tag=head.tag, status=Status.NOT_LOADED)
             return
         w = self._vectors(payload, -(-m // cfg.cols), cfg.cols, m, k).astype(np.int64)
         c = (self.a @ w).astype("<i4")
@@ -122,4 +161,5 @@ class PythonBoard(Link):
                                 for r in block)
                 self._reply(Op.RESULT, i // cfg.rows, j // cfg.cols,
                             block.shape[0] | block.shape[1] << 16, payload=rows, tag=head.tag)
-        self._reply(Op.GEMM, 1234, 0, m, tag=head.tag, status=self.gemm_status)
+        self._reply(Op.GEMM, 1234, 0, m, tag=head.tag,
+                    status=self.gemm_status if status is None else status)

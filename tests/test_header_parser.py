@@ -8,7 +8,17 @@ import pytest
 from streams import send, simulate
 
 from systolica.config import Config
-from systolica.protocol import MAGIC, REPLY, Op, Status, crc_word, pack_header, pad_to_words
+from systolica.protocol import (
+    DRAM_WORD_BYTES,
+    MAGIC,
+    MAX_WRITE_DRAM,
+    REPLY,
+    Op,
+    Status,
+    crc_word,
+    pack_header,
+    pad_to_words,
+)
 from systolica.rtl.header_parser import HeaderParser
 
 CONSUMED = 77     # what the link adapter reports as received (IDENTIFY's arg2)
@@ -128,7 +138,21 @@ def run_parser(config, table, seed):
                 await ctx.tick()
                 ctx.set(dut.router.done, 0)
 
-    simulate(dut, link, replies, router)
+    async def dram(ctx):
+        # The DRAM engines: take every request at once and are never busy.
+        ctx.set(dut.dram_ready, 1)
+        ctx.set(dut.dram_write.ready, 1)
+        ctx.set(dut.dram_read.ready, 1)
+        async for _, _, w_valid, w, r_valid, r in ctx.tick().sample(
+                dut.dram_write.valid, dut.dram_write.payload,
+                dut.dram_read.valid, dut.dram_read.payload):
+            if w_valid:
+                got.append(("write", w.addr, w.count))
+            if r_valid:
+                got.append(("read", r.addr, r.count))
+
+    benches = (link, replies, router, dram) if config.dram_mib else (link, replies, router)
+    simulate(dut, *benches)
     return got, infos
 
 
@@ -146,3 +170,67 @@ def test_header_parser_answers_every_frame_of_the_table(link_bytes):
     assert infos == [line if r[:2] == identify_ok else 0 for r in replies]
     assert line in infos
     assert MAGIC not in bytes(link_bytes)          # the garbage word cannot start a header
+
+
+def dram_frames(config):
+    """The DRAM commands' table (a device with ``config.dram_mib`` of DRAM and a 16-byte link):
+    the requests the engines get, the commands the router gets, the replies."""
+    lb, size = config.link_bytes, config.dram_mib << 20
+    w = DRAM_WORD_BYTES
+    payload = bytes(range(3 * lb))
+    stored = payload + crc_word(payload, lb)
+    load = pack_header(Op.LOAD_A, 5, 8, tag=1)
+    return [
+        (pack_header(Op.WRITE_DRAM, 5 * w, tag=2, length=len(payload)) + stored,
+         [("write", 5, 3), (0, 2, config.max_k - 1), (Op.WRITE_DRAM | REPLY, Status.OK, 2, 5 * w, 0, 0)]),
+        # The last bytes of the DRAM (the longest payload, 2**16 words, is written end to end
+        # in tests/test_dram_gemm.py: here it would take a minute).
+        (pack_header(Op.WRITE_DRAM, size - len(payload), tag=3, length=len(payload)) + stored,
+         [("write", (size - len(payload)) // w, 3), (0, 2, config.max_k - 1),
+          (Op.WRITE_DRAM | REPLY, Status.OK, 3, size - len(payload), 0, 0)]),
+        # Out of range, misaligned or too long: refused, the payload skipped by its length.
+        *((pack_header(Op.WRITE_DRAM, addr, tag=tag, length=length)
+           + bytes(length) + crc_word(bytes(length), lb),
+           [(Op.WRITE_DRAM | REPLY, Status.BAD_LENGTH, tag, addr, 0, 0)])
+          for tag, addr, length in ((4, size - 2 * lb, 3 * lb), (5, 8, lb))),
+        (pack_header(Op.WRITE_DRAM, 0, 1, tag=7), [(Op.WRITE_DRAM | REPLY, Status.BAD_CHECK, 7,
+                                                    0, 0, 0)]),
+        (load, [(1, 5, 7), (Op.LOAD_A | REPLY, Status.OK, 1, 5, 8, 0)]),
+        # GEMM_DRAM: the stored payload and its CRC word are read; the router gets a GEMM.
+        (pack_header(Op.GEMM_DRAM, 5, 8, 3, tag=8, info=3 * lb, arg3=7 * w),
+         [("read", 7, 3 + lb // w), (0, 3, 7)]),
+        (pack_header(Op.GEMM_DRAM, 5, 8, 3, tag=9, info=size - 2 * w, arg3=w),
+         [("read", 1, size // w - 2 + lb // w), (0, 3, 7)]),
+        *((pack_header(Op.GEMM_DRAM, 5, 8, 3, tag=tag, info=info, arg3=addr),
+           [(Op.GEMM_DRAM | REPLY, Status.BAD_LENGTH, tag, 5, 0, 0)])
+          for tag, addr, info in ((10, 0, 0), (11, 8, lb), (12, 0, 4), (13, w, size - w))),
+        (pack_header(Op.GEMM_DRAM, 5, 8, 3, tag=14, info=lb, arg3=0, length=lb) + bytes(lb)
+         + crc_word(bytes(lb), lb), [(Op.GEMM_DRAM | REPLY, Status.BAD_LENGTH, 14, 5, 0, 0)]),
+        (pack_header(Op.GEMM_DRAM, 4, 8, 3, tag=15, info=lb, arg3=0),
+         [(Op.GEMM_DRAM | REPLY, Status.NOT_LOADED, 15, 4, 0, 0)]),
+        # GEMM carries no address; a device without DRAM knows neither command.
+        (pack_header(Op.GEMM, 5, 8, 3, tag=16, arg3=w), [(Op.GEMM | REPLY, Status.BAD_CHECK, 16,
+                                                          5, 0, 0)]),
+        (pack_header(Op.GEMM, 5, 8, 3, tag=17), [(0, 3, 7)]),
+        # Too long: refused (last: the parser then skips its megabyte, not sent here).
+        (pack_header(Op.WRITE_DRAM, 0, tag=6, length=MAX_WRITE_DRAM + lb),
+         [(Op.WRITE_DRAM | REPLY, Status.BAD_LENGTH, 6, 0, 0, 0)]),
+    ]
+
+
+def test_header_parser_answers_the_dram_commands():
+    config = Config(rows=2, cols=2, link_bytes=16, act_depth=64, max_k=32, formats=("int8",),
+                    rx_fifo_words=64, dram_mib=2)
+    table = dram_frames(config)
+    got, _ = run_parser(config, table, seed=5)
+    assert got == [want for _, wants in table for want in wants]
+
+
+def test_a_device_without_dram_knows_no_dram_command():
+    config = Config(rows=2, cols=2, link_bytes=16, act_depth=64, max_k=32, formats=("int8",),
+                    rx_fifo_words=64)
+    table = [(pack_header(op, 16, tag=3, length=16) + bytes(16) + crc_word(bytes(16), 16),
+              [(op | REPLY, Status.BAD_OPCODE, 3, 16, 0, 0)])
+             for op in (Op.WRITE_DRAM, Op.GEMM_DRAM)]
+    got, _ = run_parser(config, table, seed=6)
+    assert got == [want for _, wants in table for want in wants]

@@ -1,0 +1,230 @@
+# amaranth: UnusedElaboratable=no
+"""Weights resident in the simulated board's DRAM (issue 19): the accelerator's RTL with
+LiteDRAM's controller and DRAM model behind its ``dram`` port (`AcceleratorWithDram`), built by
+Verilator, driven by the host driver.
+
+Each case stores weights with WRITE_DRAM (`Driver.store_gemm_weights`) and multiplies them with
+GEMM_DRAMs: bit-exact against numpy (int8) or the block model (`block_gemm_reference`), and
+equal to the same GEMM streamed over the link. A stored payload overwritten in the DRAM fails
+its CRC check (`StoredWeightsCorrupt`) until the weights are stored again; commands the device
+must refuse get its error replies. The host side alone, against a device in Python:
+tests/test_dram_driver.py. The first run builds the board (a few minutes), later runs reuse it.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from block_data import random_activations, random_blocks
+
+from systolica import cli
+from systolica.config import Config
+from systolica.host.block_formats import FORMATS, block_gemm_reference
+from systolica.host.driver import Driver, StoredWeightsCorrupt
+from systolica.host.frames import DeviceError, write_dram_command
+from systolica.host.link import SimulatedBoardLink
+from systolica.host.stored_weights import StoredGemm, layout
+from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, pack_header
+from systolica.rtl.accelerator_dram import AcceleratorWithDram
+from systolica.sim import board, verilog
+
+CFG = Config(dram_mib=512)          # the simulated board's defaults, with the ECPIX-5's DRAM
+DRAM_BYTES = CFG.dram_mib << 20
+
+
+@pytest.fixture(scope="module")
+def driver():
+    started = time.monotonic()
+    link = SimulatedBoardLink(CFG)          # builds the board unless it is cached
+    print(f"\nsimulated board with DRAM ready in {time.monotonic() - started:.0f} s")
+    drv = Driver(link, timeout=120)
+    yield drv
+    drv.close()
+    print(f"\n{link.stats}")
+
+
+def test_identify_reports_the_dram(driver):
+    assert driver.config == CFG and driver.config.dram_mib == 512
+
+
+def _top(size):
+    """An address where ``size`` bytes end at the DRAM's last byte."""
+    return DRAM_BYTES - size
+
+
+# name: (format, N, K, M, where the weights go: an address, or "top" to end at the DRAM's end)
+CASES = {
+    "int8": ("int8", 3, 40, 17, 0),
+    "int8-two-k-passes": ("int8", 5, 2100, 20, 1 << 20),
+    "int8-top-of-dram": ("int8", 2, 64, 33, "top"),
+    "q8_0": ("q8_0", 3, 64, 40, 16 << 20),
+    "q4_0": ("q4_0", 2, 96, 33, 17 << 20),
+    "q4_1": ("q4_1", 4, 576, 48, 18 << 20),
+    "q4_1-decode": ("q4_1", 1, 1536, 64, 100 << 20),
+    # 1.3 MB stored (two WRITE_DRAMs), read for longer than the idle abort's 65536 cycles
+    "q4_1-longer-than-the-idle-abort": ("q4_1", 1, 2048, 1024, 120 << 20),
+}
+
+
+def _operands(fmt, n, k, m, seed):
+    rng = np.random.default_rng(seed)
+    if fmt == "int8":
+        a = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+        return (a,), w, a.astype(np.int64) @ w
+    xq, xd = random_activations(rng, n, k)
+    raw = random_blocks(FORMATS[fmt], m, k // 32, rng)
+    return (xq, xd), raw, block_gemm_reference(xq, xd, raw, fmt)
+
+
+def _multiply(driver, fmt, acts, weights):
+    """The GEMM's result as it compares with the reference: int64, or binary32 patterns."""
+    if fmt == "int8":
+        return driver.gemm(*acts, weights)
+    got = driver.gemm_blocks(*acts, weights, None if not isinstance(weights, np.ndarray) else fmt)
+    return got.view(np.uint32)
+
+
+def _cycles(driver, run):
+    before = driver.stats.device_cycles
+    out = run()
+    return out, driver.stats.device_cycles - before
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gemm_from_dram_is_exact_and_equals_the_streamed_gemm(driver, name, capsys):
+    fmt, n, k, m, address = CASES[name]
+    acts, weights, want = _operands(fmt, n, k, m, seed=len(name))
+    if address == "top":
+        address = _top(layout(CFG, weights, fmt, 0)[0].size)
+    stored = driver.store_gemm_weights(weights, fmt, address=address)
+    assert stored.address == address and stored.end <= DRAM_BYTES
+    sent = driver.stats.bytes_out
+    from_dram, dram_cycles = _cycles(driver, lambda: _multiply(driver, fmt, acts, stored))
+    link_bytes = driver.stats.bytes_out - sent
+    streamed, link_cycles = _cycles(driver, lambda: _multiply(driver, fmt, acts, weights))
+    np.testing.assert_array_equal(from_dram, want)
+    np.testing.assert_array_equal(streamed, want)
+    again = _multiply(driver, fmt, acts, stored)                 # the weights stay put
+    np.testing.assert_array_equal(again, want)
+    with capsys.disabled():
+        print(f"\n{name}: {n}x{k}x{m} in {len(stored.pieces)} GEMM_DRAMs ({stored.size} B "
+              f"stored at 0x{address:x}): {dram_cycles} cycles from DRAM ({link_bytes} B on "
+              f"the link), {link_cycles} streamed")
+
+
+@pytest.mark.parametrize(("fmt", "where"), [("int8", "first"), ("int8", "crc"), ("q4_1", "last")])
+def test_a_stored_payload_overwritten_fails_its_crc_until_stored_again(driver, fmt, where):
+    acts, weights, want = _operands(fmt, 3, 64, 20, seed=7)
+    stored = driver.store_gemm_weights(weights, fmt, address=200 << 20)
+    piece = stored.pieces[0]
+    crc_word = piece.address + piece.length          # the CRC word follows the payload
+    at = {"first": piece.address, "crc": crc_word, "last": crc_word - DRAM_WORD_BYTES}[where]
+    driver.write_dram(at, bytes([0x5A]) + bytes(DRAM_WORD_BYTES - 1))
+    with pytest.raises(StoredWeightsCorrupt, match="BAD_CRC") as info:
+        _multiply(driver, fmt, acts, stored)
+    assert info.value.piece == piece
+    assert driver.store_gemm_weights(weights, fmt, address=200 << 20) == stored
+    np.testing.assert_array_equal(_multiply(driver, fmt, acts, stored), want)
+
+
+def test_a_long_write_spans_several_write_drams(driver):
+    base = 300 << 20
+    data = np.random.default_rng(3).integers(0, 256, MAX_WRITE_DRAM + 1000, np.uint8).tobytes()
+    before = driver.stats.dram_bytes_out
+    assert driver.write_dram(base, data) == len(data) + 8         # padded
+    assert driver.stats.dram_bytes_out - before > len(data)
+    # Read back through a GEMM_DRAM: int8 weights of one column tile (their stored payload is
+    # their rows as they are) from the 1 KiB across the two WRITE_DRAMs' seam; only their CRC
+    # word is written.
+    seam = base + MAX_WRITE_DRAM - 512
+    rows = data[MAX_WRITE_DRAM - 512:MAX_WRITE_DRAM + 512]
+    weights = np.frombuffer(rows, np.int8).reshape(64, 16)
+    stored, image = layout(CFG, weights, "int8", seam)
+    assert image[:len(rows)] == rows
+    driver.write_dram(seam + len(rows), image[len(rows):])
+    a = np.random.default_rng(4).integers(-128, 128, (3, 64), np.int8)
+    np.testing.assert_array_equal(driver.gemm(a, stored), a.astype(np.int64) @ weights)
+
+
+def _rejected_gemm_dram(address, length):
+    def run(driver):
+        stored = driver.store_gemm_weights(np.ones((32, 4), np.int8), address=400 << 20)
+        piece = StoredGemm(0, 32, 0, 4, 4, address, length)
+        driver.gemm(np.ones((2, 32), np.int8), dataclasses.replace(stored, pieces=(piece,)))
+    return run
+
+
+def _raw(op, frame):
+    def run(driver):
+        tag = driver.session.next_tag()
+        driver._send(frame(tag))
+        driver._expect(op, tag=tag)
+    return run
+
+
+@pytest.mark.parametrize(("run", "op", "status"), [
+    (_rejected_gemm_dram(DRAM_BYTES - 16, 16), Op.GEMM_DRAM, Status.BAD_LENGTH),   # CRC word out
+    (_rejected_gemm_dram(8, 64), Op.GEMM_DRAM, Status.BAD_LENGTH),                # misaligned
+    (_rejected_gemm_dram(0, 40), Op.GEMM_DRAM, Status.BAD_LENGTH),                # length
+    (_raw(Op.WRITE_DRAM, lambda tag: write_dram_command(DRAM_BYTES - 16, bytes(32), CFG,
+                                                        tag=tag)), Op.WRITE_DRAM,
+     Status.BAD_LENGTH),
+    (_raw(Op.WRITE_DRAM, lambda tag: write_dram_command(8, bytes(16), CFG, tag=tag)),
+     Op.WRITE_DRAM, Status.BAD_LENGTH),
+    (_raw(Op.WRITE_DRAM, lambda tag: pack_header(Op.WRITE_DRAM, 0, 1, tag=tag, length=16)
+          + bytes(32)), Op.WRITE_DRAM, Status.BAD_CHECK),
+])
+def test_the_device_refuses_dram_commands_out_of_range(driver, run, op, status):
+    with pytest.raises(DeviceError) as info:
+        run(driver)
+    assert (info.value.op, info.value.status) == (op, status)
+    a, w = np.ones((2, 3), np.int8), np.ones((3, 4), np.int8)
+    np.testing.assert_array_equal(driver.gemm(a, w), np.full((2, 4), 3))    # still usable
+
+
+def test_the_wrapper_refuses_a_dram_of_another_size():
+    core = verilog.dram_core_for(CFG)
+    Fragment.get(AcceleratorWithDram(CFG, core.info), None)
+    with pytest.raises(ValueError, match=r"core has 512 MiB .* dram_mib = 256"):
+        AcceleratorWithDram(Config(dram_mib=256), core.info)
+    with pytest.raises(ValueError, match="needs a configuration with DRAM"):
+        AcceleratorWithDram(Config(), core.info)
+
+
+def test_the_build_key_names_the_dram_core(monkeypatch):
+    key = verilog.source_key(CFG)
+    assert verilog.extra_sources(CFG) == [verilog.dram_core_for(CFG).verilog]
+    assert verilog.extra_sources(Config()) == []
+    real = verilog.dram_core_for
+
+    def other_core(config):
+        core = real(config)
+        return core and type("Core", (), {"key": core.key + "-other", "info": core.info})()
+
+    monkeypatch.setattr(verilog, "dram_core_for", other_core)
+    assert verilog.source_key(CFG) != key
+
+
+def test_cli_gemm_with_dram_multiplies_from_the_dram_too(capsys):
+    assert cli.main(["gemm", "--dram", "-n", "3", "-k", "64", "-m", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "DRAM 512 MiB" in out
+    assert "64x20 (weights from DRAM): bit-exact with numpy" in out
+
+
+def test_cli_refuses_dram_on_a_narrow_link():
+    with pytest.raises(SystemExit, match="dram_mib needs link_bytes = 16"):
+        cli.main(["identify", "--dram", "--link-bytes", "4"])
+
+
+def test_the_built_board_opens_without_generating_verilog(monkeypatch, driver):
+    exe = board.board_executable(CFG)
+
+    def refuse(_config):
+        raise AssertionError("the Verilog was generated for a cached build")
+
+    monkeypatch.setattr(verilog, "generate", refuse)
+    assert board.board_executable(CFG) == exe
