@@ -6,7 +6,14 @@ import time
 
 import numpy as np
 
-from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, line_errors
+from systolica.protocol import (
+    DRAM_WORD_BYTES,
+    MAX_WRITE_DRAM,
+    Op,
+    Status,
+    crc_word_bytes,
+    line_errors,
+)
 
 from . import gemm_plan
 from .block_formats import FORMATS
@@ -15,6 +22,7 @@ from .frame_fill import drain, fill_cut_frame
 from .frames import (
     DeviceError,
     ProtocolError,
+    dram_check_command,
     gemm_blocks_command,
     gemm_command,
     load_a_blocks_command,
@@ -382,6 +390,35 @@ class Driver:
 
             self._retrying(f"WRITE_DRAM of {len(piece)} bytes at 0x{at:x}", write)
         return size
+
+    def check_dram(self, address, length):
+        """Whether the ``length`` bytes stored at ``address`` still check against the CRC word
+        stored after them (DRAM_CHECK: the device reads them back and checks; nothing but a
+        header crosses the link each way). ValueError (nothing sent) for a range outside the
+        DRAM or misaligned; a damaged exchange is tried again like any other."""
+        if length <= 0 or length % DRAM_WORD_BYTES:
+            raise ValueError(f"a DRAM_CHECK length must be a positive multiple of the DRAM word "
+                             f"({DRAM_WORD_BYTES} bytes), not {length!r}")
+        check_dram_range(self.config, address, length + crc_word_bytes(self.config.link_bytes),
+                         "the bytes and their CRC word")
+
+        def check(_retry):
+            tag = self.session.next_tag()
+            self._send(dram_check_command(address, length, tag=tag), kind=None)
+            try:
+                self._expect(Op.DRAM_CHECK, tag=tag)
+            except DeviceError as exc:
+                if exc.status == Status.BAD_CRC:
+                    return False
+                raise
+            return True
+
+        return self._retrying(f"DRAM_CHECK of {length} bytes at 0x{address:x}", check)
+
+    def check_stored(self, stored):
+        """The pieces of `StoredWeights` ``stored`` whose stored payloads fail their CRC check
+        (`check_dram` of each); an empty list when the DRAM holds them all intact."""
+        return [p for p in stored.pieces if not self.check_dram(p.address, p.length)]
 
     def store_gemm_weights(self, weights, fmt="int8", *, address=0):
         """Store GEMM weights in the device's DRAM from byte ``address`` on; returns the

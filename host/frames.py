@@ -23,6 +23,7 @@ __all__ = [
     "Frame",
     "GemmResult",
     "ProtocolError",
+    "dram_check_command",
     "gemm_blocks_command",
     "gemm_command",
     "gemm_dram_command",
@@ -175,6 +176,12 @@ def write_dram_command(address, data, config, *, tag=0):
     """WRITE_DRAM of ``data`` (whole link words, at most `protocol.MAX_WRITE_DRAM` bytes) to
     the DRAM from byte ``address`` on."""
     return _frame(Op.WRITE_DRAM, (address,), data, config.link_bytes, tag)
+
+
+def dram_check_command(address, length, *, tag=0):
+    """DRAM_CHECK: the device checks the ``length`` bytes at byte ``address`` against the CRC
+    word stored after them (a header alone)."""
+    return pack_header(Op.DRAM_CHECK, address, length, tag=tag)
 
 
 def gemm_dram_command(n, k, arg2, address, length, *, tag=0):

@@ -3,6 +3,8 @@
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dram_access import dram_count_width
+
 __all__ = ["CommandSignature", "command_layout"]
 
 
@@ -14,7 +16,9 @@ def command_layout(config):
     k_last : K - 1 (vectors a tile).
     blocks : the activations are in 32-blocks (LOAD_A: this one; GEMM: the loaded A).
     fmt : GEMM's weight format (`protocol.Format`); 0 for LOAD_A.
-    store : (devices with DRAM) WRITE_DRAM: ``size`` + 1 payload words go to the DRAM.
+    store : (devices with DRAM) WRITE_DRAM or DRAM_CHECK: ``words`` + 1 payload words go to the
+        DRAM writer (or, from the DRAM, nowhere: DRAM_CHECK), then the CRC word.
+    words : (devices with DRAM) see ``store``.
     """
     return data.StructLayout({
         "load": 1,
@@ -22,7 +26,7 @@ def command_layout(config):
         "k_last": range(config.max_k),
         "blocks": 1,
         "fmt": 2,
-        **({"store": 1} if config.dram_mib else {}),
+        **({"store": 1, "words": dram_count_width(config)} if config.dram_mib else {}),
     })
 
 

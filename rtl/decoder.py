@@ -139,7 +139,7 @@ class CommandDecoder(wiring.Component):
         """The router's words from the link, or (GEMM_DRAM) from the DRAM reader: its words,
         then zero words once the run has ended (a stored payload too short fails its CRC
         check); what is left of the run after the payload is dropped (``dram_drain``).
-        WRITE_DRAM's payload words go from the router to the writer."""
+        WRITE_DRAM's payload words go from the router to the writer (DRAM_CHECK's nowhere)."""
         dram = self.dram
         read = dram.read_data
         from_dram = parser.from_dram
@@ -154,4 +154,9 @@ class CommandDecoder(wiring.Component):
         ]
         connect(m, parser.dram_write, flipped(dram.write_req))
         connect(m, parser.dram_read, flipped(dram.read_req))
-        connect(m, router.store, flipped(dram.write_data))
+        write = dram.write_data          # DRAM_CHECK's words (from the DRAM) go nowhere
+        m.d.comb += [
+            write.payload.eq(router.store.payload),
+            write.valid.eq(router.store.valid & ~from_dram),
+            router.store.ready.eq(write.ready | from_dram),
+        ]

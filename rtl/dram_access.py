@@ -18,7 +18,8 @@ from .dram_port_mux import DramPortMux
 from .dram_reader import DramReader, request_layout
 from .dram_writer import DramWriter
 
-__all__ = ["DramAccess", "DramAccessSignature", "dram_addr_width", "native_port_signature"]
+__all__ = ["DramAccess", "DramAccessSignature", "dram_addr_width", "dram_count_width",
+           "native_port_signature"]
 
 DATA_WIDTH = 8 * DRAM_WORD_BYTES
 
@@ -26,6 +27,11 @@ DATA_WIDTH = 8 * DRAM_WORD_BYTES
 def dram_addr_width(config):
     """Width of a word address of ``config``'s DRAM."""
     return ((config.dram_mib << 20) // DRAM_WORD_BYTES - 1).bit_length()
+
+
+def dram_count_width(config):
+    """Width of a count of words up to every word of ``config``'s DRAM."""
+    return dram_addr_width(config) + 1
 
 
 def native_port_signature(addr_width):

@@ -36,6 +36,8 @@ class DramVerdict(data.Struct):
     is_gemm_dram: 1     # GEMM_DRAM (``Verdict.is_gemm`` is set too: its checks are GEMM's)
     write_ok: 1         # WRITE_DRAM's address and length are aligned and inside the DRAM
     read_ok: 1          # GEMM_DRAM's stored payload is aligned and inside the DRAM, length 0
+    is_check: 1         # DRAM_CHECK
+    check_ok: 1         # DRAM_CHECK's bytes are aligned, not empty and inside the DRAM, length 0
 
 
 class HeaderCheck(wiring.Component):
@@ -92,16 +94,19 @@ class HeaderCheck(wiring.Component):
 
     def _dram_checks(self, m):
         """The checks that differ with DRAM: GEMM_DRAM carries ``info`` and ``arg3``, WRITE_DRAM
-        no arg1 or arg2; the DRAM commands' ranges (33-bit sums: nothing wraps around)."""
+        no arg1 or arg2, DRAM_CHECK no arg2; the DRAM commands' ranges (33-bit sums: nothing
+        wraps around)."""
         hdr, v, d = self.header, self.verdict, self.dram
         size = self._config.dram_mib << 20
         align = protocol.DRAM_WORD_BYTES - 1
         crc_bytes = protocol.crc_word_bytes(self._config.link_bytes)
         write, gemm_dram = hdr.op == Op.WRITE_DRAM, hdr.op == Op.GEMM_DRAM
+        check = hdr.op == Op.DRAM_CHECK
         m.d.sync += [
             v.bad_header.eq((hdr.status != 0)
                             | ~gemm_dram & ((hdr.info != 0) | (hdr.arg3 != 0))
-                            | write & ((hdr.arg1 != 0) | (hdr.arg2 != 0))),
+                            | write & ((hdr.arg1 != 0) | (hdr.arg2 != 0))
+                            | check & (hdr.arg2 != 0)),
             v.is_gemm.eq((hdr.op == Op.GEMM) | gemm_dram),
             d.is_write.eq(write),
             d.is_gemm_dram.eq(gemm_dram),
@@ -111,4 +116,8 @@ class HeaderCheck(wiring.Component):
             d.read_ok.eq(((hdr.arg3 & align) == 0) & ((hdr.info & align) == 0)
                          & (hdr.info != 0) & (hdr.length == 0)
                          & (hdr.arg3 + hdr.info + crc_bytes <= size)),
+            d.is_check.eq(check),
+            d.check_ok.eq(((hdr.arg0 & align) == 0) & ((hdr.arg1 & align) == 0)
+                          & (hdr.arg1 != 0) & (hdr.length == 0)
+                          & (hdr.arg0 + hdr.arg1 + crc_bytes <= size)),
         ]

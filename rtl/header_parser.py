@@ -228,10 +228,11 @@ class HeaderParser(wiring.Component):
         """The command the router is handed, from the header and its verdict ``v``."""
         cmd = self.router.cmd
         size = Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])
-        if self._config.dram_mib:       # WRITE_DRAM: its payload's words, less one
-            words_less_one = (hdr.length >> _log2(self._config.link_bytes)) - 1
-            size = Mux(self._check_dram.is_write, words_less_one[:16], size)
-            m.d.comb += cmd.payload.store.eq(self._check_dram.is_write)
+        if self._config.dram_mib:       # WRITE_DRAM, DRAM_CHECK: their words, less one
+            d, lb = self._check_dram, self._config.link_bytes
+            words = Mux(d.is_write, hdr.length >> _log2(lb), hdr.arg1 >> _log2(lb))
+            m.d.comb += [cmd.payload.store.eq(d.is_write | d.is_check),
+                         cmd.payload.words.eq(words - 1)]
         m.d.comb += [
             cmd.payload.load.eq(v.is_load),
             cmd.payload.size.eq(size),
@@ -287,6 +288,6 @@ class HeaderParser(wiring.Component):
                 if dram:
                     dram.gemm_accepted(m)
         if dram:
-            dram.decide_write(m, send_reply)
+            dram.decide_commands(m, send_reply)
         with m.Else():
             send_reply(m, Status.BAD_OPCODE)

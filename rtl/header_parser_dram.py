@@ -9,8 +9,13 @@ GEMM_DRAM: GEMM's checks and the stored payload's range; READ_REQ asks the reade
 payload and its CRC word, sets ``from_dram`` (the decoder then feeds the router from the reader,
 not from the link) and hands the command on as a GEMM; after the router's ``done``, DRAIN drops
 whatever of the run the router did not take (``dram_drain``) and clears ``from_dram``.
+
+DRAM_CHECK: its range; CHECK_REQ asks the reader for the bytes and their CRC word and hands the
+command on as WRITE_DRAM's, but from the DRAM (the decoder drops the router's words instead of
+writing them); DRAIN then replies with the CRC check's verdict.
 """
 
+from amaranth.hdl import Mux
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
@@ -75,13 +80,15 @@ class DramStates:
         with m.If(self._v.is_gemm_dram):
             m.next = "READ_REQ"
 
-    def decide_write(self, m, send_reply):
-        """In DECIDE, after the GEMM branch: WRITE_DRAM."""
-        with m.Elif(self._v.is_write):
-            with m.If(~self._v.write_ok):
-                send_reply(m, Status.BAD_LENGTH)
-            with m.Else():
-                m.next = "WRITE_REQ"
+    def decide_commands(self, m, send_reply):
+        """In DECIDE, after the GEMM branch: WRITE_DRAM and DRAM_CHECK."""
+        for verdict, ok, state in ((self._v.is_write, self._v.write_ok, "WRITE_REQ"),
+                                   (self._v.is_check, self._v.check_ok, "CHECK_REQ")):
+            with m.Elif(verdict):
+                with m.If(~ok):
+                    send_reply(m, Status.BAD_LENGTH)
+                with m.Else():
+                    m.next = state
 
     def after_route(self, m):
         """In ROUTE, at the router's ``done`` of a command that is not LOAD_A."""
@@ -111,18 +118,22 @@ class DramStates:
                 with m.Else():
                     send_reply(m, Status.OK, skip=False)
 
-        with m.State("READ_REQ"):
-            m.d.comb += [
-                p.dram_read.valid.eq(p.dram_ready),
-                p.dram_read.payload.addr.eq(hdr.arg3 >> shift),
-                p.dram_read.payload.count.eq((hdr.info >> shift) + self._crc_words),
-            ]
-            with m.If(p.dram_read.valid & p.dram_read.ready):
-                m.d.sync += p.from_dram.eq(1)
-                hand_on(m)
+        for state, addr, length in (("READ_REQ", hdr.arg3, hdr.info),
+                                    ("CHECK_REQ", hdr.arg0, hdr.arg1)):
+            with m.State(state):
+                m.d.comb += [
+                    p.dram_read.valid.eq(p.dram_ready),
+                    p.dram_read.payload.addr.eq(addr >> shift),
+                    p.dram_read.payload.count.eq((length >> shift) + self._crc_words),
+                ]
+                with m.If(p.dram_read.valid & p.dram_read.ready):
+                    m.d.sync += p.from_dram.eq(1)
+                    hand_on(m)
 
         with m.State("DRAIN"):
             m.d.comb += p.dram_drain.eq(1)
             with m.If(~p.dram_read_busy):
                 m.d.sync += p.from_dram.eq(0)
                 m.next = "HEADER"
+                with m.If(self._v.is_check):
+                    send_reply(m, Mux(p.router.bad_crc, Status.BAD_CRC, Status.OK), skip=False)

@@ -40,8 +40,10 @@ class PayloadRouter(wiring.Component):
     group_blocks : (block formats) blocks in each of the current tile's groups (its columns).
     unpacker_idle : (block formats) in; the unpacker has passed on the previous tile's blocks.
     crc : (``shared_crc``) `CrcPortSignature` to a CRC processor outside (shared), not its own.
-    store : (DRAM) stream of a WRITE_DRAM's payload words, for the DRAM writer.
-    store_start : (DRAM) a one-cycle strobe, the cycle after a WRITE_DRAM is taken.
+    store : (DRAM) stream of a WRITE_DRAM's (DRAM_CHECK's) payload words, for the DRAM writer
+        (for nothing).
+    store_start : (DRAM) a one-cycle strobe, the cycle after a WRITE_DRAM or DRAM_CHECK is
+        taken.
     """
 
     def __init__(self, config, *, shared_crc=False):
@@ -157,9 +159,9 @@ class PayloadRouter(wiring.Component):
             tile_shape(m, cfg, r, cfg.cols, load=False)
 
     def _store_start(self, m, r):
-        """WRITE_DRAM: ``size`` + 1 words to ``store``, then the CRC word."""
+        """WRITE_DRAM, DRAM_CHECK: ``words`` + 1 words to ``store``, then the CRC word."""
         m.d.comb += self.store_start.eq(1)
-        m.d.sync += [r.store_left.eq(r.cmd.size), r.word_last.eq(r.cmd.size == 0)]
+        m.d.sync += [r.store_left.eq(r.cmd.words), r.word_last.eq(r.cmd.words == 0)]
         m.next = "STORE"
 
     def _store_state(self, m, r):

@@ -54,7 +54,7 @@ def router_registers(cfg, cmd):
     r.bad_crc = Signal()           # the last payload's CRC word was wrong
     r.crc_left = Signal(2)         # words of the CRC word after this one
     r.scale_check = Signal()
-    r.store_left = Signal(16)      # WRITE_DRAM: payload words after this one
+    r.store_left = Signal.like(cmd.words) if cfg.dram_mib else None   # words after this one
     return r
 
 

@@ -127,13 +127,21 @@ Commands and replies
     A GEMM whose weights come from the device's DRAM instead of the link. A stored GEMM payload
     is the bytes a GEMM frame of these arguments carries after its header (its ``length``
     bytes, then its CRC word), written there with WRITE_DRAM. Nothing follows the header on the
-    link (``length`` 0). The address and info are multiples of ``DRAM_WORD_BYTES`` and the
+    link (``length`` 0); info does not count the CRC word. The address and info are multiples of ``DRAM_WORD_BYTES`` and the
     payload with its CRC word lies inside the DRAM (else ``BAD_LENGTH``). The device reads it
     and takes it as it would take the payload from the link, CRC word included: the replies
     are a GEMM's (RESULT frames, then the reply with op ``GEMM | REPLY``; ``BAD_CRC`` if the
     stored bytes do not check). A stored payload shorter than the GEMM takes is made up with
     zero words (its CRC fails); one longer is read to its end and dropped. A rejected GEMM_DRAM
     gets an error reply with op ``GEMM_DRAM | REPLY``.
+``DRAM_CHECK`` arg0 = byte address, arg1 = length (devices with DRAM)
+    The device reads ``length`` bytes from the address and the CRC word after them (what a
+    WRITE_DRAM of a payload followed by its CRC word stored, such as a stored GEMM payload) and
+    checks that the CRC word is theirs: the reply's status is OK or ``BAD_CRC``, its arg0 the
+    address. The address and length are multiples of ``DRAM_WORD_BYTES``, the length nonzero,
+    and the bytes with the CRC word lie inside the DRAM (else ``BAD_LENGTH``); arg2 must be 0
+    and nothing follows the header (``length`` 0). This is how the host checks an upload by a
+    CRC read back from the device, without reading the bytes back over the link.
 ``RESULT`` (device only) arg0 = i, arg1 = j, arg2 = rows_valid | cols_valid << 16
     Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 or binary32 (little-endian) of
     C[i*rows + r, ...], then the CRC word.
@@ -153,13 +161,13 @@ import zlib
 from typing import NamedTuple
 
 __all__ = [
+    "DRAM_WORD_BYTES",
     "HEADER_BYTES",
     "IDENTIFY_PAD",
     "LINE_COUNT_BITS",
-    "DRAM_WORD_BYTES",
     "MAGIC",
-    "MAX_WRITE_DRAM",
     "MAX_LINK_BYTES",
+    "MAX_WRITE_DRAM",
     "REPLY",
     "Format",
     "Header",
@@ -196,6 +204,7 @@ class Op(enum.IntEnum):
     GEMM = 0x03
     WRITE_DRAM = 0x04
     GEMM_DRAM = 0x05
+    DRAM_CHECK = 0x06
     RESULT = 0x10
     CREDIT = 0x11
 

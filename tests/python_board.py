@@ -100,6 +100,8 @@ class PythonBoard(Link):
             self._write_dram(head, payload)
         elif head.op == Op.GEMM_DRAM and self.dram:
             self._gemm_dram(head)
+        elif head.op == Op.DRAM_CHECK and self.dram:
+            self._dram_check(head)
         else:
             self._reply(head.op, head.arg0, tag=head.tag, status=Status.BAD_OPCODE)
         return True
@@ -135,6 +137,18 @@ class PythonBoard(Link):
         else:
             self.dram[address:address + size] = payload
             self._reply(Op.WRITE_DRAM, address, tag=head.tag)
+
+    def _dram_check(self, head):
+        address, size = head.arg0, head.arg1
+        end = address + size + crc_word_bytes(self.config.link_bytes)
+        if head.arg2:
+            status = Status.BAD_CHECK
+        elif address % DRAM_WORD_BYTES or not size or size % DRAM_WORD_BYTES or end > len(self.dram):
+            status = Status.BAD_LENGTH
+        else:
+            ok = protocol.payload_ok(bytes(self.dram[address:end]), self.config.link_bytes)
+            status = Status.OK if ok else Status.BAD_CRC
+        self._reply(Op.DRAM_CHECK, address, tag=head.tag, status=status)
 
     def _gemm_dram(self, head):
         address, size = head.arg3, head.info

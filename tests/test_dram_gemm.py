@@ -23,10 +23,10 @@ from systolica import cli
 from systolica.config import Config
 from systolica.host.block_formats import FORMATS, block_gemm_reference
 from systolica.host.driver import Driver, StoredWeightsCorrupt
-from systolica.host.frames import DeviceError, write_dram_command
+from systolica.host.frames import DeviceError, dram_check_command, write_dram_command
 from systolica.host.link import SimulatedBoardLink
 from systolica.host.stored_weights import StoredGemm, layout
-from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, pack_header
+from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, crc_word, pack_header
 from systolica.rtl.accelerator_dram import AcceleratorWithDram
 from systolica.sim import board, verilog
 
@@ -119,6 +119,7 @@ def test_gemm_from_dram_is_exact_and_equals_the_streamed_gemm(driver, name, caps
 def test_a_stored_payload_overwritten_fails_its_crc_until_stored_again(driver, fmt, where):
     acts, weights, want = _operands(fmt, 3, 64, 20, seed=7)
     stored = driver.store_gemm_weights(weights, fmt, address=200 << 20)
+    assert driver.check_stored(stored) == []                      # DRAM_CHECK: all intact
     piece = stored.pieces[0]
     crc_word = piece.address + piece.length          # the CRC word follows the payload
     at = {"first": piece.address, "crc": crc_word, "last": crc_word - DRAM_WORD_BYTES}[where]
@@ -126,7 +127,9 @@ def test_a_stored_payload_overwritten_fails_its_crc_until_stored_again(driver, f
     with pytest.raises(StoredWeightsCorrupt, match="BAD_CRC") as info:
         _multiply(driver, fmt, acts, stored)
     assert info.value.piece == piece
+    assert driver.check_stored(stored) == [piece]                 # found without a GEMM too
     assert driver.store_gemm_weights(weights, fmt, address=200 << 20) == stored
+    assert driver.check_stored(stored) == []
     np.testing.assert_array_equal(_multiply(driver, fmt, acts, stored), want)
 
 
@@ -136,6 +139,14 @@ def test_a_long_write_spans_several_write_drams(driver):
     before = driver.stats.dram_bytes_out
     assert driver.write_dram(base, data) == len(data) + 8         # padded
     assert driver.stats.dram_bytes_out - before > len(data)
+    # DRAM_CHECK over all of it (more words than a WRITE_DRAM's 2**16), once its CRC word is
+    # stored after it, and again after one byte in the middle changed.
+    padded = data + bytes(8)
+    driver.write_dram(base + len(padded), crc_word(padded, CFG.link_bytes))
+    assert driver.check_dram(base, len(padded))
+    driver.write_dram(base + (1 << 19), bytes(16))
+    assert not driver.check_dram(base, len(padded))
+    driver.write_dram(base + (1 << 19), padded[1 << 19:(1 << 19) + 16])
     # Read back through a GEMM_DRAM: int8 weights of one column tile (their stored payload is
     # their rows as they are) from the 1 KiB across the two WRITE_DRAMs' seam; only their CRC
     # word is written.
@@ -176,6 +187,12 @@ def _raw(op, frame):
      Op.WRITE_DRAM, Status.BAD_LENGTH),
     (_raw(Op.WRITE_DRAM, lambda tag: pack_header(Op.WRITE_DRAM, 0, 1, tag=tag, length=16)
           + bytes(32)), Op.WRITE_DRAM, Status.BAD_CHECK),
+    (_raw(Op.DRAM_CHECK, lambda tag: dram_check_command(DRAM_BYTES - 16, 16, tag=tag)),
+     Op.DRAM_CHECK, Status.BAD_LENGTH),                                    # CRC word out
+    (_raw(Op.DRAM_CHECK, lambda tag: dram_check_command(0, 24, tag=tag)), Op.DRAM_CHECK,
+     Status.BAD_LENGTH),                                                   # misaligned
+    (_raw(Op.DRAM_CHECK, lambda tag: pack_header(Op.DRAM_CHECK, 0, 16, 1, tag=tag)),
+     Op.DRAM_CHECK, Status.BAD_CHECK),
 ])
 def test_the_device_refuses_dram_commands_out_of_range(driver, run, op, status):
     with pytest.raises(DeviceError) as info:

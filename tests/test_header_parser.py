@@ -128,13 +128,15 @@ def run_parser(config, table, seed):
             _, _, valid, cmd = await ctx.tick().sample(dut.router.cmd.valid,
                                                        dut.router.cmd.payload)
             if valid:
-                got.append((cmd.load, cmd.size, cmd.k_last))
+                store = config.dram_mib and cmd.store
+                got.append(("store", cmd.words) if store else (cmd.load, cmd.size, cmd.k_last))
                 ctx.set(dut.router.cmd.ready, 0)
                 ctx.set(dut.router.bad_crc, 0)       # held from done until the next command
                 for _ in range(int(rng.integers(1, 10))):
                     await ctx.tick()
                 ctx.set(dut.router.done, 1)
-                ctx.set(dut.router.bad_crc, cmd.load and cmd.size == BAD_CRC_N)
+                ctx.set(dut.router.bad_crc, cmd.words + 1 == BAD_CRC_N if store
+                        else cmd.load and cmd.size == BAD_CRC_N)
                 await ctx.tick()
                 ctx.set(dut.router.done, 0)
 
@@ -182,11 +184,11 @@ def dram_frames(config):
     load = pack_header(Op.LOAD_A, 5, 8, tag=1)
     return [
         (pack_header(Op.WRITE_DRAM, 5 * w, tag=2, length=len(payload)) + stored,
-         [("write", 5, 3), (0, 2, config.max_k - 1), (Op.WRITE_DRAM | REPLY, Status.OK, 2, 5 * w, 0, 0)]),
+         [("write", 5, 3), ("store", 2), (Op.WRITE_DRAM | REPLY, Status.OK, 2, 5 * w, 0, 0)]),
         # The last bytes of the DRAM (the longest payload, 2**16 words, is written end to end
         # in tests/test_dram_gemm.py: here it would take a minute).
         (pack_header(Op.WRITE_DRAM, size - len(payload), tag=3, length=len(payload)) + stored,
-         [("write", (size - len(payload)) // w, 3), (0, 2, config.max_k - 1),
+         [("write", (size - len(payload)) // w, 3), ("store", 2),
           (Op.WRITE_DRAM | REPLY, Status.OK, 3, size - len(payload), 0, 0)]),
         # Out of range, misaligned or too long: refused, the payload skipped by its length.
         *((pack_header(Op.WRITE_DRAM, addr, tag=tag, length=length)
@@ -212,6 +214,18 @@ def dram_frames(config):
         (pack_header(Op.GEMM, 5, 8, 3, tag=16, arg3=w), [(Op.GEMM | REPLY, Status.BAD_CHECK, 16,
                                                           5, 0, 0)]),
         (pack_header(Op.GEMM, 5, 8, 3, tag=17), [(0, 3, 7)]),
+        # DRAM_CHECK: the bytes and their CRC word are read; the router checks them.
+        (pack_header(Op.DRAM_CHECK, 7 * w, 3 * lb, tag=18),
+         [("read", 7, 3 + lb // w), ("store", 2), (Op.DRAM_CHECK | REPLY, Status.OK, 18, 7 * w,
+                                                   0, 0)]),
+        (pack_header(Op.DRAM_CHECK, 0, BAD_CRC_N * lb, tag=19),
+         [("read", 0, BAD_CRC_N + lb // w), ("store", BAD_CRC_N - 1),
+          (Op.DRAM_CHECK | REPLY, Status.BAD_CRC, 19, 0, 0, 0)]),
+        *((pack_header(Op.DRAM_CHECK, addr, length, tag=tag),
+           [(Op.DRAM_CHECK | REPLY, Status.BAD_LENGTH, tag, addr, 0, 0)])
+          for tag, addr, length in ((20, 8, lb), (21, 0, 0), (22, size - lb, lb))),
+        (pack_header(Op.DRAM_CHECK, 0, lb, 1, tag=23),
+         [(Op.DRAM_CHECK | REPLY, Status.BAD_CHECK, 23, 0, 0, 0)]),
         # Too long: refused (last: the parser then skips its megabyte, not sent here).
         (pack_header(Op.WRITE_DRAM, 0, tag=6, length=MAX_WRITE_DRAM + lb),
          [(Op.WRITE_DRAM | REPLY, Status.BAD_LENGTH, 6, 0, 0, 0)]),
