@@ -1,8 +1,9 @@
 """Linear layers on the accelerator.
 
 * `BlockLinear` (the default): the weights' GGUF blocks go to the device exactly as they sit in
-  the file; activations are quantized in 32-blocks; the device applies every scale and returns
-  binary32. Each call is checked bit for bit against `block_formats.block_gemm_reference`.
+  the file (or are already in its DRAM: ``resident``); activations are quantized in 32-blocks;
+  the device applies every scale and returns binary32. Each call is checked bit for bit against
+  `block_formats.block_gemm_reference` on the file's blocks.
 * `AcceleratorLinear` (W8A8): int8 weights per channel, int8 activations per token; the device
   does the integer GEMM, the host the scales. Each call's int32 sums are checked against numpy.
 
@@ -75,6 +76,8 @@ class LinearRecord:
     quantize_seconds: float = 0.0      # quantizing the activations
     exact_seconds: float = 0.0         # the bit-exact (or integer) reference check
     float_seconds: float = 0.0         # the float reference and its comparison
+    stored_bytes: int = 0     # the weights' stored payloads in the device's DRAM (0: streamed)
+    dram_bytes: int = 0       # bytes its GEMM_DRAMs read from the DRAM (payloads, CRC words)
 
 
 def _record(tensor, x_shape, m, exact, max_err, cosine, stats, before, wall, **seconds):
@@ -160,10 +163,14 @@ class BlockLinear:
         activation row once; 2 (about 15 bits) sends it and its quantized remainder as two rows of
         one GEMM and adds the two binary32 results on the host. A decode step's second row costs
         no device cycles on an array of two or more rows (it uses a row that would idle).
+    resident : mapping, optional
+        Tensor name → `stored_weights.StoredWeights`: weights already in the device's DRAM
+        (`resident_weights.upload`), multiplied with GEMM_DRAMs instead of streamed; a tensor
+        not in it streams. The bit-exact check still uses the file's blocks.
     """
 
     def __init__(self, driver, model_file, *, float_check=True, defer_check=False,
-                 terms=DEFAULT_TERMS, exact_check=True):
+                 terms=DEFAULT_TERMS, exact_check=True, resident=None):
         self.driver = driver
         self.model_file = model_file
         self.float_check = float_check
@@ -171,7 +178,9 @@ class BlockLinear:
         if terms not in (1, 2):
             raise ValueError(f"terms must be 1 or 2, not {terms!r}")
         self.terms = terms
-        self.name = ("accelerator (native GGUF blocks: weights as in the file, activations int8 "
+        self.resident = dict(resident or {})
+        where = "resident in the device's DRAM" if self.resident else "as in the file"
+        self.name = (f"accelerator (native GGUF blocks: weights {where}, activations int8 "
                      f"in 32-blocks{', two terms each' if terms == 2 else ''}, scales applied on "
                      "the device in binary32)")
         self.records = []
@@ -193,8 +202,13 @@ class BlockLinear:
         xq, xd = block_formats.quantize_activation_terms(x, self.terms)
         stats = self.driver.stats
         before = (stats.device_cycles, stats.bytes_out, stats.bytes_in)
+        stored = self.resident.get(tensor)
+        dram_bytes = 0
+        if stored is not None:      # each row block of the activations reads them all
+            n_step = self.driver.plan(xq.shape[0], xq.shape[1], stored.m, fmt)[0]
+            dram_bytes = -(-xq.shape[0] // n_step) * stored.size
         t1 = time.perf_counter()
-        y_rows = self.driver.gemm_blocks(xq, xd, raw, fmt)
+        y_rows = self.driver.gemm_blocks(xq, xd, raw if stored is None else stored, fmt)
         y = y_rows[:x.shape[0]]
         for t in range(1, self.terms):
             y = y + y_rows[t * x.shape[0]:(t + 1) * x.shape[0]]
@@ -210,7 +224,9 @@ class BlockLinear:
         self.weights += raw.shape[0] * xq.shape[1]
         self.records.append(_record(tensor, xq.shape, raw.shape[0], exact, max_err, cosine,
                                     stats, before, t2 - t1, quantize_seconds=t1 - t0,
-                                    exact_seconds=t3 - t2, float_seconds=t4 - t3))
+                                    exact_seconds=t3 - t2, float_seconds=t4 - t3,
+                                    stored_bytes=0 if stored is None else stored.size,
+                                    dram_bytes=dram_bytes))
         if self._pool is not None and self.exact_check:
             self._pending.append(self._pool.submit(self._check, self.records[-1], y_rows, xq,
                                                    xd, raw, fmt))

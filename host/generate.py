@@ -5,7 +5,9 @@ The prompt is tokenized (optionally wrapped in the file's chat template), run as
 then one token per step with a `KVCache`; the text streams out as whole UTF-8 characters. On the
 accelerator each step can also run the float model (its own cache, fed the tokens the
 accelerator path chose) and compare the last position's logits; every step's device cycles,
-link bytes and where the wall time went are collected in the result.
+link bytes and where the wall time went are collected in the result. On a device with DRAM the
+weights are uploaded there once (`resident_weights`) and multiplied from there; each step then
+also counts the DRAM bytes its GEMMs read.
 """
 
 import concurrent.futures
@@ -19,6 +21,7 @@ import numpy as np
 from .accel_linear import DEFAULT_TERMS, BlockLinear, block_format, compare
 from .driver import Driver
 from .llama import FloatLinear, LlamaModel, context_length
+from .resident_weights import LARGE_LINEAR_BYTES
 from .sampling import Sampler
 from .text_stream import TextStream, token_bytes
 from .timed_link import TimedLink
@@ -78,11 +81,13 @@ def prepare_prompt(model_file, prompt, *, chat=False):
 
 @dataclasses.dataclass
 class AcceleratorBackend:
-    """The accelerator path's pieces: the timed link, the driver on it, the block linear."""
+    """The accelerator path's pieces: the timed link, the driver on it, the block linear, and
+    the weights resident in the device's DRAM (None: streamed)."""
 
     link: TimedLink
     driver: Driver
     linear: BlockLinear
+    resident: object = None
 
     def close(self):
         self.driver.close()
@@ -95,23 +100,43 @@ def linear_formats(model_file):
                    if name.endswith(".weight") and len(model_file.tensor_shape(name)) == 2})
 
 
-def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS):
+def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS, resident=None,
+                     show_progress=None):
     """Wrap ``link`` in a `TimedLink`, open a `Driver` on it (IDENTIFY) and a `BlockLinear`
     (``terms`` int8 terms per activation) without its per-call float reference (the per-step
-    check compares with the float model)."""
+    check compares with the float model).
+
+    ``resident``: None (the default) uploads the weights to the device's DRAM when its
+    IDENTIFY reports DRAM (`resident_weights.upload`, progress bars on stderr with
+    ``show_progress``) and streams them otherwise; False always streams them; True requires
+    DRAM (ValueError without). ValueError if the model does not fit the DRAM,
+    `resident_weights.ResidentWeightsCorrupt` if the DRAM does not keep them; the driver is
+    closed then."""
+    from .resident_weights import upload
+
     timed = TimedLink(link)
     driver = Driver(timed, timeout=timeout)
-    needed = linear_formats(model_file)
-    missing = [name for name in needed if name not in driver.config.formats]
-    if missing:
+    try:
+        needed = linear_formats(model_file)
+        missing = [name for name in needed if name not in driver.config.formats]
+        if missing:
+            raise ValueError(
+                f"the device carries the weight formats {', '.join(driver.config.formats)}, but "
+                f"the model's linears are stored as {', '.join(needed)}: {', '.join(missing)} "
+                "missing. Use a board whose bitstream carries them (`systolica boards`: "
+                "ulx3s-25f, ulx3s-85f-gguf, ecpix5-85f) or the simulated board (no --port)")
+        if resident and not driver.config.dram_mib:
+            raise ValueError("resident weights need a device with DRAM; this one's IDENTIFY "
+                             "reports none (dram_mib = 0)")
+        stored = None
+        if resident or (resident is None and driver.config.dram_mib):
+            stored = upload(driver, model_file, show_progress=show_progress)
+    except BaseException:
         driver.close()
-        raise ValueError(
-            f"the device carries the weight formats {', '.join(driver.config.formats)}, but the "
-            f"model's linears are stored as {', '.join(needed)}: {', '.join(missing)} missing. "
-            "Use a board whose bitstream carries them (`systolica boards`: ulx3s-25f, "
-            "ulx3s-85f-gguf, ecpix5-85f) or the simulated board (no --port)")
-    return AcceleratorBackend(timed, driver, BlockLinear(driver, model_file, float_check=False,
-                                                            defer_check=True, terms=terms))
+        raise
+    linear = BlockLinear(driver, model_file, float_check=False, defer_check=True, terms=terms,
+                         resident=stored.weights if stored else None)
+    return AcceleratorBackend(timed, driver, linear, stored)
 
 
 @dataclasses.dataclass
@@ -137,7 +162,12 @@ class StepFigures:
     weight_bytes: int = 0         # host → device in GEMM frames
     act_bytes: int = 0            # host → device in LOAD_A frames
     result_bytes: int = 0         # device → host
+    bytes_out: int = 0            # host → device, every frame (GEMM_DRAM headers too)
     device_gemms: int = 0
+    dram_bytes: int = 0           # read from the device's DRAM by the GEMM_DRAMs
+    dram_cycles: int = 0          # device cycles of the linears whose weights were resident
+    large_dram_bytes: int = 0     # the same two for the large linears (`LARGE_LINEAR_BYTES`)
+    large_dram_cycles: int = 0
     check_seconds: float = 0.0    # the float model's step (check only)
     cosine: float | None = None   # last-position logits vs the float model's
     argmax: int = -1              # the generating path's greedy token
@@ -157,6 +187,7 @@ class GenerationResult:
     all_exact: bool | None        # every device GEMM bit-exact (None: no device)
     backend: str
     wall: float                   # the whole generation, check included
+    large_linears: tuple = ()     # the weights counted as large linears (resident only)
 
     @property
     def cosines(self):
@@ -289,11 +320,16 @@ def generate(model_file, prompt, *, linear=None, tokens=16, sampler=None, check=
     all_exact = None
     if records is not None and records and hasattr(records[0], "exact"):
         all_exact = all(r.exact for r in records)
+    large = dict.fromkeys(r.weight for r in records or () if _large(r))
     return GenerationResult(
         prompt_ids=list(prompt.ids), ids=out, text=stream.text, stop_reason=stop_reason,
         steps=steps, divergence=divergence if check else None, all_exact=all_exact,
         backend=getattr(base, "name", type(base).__name__),
-        wall=time.perf_counter() - started)
+        wall=time.perf_counter() - started, large_linears=tuple(large))
+
+
+def _large(record):
+    return getattr(record, "stored_bytes", 0) >= LARGE_LINEAR_BYTES
 
 
 def _timed_forward(model, feed, cache):
@@ -311,11 +347,17 @@ def _figures(kind, tokens, token, wall, *, linear_seconds, link_seconds, new_rec
         quantize_seconds=sum(getattr(r, "quantize_seconds", 0.0) for r in new_records),
         exact_seconds=sum(getattr(r, "exact_seconds", 0.0) for r in new_records),
         float_ref_seconds=sum(getattr(r, "float_seconds", 0.0) for r in new_records))
+    resident = [r for r in new_records if getattr(r, "dram_bytes", 0)]
+    step.dram_bytes = sum(r.dram_bytes for r in resident)
+    step.dram_cycles = sum(r.device_cycles for r in resident)
+    step.large_dram_bytes = sum(r.dram_bytes for r in resident if _large(r))
+    step.large_dram_cycles = sum(r.device_cycles for r in resident if _large(r))
     if stats is not None:
         step.device_cycles = stats.device_cycles - before.device_cycles
         step.weight_bytes = stats.weight_bytes_out - before.weight_bytes_out
         step.act_bytes = stats.act_bytes_out - before.act_bytes_out
         step.result_bytes = stats.bytes_in - before.bytes_in
+        step.bytes_out = stats.bytes_out - before.bytes_out
         step.device_gemms = stats.device_gemms - before.device_gemms
     return step
 
@@ -325,8 +367,37 @@ def _mean(values):
     return sum(values) / len(values) if values else math.nan
 
 
-def summary_lines(result):
-    """A few lines for a person: tokens, the float check, wall time per token, device figures."""
+def _resident_lines(result, steps, label, rate):
+    """Link bytes, DRAM bytes and cycles of the steps (means), and the DRAM read bandwidth."""
+    out, back = _mean(s.bytes_out for s in steps), _mean(s.result_bytes for s in steps)
+    lines = [f"weights from the device's DRAM, {label}: link {(out + back) / 1e6:.3f} MB "
+             f"({out / 1e6:.3f} MB out, {back / 1e6:.3f} MB in); DRAM read "
+             f"{_mean(s.dram_bytes for s in steps) / 1e6:.2f} MB; "
+             f"{_mean(s.device_cycles for s in steps):,.0f} device cycles"]
+    if rate is None:
+        return lines
+    peak = rate.peak_bytes_per_cycle
+
+    def bandwidth(dram, cycles):
+        dram, cycles = sum(dram), sum(cycles)
+        per_cycle = dram / cycles if cycles else math.nan
+        return f"{per_cycle:.2f} B/cycle = {per_cycle / peak:.1%}"
+
+    large = ", ".join(result.large_linears) or "none"
+    lines.append(
+        f"DRAM read bandwidth during the GEMMs ({label}; DRAM bytes / device cycles of the "
+        f"GEMM_DRAMs, of the controller's peak of {peak:g} B/cycle, {rate.source}): "
+        f"all linears {bandwidth((s.dram_bytes for s in steps), (s.dram_cycles for s in steps))}"
+        f"; large linears ({large}: {LARGE_LINEAR_BYTES / 2**20:g} MiB or more stored) "
+        f"{bandwidth((s.large_dram_bytes for s in steps), (s.large_dram_cycles for s in steps))}"
+        f"; refresh leaves reads at most {rate.refresh_ceiling:.1%}")
+    return lines
+
+
+def summary_lines(result, dram_rate=None):
+    """A few lines for a person: tokens, the float check, wall time per token, device figures;
+    with resident weights, per decode token the link and DRAM bytes, and (given the device's
+    `dram_rate.DramRate`) the DRAM read bandwidth the GEMMs achieved."""
     steps = result.steps
     prefill, decode = steps[0], steps[1:]
     lines = [f"{len(result.ids)} tokens generated after a prompt of {len(result.prompt_ids)} "
@@ -350,10 +421,13 @@ def summary_lines(result):
         d = decode or [prefill]
         lines.append(
             f"device: prefill {prefill.device_cycles} cycles, "
-            f"{prefill.weight_bytes + prefill.act_bytes} bytes out; per decode token "
+            f"{prefill.bytes_out} bytes out; per decode token "
             f"{_mean(s.device_cycles for s in d):.0f} cycles, "
-            f"{_mean(s.weight_bytes + s.act_bytes for s in d):.0f} bytes out, "
+            f"{_mean(s.bytes_out for s in d):.0f} bytes out, "
             f"{_mean(s.result_bytes for s in d):.0f} bytes in")
+        if any(s.dram_bytes for s in steps):
+            lines += _resident_lines(result, d, "per decode token" if decode else "in the prefill",
+                                     dram_rate)
         link = sum(s.link_seconds for s in steps)
         host = sum(s.linear_host_seconds for s in steps)
         quantize = sum(s.quantize_seconds for s in steps)

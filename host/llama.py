@@ -11,8 +11,8 @@ import numpy as np
 
 from .kv_cache import KVCache
 
-__all__ = ["LINEARS", "FloatLinear", "KVCache", "LlamaModel", "context_length", "layer_tensor",
-           "rope"]
+__all__ = ["LINEARS", "FloatLinear", "KVCache", "LlamaModel", "context_length", "device_linears",
+           "head_tensor", "layer_tensor", "rope"]
 
 # The seven linear weights of a layer, in the order a layer uses them.
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -26,6 +26,19 @@ def context_length(model_file):
 def layer_tensor(layer, weight):
     """The GGUF tensor name of ``weight`` (one of `LINEARS`) in decoder layer ``layer``."""
     return f"blk.{layer}.{weight}.weight"
+
+
+def head_tensor(model_file):
+    """The LM head's tensor: ``output.weight``, or ``token_embd.weight`` where the head is tied
+    to the token embedding (SmolLM2)."""
+    return "output.weight" if "output.weight" in model_file.tensors else "token_embd.weight"
+
+
+def device_linears(model_file):
+    """Every tensor a forward pass multiplies through its ``linear``, in the order of a pass:
+    each layer's `LINEARS`, then the LM head."""
+    return [layer_tensor(i, w) for i in range(model_file.params.n_layers) for w in LINEARS] + [
+        head_tensor(model_file)]
 
 
 class FloatLinear:
@@ -87,8 +100,7 @@ class LlamaModel:
         self.file = model_file
         self.p = model_file.params
         self.linear = linear or FloatLinear(model_file)
-        self.head_tensor = ("output.weight" if "output.weight" in model_file.tensors
-                            else "token_embd.weight")
+        self.head_tensor = head_tensor(model_file)
 
     def new_cache(self, capacity=None):
         """An empty `KVCache` for this model (``capacity`` tokens at most; default: the context

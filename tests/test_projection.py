@@ -4,7 +4,14 @@ link combine into tokens/s."""
 import pytest
 
 from systolica.boards.report import SMOLLM2_WEIGHTS_PER_TOKEN
-from systolica.host.projection import BoardProjection, decode_gemms
+from systolica.host.dram_rate import DramRate
+from systolica.host.projection import (
+    FAST_LINK,
+    BoardProjection,
+    decode_gemms,
+    project_resident,
+    resident_projection_lines,
+)
 
 
 def test_decode_step_gemms_are_every_linear_and_the_lm_head(model_file):
@@ -28,3 +35,22 @@ def test_projection_takes_the_larger_bound(cycles, link_bytes, bound, tokens_per
                         cycles=cycles, link_bytes=link_bytes, source="test")
     assert p.bound == bound
     assert p.tokens_per_s == pytest.approx(tokens_per_s)
+
+
+@pytest.mark.parametrize(("cycles", "dram_bytes", "link_bytes", "bound", "fast_bound"), [
+    (15e6, 96e6, 5e6, "link", "device cycles"),     # 0.2 s, 0.16 s, 16.7 s; 0.125 s
+    (1e6, 96e6, 1e6, "link", "DRAM"),               # 13 ms, 0.16 s, 3.3 s; 25 ms
+    (1e6, 96e6, 1e3, "DRAM", "DRAM"),
+])
+def test_resident_projection_takes_the_largest_bound(cycles, dram_bytes, link_bytes, bound,
+                                                     fast_bound):
+    rate = DramRate(burst_cycles=2, refresh_cycles=104, refresh_interval=586, clock_hz=75e6,
+                    source="test")
+    p = project_resident(cycles, dram_bytes, link_bytes, rate, board="ecpix5-85f",
+                         source="test")
+    assert p.link_bytes_per_s == 300_000 and p.dram_bytes_per_s == 600e6
+    bounds = p.bounds()
+    assert p.bound() == bound and p.tokens_per_s() == pytest.approx(1 / bounds[bound])
+    assert p.bound(FAST_LINK[0]) == fast_bound
+    lines = "\n".join(resident_projection_lines(p))
+    assert f"bound by the {bound}" in lines and f"bound by the {fast_bound}" in lines
