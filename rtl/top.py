@@ -63,7 +63,7 @@ class Accelerator(wiring.Component):
         connect(m, decoder.wgt, engine.wgt)
         connect(m, decoder.reply, framer.reply)
         connect(m, wiring.flipped(self.line_errors), decoder.line_errors)
-        if cfg.block_formats:
+        if cfg.block_formats or cfg.result_skid:
             # Result rows through a register stage (timing: in a block build a row is read from
             # the scale units' output memories, and from there into the framer's shift register
             # was an 8x16 ECP5 build's critical path, a route across the chip).

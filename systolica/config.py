@@ -104,6 +104,12 @@ class Config:
         fills and GEMM_DRAM reads its weights from (`protocol`); 0: none. A power of two. The
         DRAM port moves `protocol.DRAM_WORD_BYTES` a word, and for now the link must move as
         many (no width converter between the two yet).
+    result_skid : bool
+        Implementation only: int8 result rows leave the engine for the framer through a skid
+        buffer, as block-format builds' always do, so that the array's row select and the
+        framer's shift register are not one path (the ULX3S-85F int8 build's critical path
+        without it: a 10 ns route between them). Off by default: the other int8 builds meet
+        their clocks without its rows of flip-flops.
     weight_skid : bool
         Implementation only: int8 weight rows enter the weight banks through a skid buffer, so
         that neither the decoder's handshake nor the banks' next state waits on the other (the
@@ -138,6 +144,7 @@ class Config:
     scale_multiplier: str = dataclasses.field(default="infer", compare=False)
     lane_weights: int = dataclasses.field(default=32, compare=False)
     weight_skid: bool = dataclasses.field(default=True, compare=False)
+    result_skid: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
@@ -168,8 +175,9 @@ class Config:
         _check_positive("scale_share", self.scale_share)
         if self.lane_weights not in (8, 16, 32):
             raise ValueError(f"lane_weights must be 8, 16 or 32, not {self.lane_weights!r}")
-        if not isinstance(self.weight_skid, bool):
-            raise TypeError(f"weight_skid must be True or False, not {self.weight_skid!r}")
+        for name in ("weight_skid", "result_skid"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
         p = self.buffer_piece_depth
         if not isinstance(p, int) or p < 0 or p & (p - 1):
             raise ValueError(f"buffer_piece_depth must be 0 or a power of two, not {p!r}")
@@ -263,6 +271,8 @@ class Config:
             mul += f"-w{self.lane_weights}"
         if not self.weight_skid:
             mul += "-ns"
+        if self.result_skid:
+            mul += "-rs"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         if self.abort_cycles != Config.abort_cycles:
             fmt += f"-t{self.abort_cycles}"
