@@ -32,10 +32,8 @@ __all__ = ["LARGE_LINEAR_BYTES", "MAX_PIECE_BYTES", "Placement", "ResidentWeight
            "ResidentWeightsCorrupt", "Upload", "lay_out", "place", "upload", "upload_lines"]
 
 # At most this many bytes (payload and CRC word) in one stored piece: one WRITE_DRAM stores it,
-# one DRAM_CHECK checks it, and one that fails is written again whole. The limit is also what
-# the simulated board needs: its clock stops once the device has neither taken nor given a link
-# word for 2**18 cycles (sim/board_harness.cpp's QUIET_CYCLES), and a DRAM_CHECK sends nothing
-# until it has read its piece, which at the DRAM's 6.3 bytes a cycle must stay below 1.6 MB.
+# one DRAM_CHECK checks it, and one that fails is written again whole (a DRAM_CHECK sends
+# nothing until it has read its piece: a megabyte keeps that wait, and a retry, short).
 MAX_PIECE_BYTES = MAX_WRITE_DRAM
 
 # A linear whose stored weights are at least this large counts as a large one in the DRAM read

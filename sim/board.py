@@ -39,11 +39,14 @@ VERILATOR_FLAGS = ["--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "
                    "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--prefix", "Vboard", "--top-module", "board"]
 CXX_OPT = "-O2"
+# A board with DRAM runs 2**25 quiet cycles (not 2**18) before it waits for the host: a DRAM_CHECK
+# of tens of MB reads for millions of cycles without a word to send (board_harness.cpp).
+QUIET_DRAM = " -DQUIET_CYCLES=33554432"
 
 
 def _key(config):
     key = hashlib.sha256()
-    for part in (verilog.source_key(config), HARNESS.read_text(), BOARD_TOP.read_text(),
+    for part in (verilog.source_key(config), HARNESS.read_text(), BOARD_TOP.read_text(), QUIET_DRAM,
                  toolchain.tool_versions("verilator"), json.dumps(VERILATOR_FLAGS), CXX_OPT, toolchain.MAKE_OVERRIDES):
         key.update(part.encode())
     return key.hexdigest()[:16]
@@ -84,7 +87,8 @@ def _build(config, out, exe, log):
     env = toolchain.simulator_env()
     env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} OPT_FAST={CXX_OPT}".strip()
     cmd = ["verilator", *VERILATOR_FLAGS, "-Mdir", str(tmp / "obj"), "-o", str(tmp / "board"),
-           f"-GW={8 * config.link_bytes}", "-CFLAGS", f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}",
+           f"-GW={8 * config.link_bytes}", "-CFLAGS",
+           f"{CXX_OPT} -DLINK_BYTES={config.link_bytes}{QUIET_DRAM if config.dram_mib else ''}",
            str(HARNESS), str(BOARD_TOP), str(tmp / f"{verilog.TOPLEVEL}.v"), *extra]
     result = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False)
     (tmp / "build.log").write_text(result.stdout + result.stderr)

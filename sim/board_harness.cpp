@@ -21,7 +21,8 @@
 // waits, so the clock runs whenever there is input or the device has been active in the last
 // QUIET_CYCLES cycles; its cycle counts depend on the host's timing.
 //
-// In both modes a device that has neither taken nor given a word for QUIET_CYCLES cycles blocks
+// In both modes a device that has neither taken nor given a word for QUIET_CYCLES cycles (2**18;
+// 2**25 with DRAM, whose reads of a stored range send nothing until they end) blocks
 // on stdin (it waits for a reply that is not coming). On EOF the device finishes what it has (until it
 // has been quiet for EOF_QUIET_CYCLES) and the harness exits, printing cycle statistics to stderr.
 //
@@ -48,7 +49,11 @@
 #error "LINK_BYTES must be defined"
 #endif
 
-static const uint64_t QUIET_CYCLES = 1u << 18;
+// A board with DRAM raises it (sim/board.py): a DRAM_CHECK or GEMM_DRAM reads for millions of
+// cycles before it has a word to send.
+#ifndef QUIET_CYCLES
+#define QUIET_CYCLES (1ull << 18)
+#endif
 static const uint64_t EOF_QUIET_CYCLES = 1u << 12;   // after EOF: the device has finished
 static const int BATCH = 4096;
 static const int POLL_CYCLES = 64;     // raw mode: look for input this often while running dry

@@ -135,12 +135,14 @@ def test_a_stored_payload_overwritten_fails_its_crc_until_stored_again(driver, f
 
 def test_a_long_write_spans_several_write_drams(driver):
     base = 300 << 20
-    data = np.random.default_rng(3).integers(0, 256, MAX_WRITE_DRAM + 1000, np.uint8).tobytes()
+    data = np.random.default_rng(3).integers(0, 256, 2 * MAX_WRITE_DRAM + 1000,
+                                             np.uint8).tobytes()
     before = driver.stats.dram_bytes_out
     assert driver.write_dram(base, data) == len(data) + 8         # padded
     assert driver.stats.dram_bytes_out - before > len(data)
-    # DRAM_CHECK over all of it (more words than a WRITE_DRAM's 2**16), once its CRC word is
-    # stored after it, and again after one byte in the middle changed.
+    # DRAM_CHECK over all of it (more words than a WRITE_DRAM's 2**16, and a read longer than
+    # the 2**18 cycles the simulated board runs without a link word unless it has DRAM), once
+    # its CRC word is stored after it, and again after one byte in the middle changed.
     padded = data + bytes(8)
     driver.write_dram(base + len(padded), crc_word(padded, CFG.link_bytes))
     assert driver.check_dram(base, len(padded))
