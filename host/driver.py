@@ -73,7 +73,8 @@ class Driver:
     timeout : float
         Seconds to wait for the device to say anything before giving up with `LinkTimeout`.
     progress : callable, optional
-        Called as ``progress(done_bytes, total_bytes)`` while a GEMM streams.
+        Called as ``progress(nbytes)`` with the size of each piece (up to 64 KiB) of the frames
+        sent, as it goes out to the link, whatever the command.
     retries : int
         How many times a LOAD_A, GEMM, GEMM_DRAM or WRITE_DRAM exchange (or the first
         IDENTIFY) is tried again after it was damaged, lost or aborted on the way (a reply whose
