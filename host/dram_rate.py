@@ -5,7 +5,8 @@ with (`sim.dram_core`: LiteDRAM's controller for the ECPIX-5's 16-bit DDR3 at it
 The peak is one `protocol.DRAM_WORD_BYTES` word (a BL8 burst of the 16-bit bus) every ``tCCD``
 system cycles: 8 bytes a cycle, 600 MB/s at the 75 MHz system clock. Refresh takes the bus for
 ``tRFC`` of every ``tREFI`` cycles, so sequential reads reach at most ``1 - tRFC/tREFI`` of the
-peak (about 82 % with LiteDRAM's timings; tests/test_dram.py measures the controller alone).
+peak (about 96.6 % with the datasheet's tRFC of 260 ns; 82.3 % with LiteDRAM's own 208 clocks, see
+`sim.dram_core`; tests/test_dram.py measures the controller alone).
 The accelerator runs in the controller's system clock domain (one clock for both: the
 simulated board's design, and the assumption for the ECPIX-5), so rates per device cycle
 compare directly with the device's cycle counts.
