@@ -183,6 +183,9 @@ def _generate(verilog_path, json_path, parameters):
     trfc_ns = parameters.pop("trfc_ns")
     module = getattr(modules, parameters["sdram_module"])
     base = module.speedgrade_timings["default"]
+    timings = {"default": modules._SpeedgradeTimings(
+        tRP=base.tRP, tRCD=base.tRCD, tWR=base.tWR, tRFC=(None, trfc_ns), tFAW=base.tFAW,
+        tRAS=base.tRAS)}
 
     class BoardRateModule(module):
         """The module's timings in system cycles at 1:2 (gen.py asks for 1:4 on a SimPlatform),
@@ -191,9 +194,7 @@ def _generate(verilog_path, json_path, parameters):
         DDR3-1600's clock; at the ECP5 PHY's 150 MHz DRAM clock 208 clocks are 1.39 us, and
         refresh took 17.7 % of the time instead of 3.4 %."""
 
-        speedgrade_timings = {"default": modules._SpeedgradeTimings(
-            tRP=base.tRP, tRCD=base.tRCD, tWR=base.tWR, tRFC=(None, trfc_ns), tFAW=base.tFAW,
-            tRAS=base.tRAS)}
+        speedgrade_timings = timings
 
         def __init__(self, clk_freq, rate, **kwargs):
             super().__init__(clk_freq, "1:2", **kwargs)
