@@ -138,27 +138,33 @@ class PythonBoard(Link):
             self.dram[address:address + size] = payload
             self._reply(Op.WRITE_DRAM, address, tag=head.tag)
 
-    def _dram_check(self, head):
-        address, size = head.arg0, head.arg1
-        end = address + size + crc_word_bytes(self.config.link_bytes)
-        if head.arg2:
-            status = Status.BAD_CHECK
-        elif address % DRAM_WORD_BYTES or not size or size % DRAM_WORD_BYTES or end > len(self.dram):
-            status = Status.BAD_LENGTH
-        else:
-            ok = protocol.payload_ok(bytes(self.dram[address:end]), self.config.link_bytes)
-            status = Status.OK if ok else Status.BAD_CRC
-        self._reply(Op.DRAM_CHECK, address, tag=head.tag, status=status)
-
-    def _gemm_dram(self, head):
-        address, size = head.arg3, head.info
+    def _stored(self, address, size):
+        """The ``size`` bytes stored at ``address`` and their CRC word, or None for a range the
+        device refuses (misaligned, empty, or past the end of the DRAM)."""
         end = address + size + crc_word_bytes(self.config.link_bytes)
         if address % DRAM_WORD_BYTES or not size or size % DRAM_WORD_BYTES or end > len(self.dram):
+            return None
+        return bytes(self.dram[address:end])
+
+    def _dram_check(self, head):
+        stored = None if head.arg2 else self._stored(head.arg0, head.arg1)
+        if head.arg2:
+            status = Status.BAD_CHECK
+        elif stored is None:
+            status = Status.BAD_LENGTH
+        else:
+            ok = protocol.payload_ok(stored, self.config.link_bytes)
+            status = Status.OK if ok else Status.BAD_CRC
+        self._reply(Op.DRAM_CHECK, head.arg0, tag=head.tag, status=status)
+
+    def _gemm_dram(self, head):
+        stored = self._stored(head.arg3, head.info)
+        if stored is None:
             self._reply(Op.GEMM_DRAM, head.arg0, tag=head.tag, status=Status.BAD_LENGTH)
             return
-        stored = bytes(self.dram[address:end])
         ok = protocol.payload_ok(stored, self.config.link_bytes)
-        self._gemm(head, stored[:size], Status.OK if ok else Status.BAD_CRC, op=Op.GEMM_DRAM)
+        self._gemm(head, stored[:head.info], Status.OK if ok else Status.BAD_CRC,
+                   op=Op.GEMM_DRAM)
 
     def _gemm(self, head, payload, status=None, op=Op.GEMM):
         cfg = self.config
