@@ -66,7 +66,7 @@ BOARDS = {b.name: b for b in [
         config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
                             multiplier="registered", buffer_piece_depth=2048,
                             formats=INT8_FORMATS, scale_share=16, scale_multiplier="lut",
-                            result_skid=True),
+                            result_skid=True, framer_state_loads=True),
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     # The same board with every format, at the clock its speed grade 6 routes the 8x16
     # every-format netlist at. 3 Mbaud is divisor 20 exactly. Decode on the board is bound by

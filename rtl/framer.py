@@ -91,6 +91,14 @@ class Framer(wiring.Component):
             m.d.sync += [out.eq(value), source.eq(src), idx.eq(0), last_idx.eq(nwords - 1),
                          at_last.eq(nwords == 1)]
 
+        # `Config.framer_state_loads`: the shift register's next value is chosen by the state
+        # alone (each loading state loads its source every cycle it is in; the identify payload
+        # gets a state of its own), not by the frame choice's logic in front of 512 enables.
+        flat = cfg.framer_state_loads
+
+        def load_identify():
+            load(int.from_bytes(identify, "little"), 2, words(len(identify)))
+
         def go_after():
             with m.Switch(after):
                 with m.Case(0):
@@ -98,10 +106,13 @@ class Framer(wiring.Component):
                 with m.Case(1):
                     m.next = "ROW"
                 with m.Case(2):
-                    load(int.from_bytes(identify, "little"), 2, words(len(identify)))
+                    if flat:
+                        m.next = "IDENTIFY"
+                    else:
+                        load_identify()
 
         cycles, counting, done_pending, checked = self._count_cycles(m)
-        send_header = self._header_sender(m, load, after)
+        send_header, header = self._header_sender(m, load, after)
         res = self.results.payload
         row, row_words = self._result_row(m, row_bits)
         serial = lb <= 4
@@ -111,13 +122,23 @@ class Framer(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                if flat:
+                    header()
                 self._choose_frame(m, send_header, row_words, cycles, done_pending, checked)
 
             feed = self._crc_states(m, out, idx, load)
 
             with m.State("ROW"):
-                with m.If(self.results.valid):
+                if flat:
                     load(row, 1, row_words)
+                with m.If(self.results.valid):
+                    if not flat:
+                        load(row, 1, row_words)
+                    m.next = "SEND"
+
+            if flat:
+                with m.State("IDENTIFY"):
+                    load_identify()
                     m.next = "SEND"
 
             with m.State("SEND"):
@@ -168,24 +189,38 @@ class Framer(wiring.Component):
         return cycles, counting, done_pending, checked
 
     def _header_sender(self, m, load, after):
-        """A function that, called in a state of the FSM, loads a header (CRC 0) into the shift
+        """``send_header``: called in a state of the FSM, it loads a header (CRC 0) into the shift
         register and goes to SEND (serial mode) or HEAD (wide mode: its CRC first). Its arguments
         are the header's fields and ``then``: where the FSM goes once the header is sent (0 idle,
-        1 rows, 2 identify)."""
+        1 rows, 2 identify). With `Config.framer_state_loads`, ``send_header`` only chooses the
+        fields of one shared header, and ``header``, called first in the state, loads it
+        whatever is chosen (zeros when nothing is); else ``header`` is None."""
         lb = self._config.link_bytes
         serial = lb <= 4
+        nwords = (_CRC_AT if serial else protocol.HEADER_BYTES) // lb
+        shared = None
+        if self._config.framer_state_loads:
+            shared = Signal(Header)
+            m.d.comb += shared.magic.eq(protocol.MAGIC)
 
         def send_header(op, status=0, tag=0, arg0=0, arg1=0, arg2=0, length=0, info=0, then=0):
-            fields = Signal(Header)
-            m.d.comb += fields.magic.eq(protocol.MAGIC)
+            if shared is None:
+                fields = Signal(Header)
+                m.d.comb += fields.magic.eq(protocol.MAGIC)
+            else:
+                fields = shared
             for name, value in dict(op=op, status=status, tag=tag, arg0=arg0, arg1=arg1,
                                     arg2=arg2, length=length, info=info).items():
                 m.d.comb += fields[name].eq(value)
             m.d.sync += after.eq(then)
-            load(fields, 0, (_CRC_AT if serial else protocol.HEADER_BYTES) // lb)
+            if shared is None:
+                load(fields, 0, nwords)
             m.next = "SEND" if serial else "HEAD"
 
-        return send_header
+        def header():
+            load(shared, 0, nwords)
+
+        return send_header, (None if shared is None else header)
 
     def _result_row(self, m, row_bits):
         """The result row on ``results`` as ``row_bits`` bits (``row``: its int32 sums, column 0

@@ -110,6 +110,13 @@ class Config:
         framer's shift register are not one path (the ULX3S-85F int8 build's critical path
         without it: a 10 ns route between them). Off by default: the other int8 builds meet
         their clocks without its rows of flip-flops.
+    framer_state_loads : bool
+        Implementation only: the reply framer's shift register (a whole result row, 512 bits at
+        16 columns) takes its next value by the framer's state alone: each state that loads it
+        loads its source every cycle it is in, instead of when the frame choice's logic says so,
+        which then drove every one of its enables (the ULX3S-85F int8 build's critical path with
+        the result skid buffer in: an 8 ns route to them). IDENTIFY's reply takes one cycle
+        more. Off by default: the other builds meet their clocks without it.
     weight_skid : bool
         Implementation only: int8 weight rows enter the weight banks through a skid buffer, so
         that neither the decoder's handshake nor the banks' next state waits on the other (the
@@ -145,6 +152,7 @@ class Config:
     lane_weights: int = dataclasses.field(default=32, compare=False)
     weight_skid: bool = dataclasses.field(default=True, compare=False)
     result_skid: bool = dataclasses.field(default=False, compare=False)
+    framer_state_loads: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self):
         _check_positive("rows", self.rows, maximum=64)
@@ -175,7 +183,7 @@ class Config:
         _check_positive("scale_share", self.scale_share)
         if self.lane_weights not in (8, 16, 32):
             raise ValueError(f"lane_weights must be 8, 16 or 32, not {self.lane_weights!r}")
-        for name in ("weight_skid", "result_skid"):
+        for name in ("weight_skid", "result_skid", "framer_state_loads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
         p = self.buffer_piece_depth
@@ -273,6 +281,8 @@ class Config:
             mul += "-ns"
         if self.result_skid:
             mul += "-rs"
+        if self.framer_state_loads:
+            mul += "-fs"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)
         if self.abort_cycles != Config.abort_cycles:
             fmt += f"-t{self.abort_cycles}"
