@@ -3,6 +3,7 @@
 from systolica.config import FORMAT_NAMES, Config
 
 from .board import Board
+from .dram_top import DramBoard
 
 __all__ = ["BOARDS", "UNSUPPORTED", "board_by_name"]
 
@@ -106,6 +107,28 @@ BOARDS = {b.name: b for b in [
         # Every format: nextpnr's static placer and router2 with timing-driven rip-up; one seed of
         # the nine tried routes this netlist at 100 MHz (reports/build_history.md).
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6"),
+    # The ECPIX-5 with its DDR3 (512 MiB): LiteDRAM's controller (ECP5DDRPHY) on the ddr3 pins,
+    # the accelerator in the controller's 75 MHz system clock (one domain; the core's PLL makes
+    # it and the 150 MHz DRAM clock from clk100), so a quarter less peak than ecpix5-85f's
+    # 100 MHz. The UART's bytes are packed into 16-byte link words (the DRAM word); 3 Mbaud is
+    # divisor 25 exactly; the receive FIFO holds 2 KiB as ecpix5-85f's does. The init sequence
+    # sets each byte lane's read bitslip and delay to fixed values instead of LiteX's search:
+    # these are what LiteX's BIOS chose on one ECPIX-5 (litex issue 925: lane 0 bitslip 0 delay
+    # 4, lane 1 bitslip 0 delay 3), not measured on a board here (docs/litedram-notes.md s. 7).
+    DramBoard(
+        name="ecpix5-85f-dram", loader="ecpix5", usb_uart=FT2232_UART,
+        description="LambdaConcept ECPIX-5 85F with weights in its DDR3, 75 MHz "
+                    "(ECP5-5G LFE5UM5G-85F, FT2232H UART)",
+        platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
+        clk_freq=75e6, baudrate=3_000_000, dsp_available=156,
+        config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, link_bytes=16,
+                            rx_fifo_words=128, dram_mib=512, multiplier="registered",
+                            buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=16,
+                            scale_multiplier="lut"),
+        leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
+        env=(("OPENFPGALOADER", "true"),),
+        nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6",
+        dram_core="ecpix5", read_leveling=((0, 4), (0, 3))),
     # Gowin: 27 MHz crystal, rPLL at 54 MHz (×2); every PE an inferred 8x8 product in a MULT9X9.
     # Placement bounds the array: 6x4 is the largest that placed (reports/build_history.md).
     # 3 Mbaud is divisor 18 exactly.

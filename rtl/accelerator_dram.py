@@ -5,7 +5,9 @@ controller's native port as its user sees it, and ``dram_ready``. `AcceleratorWi
 them on a `DramController` (a generated LiteDRAM core, `sim.dram_core`) whose init sequence a
 `DramInit` plays after reset, as `tests/dram_bench.py`'s test top does, and leaves the top-level
 ports of an `Accelerator` without DRAM, so that whatever wraps one (the simulated board's
-``sim/board_top.v``) wraps this one unchanged.
+``sim/board_top.v``) wraps this one unchanged. On a board (the ECPIX-5's core, given its DDR3
+pins) it has the controller's clock ports as well: the board runs its ``sync`` domain, and
+with it the whole accelerator, in the core's ``user_clk`` (`boards.dram_top`).
 """
 
 from amaranth.hdl import Module
@@ -14,12 +16,13 @@ from amaranth.lib.wiring import connect, flipped
 
 from .dram_access import DATA_WIDTH, dram_addr_width
 from .dram_controller import DramController
-from .dram_init import DramInit
+from .dram_init import DramInit, init_writes
 from .top import Accelerator
 
 __all__ = ["AcceleratorWithDram"]
 
 _LINK_PORTS = ("link_rx", "link_tx", "rx_empty", "line_errors")
+_CLOCK_PORTS = ("clk_in", "user_clk", "user_rst", "pll_locked")
 
 
 class AcceleratorWithDram(wiring.Component):
@@ -32,11 +35,17 @@ class AcceleratorWithDram(wiring.Component):
         size (its native port's address width must be `dram_access.dram_addr_width`).
     core_info : dict
         The controller core's description (`sim.dram_core.DramCore.info`).
+    pads : PortGroup or None
+        A board core's DDR3 pins (`DramController`'s ``pads``).
+    read_leveling : sequence of (int, int) or None
+        A board core's read bitslip and delay per byte lane (`dram_init.init_writes`).
 
     Attributes
     ----------
     link_rx, link_tx, rx_empty, line_errors
         As `Accelerator`'s.
+    clk_in, user_clk, user_rst, pll_locked
+        With ``pads`` only: the controller's (`DramController`).
 
     The accelerator's ``dram_ready`` is high once the core says its init is done and the
     player has passed its last write's wait (the core's ``init_done`` is set by that write).
@@ -44,7 +53,7 @@ class AcceleratorWithDram(wiring.Component):
     (a control-bus write answered with ``err``) are not used: the simulation core sets neither.
     """
 
-    def __init__(self, config, core_info):
+    def __init__(self, config, core_info, *, pads=None, read_leveling=None):
         if not config.dram_mib:
             raise ValueError(f"AcceleratorWithDram needs a configuration with DRAM (dram_mib > "
                              f"0), not {config.label()}")
@@ -64,23 +73,29 @@ class AcceleratorWithDram(wiring.Component):
                              f"accelerator's moves {DATA_WIDTH}-bit words")
         self.config = config
         self._info = core_info
-        self._controller = DramController.from_info(core_info)
+        self._writes = [write[:3] for write in init_writes(core_info, read_leveling)]
+        self._controller = DramController.from_info(core_info, pads=pads)
         self._accelerator = Accelerator(config)
         members = self._accelerator.signature.members
-        super().__init__({name: members[name] for name in _LINK_PORTS})
+        clocks = self._controller.signature.members if pads is not None else {}
+        super().__init__({**{name: members[name] for name in _LINK_PORTS},
+                          **{name: clocks[name] for name in _CLOCK_PORTS if name in clocks}})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = acc = self._accelerator
         m.submodules.controller = controller = self._controller
         m.submodules.init = init = DramInit(
-            [write[:3] for write in self._info["init"]],
-            addr_width=self._info["ports"]["wb_ctrl_adr"][1])
+            self._writes, addr_width=self._info["ports"]["wb_ctrl_adr"][1])
 
         connect(m, flipped(self.link_rx), acc.link_rx)
         connect(m, acc.link_tx, flipped(self.link_tx))
         connect(m, flipped(self.line_errors), acc.line_errors)
         m.d.comb += self.rx_empty.eq(acc.rx_empty)
+        if "clk_in" in self.signature.members:
+            m.d.comb += [controller.clk_in.eq(self.clk_in), self.user_clk.eq(controller.user_clk),
+                         self.user_rst.eq(controller.user_rst),
+                         self.pll_locked.eq(controller.pll_locked)]
 
         connect(m, init.bus, controller.ctrl)
         connect(m, acc.dram.cmd, controller.cmd)

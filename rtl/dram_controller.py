@@ -2,9 +2,15 @@
 
 The core's native user port becomes three streams and its control bus a declared Wishbone
 signature; nothing here imports LiteX: the widths come from the constructor (`from_info` reads
-them from the core's JSON description). The ports connected are the simulation core's (with
-LiteDRAM's DRAM model inside); the ECPIX-5 core adds ``rst``, ``pll_locked`` and the DDR3 pads,
-for the board's slice (`from_info` refuses a core whose ports differ from these).
+them from the core's JSON description). Two cores are known (`from_info` refuses a core whose
+ports differ from the one it is taken for):
+
+* the simulation core (LiteDRAM's DRAM model inside), run from the controller's ``domain``;
+* the ECPIX-5 core (``ECP5DDRPHY``, with its own PLL): it takes the board's 100 MHz on
+  ``clk_in`` and makes the 75 MHz ``user_clk`` (and ``user_rst``) that its port and control bus
+  run in; its DDR3 pins are given as the amaranth-boards ``ddr3`` resource, requested raw
+  (``pads``). That resource has no ``cs_n`` and no ``reset_n``: the core's outputs for them are
+  left unconnected (the board ties chip select and the DRAM's reset itself).
 
 The port's rules, which LiteDRAM's own DMA frontends follow:
 
@@ -23,7 +29,7 @@ The port's rules, which LiteDRAM's own DMA frontends follow:
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["DramController", "WishboneSignature", "check_widths", "cmd_layout", "wdata_layout"]
@@ -86,27 +92,71 @@ class WishboneSignature(wiring.Signature):
         return f"WishboneSignature({self.addr_width}, {self.data_width})"
 
 
-def _signature(addr_width, data_width, ctrl_addr_width):
-    return wiring.Signature({
+def _signature(addr_width, data_width, ctrl_addr_width, own_clock=False):
+    members = {
         "cmd": In(stream.Signature(cmd_layout(addr_width))),
         "wdata": In(stream.Signature(wdata_layout(data_width))),
         "rdata": Out(stream.Signature(data_width, always_ready=True)),
         "ctrl": In(WishboneSignature(ctrl_addr_width)),
         "init_done": Out(1),
         "init_error": Out(1),
-    })
+    }
+    if own_clock:
+        members.update({"clk_in": In(1), "user_clk": Out(1), "user_rst": Out(1),
+                        "pll_locked": Out(1)})
+    return wiring.Signature(members)
 
 
-def _connections(ports, domain):
-    """{core port: (direction, value)} for every port of the simulation core, ``ports`` being
-    the controller (or an interface of its signature)."""
-    user_clk, user_rst = Signal(), Signal()
+# The ECPIX-5 core's DDR3 ports: {core port: (direction, ``ddr3`` subsignal)}. The core drives
+# the pins' levels (``ras_n`` low is a command): the raw pins are connected, the resource's
+# inversions (`PinsN`) are not applied. A differential pair is its P pin (the core's ``_n`` ports
+# are unused inputs; the P pin's SSTL15D I/O type makes the pair).
+DDR3_PADS = {
+    "ddram_a": ("o", "a"), "ddram_ba": ("o", "ba"), "ddram_ras_n": ("o", "ras"),
+    "ddram_cas_n": ("o", "cas"), "ddram_we_n": ("o", "we"), "ddram_cke": ("o", "clk_en"),
+    "ddram_odt": ("o", "odt"), "ddram_dm": ("o", "dm"), "ddram_clk_p": ("o", "clk"),
+    "ddram_dq": ("io", "dq"), "ddram_dqs_p": ("io", "dqs"),
+}
+DDR3_UNUSED = {"ddram_clk_n": ("i", "clk"), "ddram_dqs_n": ("i", "dqs"), "ddram_cs_n": ("o", None),
+               "ddram_reset_n": ("o", None)}
+
+
+def _pad(port):
+    """The pins of a port of a raw resource: a single-ended port's, a differential one's P."""
+    return port.p if isinstance(port, io.DifferentialPort) else port.io
+
+
+def _connections(ports, domain, pads=None):
+    """{core port: (direction, value)} for every port of the core, ``ports`` being the
+    controller (or an interface of its signature): the simulation core's when ``pads`` is None,
+    else the ECPIX-5 core's, its DDR3 pins from ``pads`` (the ``ddr3`` resource)."""
+    if pads is None:
+        clocking = {
+            "clk": ("i", ClockSignal(domain)),
+            "sim_trace": ("i", Const(0, 1)),
+            "user_clk": ("o", Signal()),
+            "user_rst": ("o", Signal()),
+        }
+    else:
+        clocking = {
+            "clk": ("i", ports.clk_in),
+            "rst": ("i", Const(0, 1)),
+            "pll_locked": ("o", ports.pll_locked),
+            "user_clk": ("o", ports.user_clk),
+            "user_rst": ("o", ports.user_rst),
+        }
+        clocking.update({name: (direction, _pad(getattr(pads, pin)))
+                         for name, (direction, pin) in DDR3_PADS.items()})
+        # An unused input as wide as its pair's P pins; an unused output goes nowhere.
+        clocking.update({name: (direction, Const(0, len(getattr(pads, pair))) if pair else Signal())
+                         for name, (direction, pair) in DDR3_UNUSED.items()})
+    return _user_ports(ports, clocking)
+
+
+def _user_ports(ports, clocking):
     port, ctrl = "user_port_native_0", ports.ctrl
     return {
-        "clk": ("i", ClockSignal(domain)),
-        "sim_trace": ("i", Const(0, 1)),
-        "user_clk": ("o", user_clk),
-        "user_rst": ("o", user_rst),
+        **clocking,
         "init_done": ("o", ports.init_done),
         "init_error": ("o", ports.init_error),
         f"{port}_cmd_valid": ("i", ports.cmd.valid),
@@ -135,8 +185,10 @@ def _connections(ports, domain):
 
 
 def _check_ports(connections, core_ports):
-    got = {name: ("input" if d == "i" else "output", len(v))
-           for name, (d, v) in connections.items()}
+    # The core declares its bidirectional pins (DQ, DQS) ``input``: LiteX lowers their tristates
+    # to TRELLIS_IO cells inside it.
+    got = {name: ({"i": "input", "o": "output"}.get(d, core_ports.get(name, ["inout"])[0]),
+                  len(v)) for name, (d, v) in connections.items()}
     want = {name: tuple(entry) for name, entry in core_ports.items()}
     wrong = sorted(name for name in set(got) | set(want) if got.get(name) != want.get(name))
     if wrong:
@@ -157,11 +209,14 @@ class DramController(wiring.Component):
     ctrl_addr_width : int
         Width of the control bus's word address (30).
     domain : str
-        The clock domain of the port and the control bus. The simulation core has a ``clk``
-        input and is run from this domain's clock (its ``user_clk`` output is that clock, its
-        ``user_rst`` a one-cycle power-on reset; neither is used). On the ECPIX-5 the core's
-        own PLL makes ``user_clk`` (75 MHz) from the board's 100 MHz: which domain the
-        accelerator then runs in is for the board's slice to decide.
+        The clock domain of the port and the control bus, for the simulation core, which has a
+        ``clk`` input and is run from this domain's clock (its ``user_clk`` output is that
+        clock, its ``user_rst`` a one-cycle power-on reset; neither is used).
+    pads : PortGroup or None
+        The ECPIX-5 core's DDR3 pins: amaranth-boards' ``ddr3`` resource, requested with
+        ``dir="-"``. With pads the controller has its own clock: its port and control bus run
+        in ``user_clk`` (75 MHz, from the core's PLL), whichever domain the user calls that;
+        ``domain`` is not used.
 
     Attributes
     ----------
@@ -175,27 +230,41 @@ class DramController(wiring.Component):
         The core's control and status registers (init sequence, DFII).
     init_done, init_error : Out(1)
         The core's status bits, as the control bus last wrote them.
+    clk_in : In(1)
+        With ``pads``: the board's oscillator (100 MHz), the core's PLL's input.
+    user_clk, user_rst : Out(1)
+        With ``pads``: the core's system clock (75 MHz) and its reset (held until the PLL has
+        locked and the PHY's clock bring-up is done); everything on the port runs in it.
+    pll_locked : Out(1)
+        With ``pads``: the core's PLL has locked.
     """
 
-    def __init__(self, *, addr_width=25, data_width=128, ctrl_addr_width=30, domain="sync"):
+    def __init__(self, *, addr_width=25, data_width=128, ctrl_addr_width=30, domain="sync",
+                 pads=None):
         check_widths(data_width, addr_width=addr_width, ctrl_addr_width=ctrl_addr_width)
-        self._domain = domain
-        super().__init__(_signature(addr_width, data_width, ctrl_addr_width))
+        self._domain, self._pads = domain, pads
+        super().__init__(_signature(addr_width, data_width, ctrl_addr_width,
+                                    own_clock=pads is not None))
 
     @classmethod
-    def from_info(cls, info, **kwargs):
+    def from_info(cls, info, *, pads=None, **kwargs):
         """The controller for a core described by ``info`` (`sim.dram_core.DramCore.info`),
-        after checking that every port of the core is connected, at its width."""
+        after checking that every port of the core is connected, at its width (a core with DDR3
+        pins needs ``pads``)."""
         ports = info["ports"]
+        if ("ddram_dq" in ports) != (pads is not None):
+            raise ValueError("a core with DDR3 pins needs the board's ddr3 resource (pads), and "
+                             "only such a core takes pads")
         widths = dict(addr_width=ports["user_port_native_0_cmd_addr"][1],
                       data_width=ports["user_port_native_0_rdata_data"][1],
                       ctrl_addr_width=ports["wb_ctrl_adr"][1])
-        _check_ports(_connections(_signature(**widths).create(), "sync"), ports)
-        return cls(**widths, **kwargs)
+        interface = _signature(**widths, own_clock=pads is not None).create()
+        _check_ports(_connections(interface, "sync", pads), ports)
+        return cls(**widths, pads=pads, **kwargs)
 
     def elaborate(self, platform):
         m = Module()
-        connections = _connections(self, self._domain)
+        connections = _connections(self, self._domain, self._pads)
         m.submodules.core = Instance("litedram_core", **{
             f"{direction}_{name}": value for name, (direction, value) in connections.items()})
         return m

@@ -5,6 +5,14 @@ the way LiteX's BIOS would (`sim.dram_core` computes the writes from ``litedram.
 generation time and keeps them in the core's JSON). `DramInit` plays them after reset, one
 Wishbone classic write at a time, waiting the given number of cycles after each, then raises
 ``done``. The last writes hand the DFI to the controller and set the core's ``init_done``.
+
+The ECP5 PHY (``ECP5DDRPHY``) also wants read leveling: per byte lane, a read bitslip (which
+system-clock phase the burst is taken in) and a read delay (DQS-to-DQ taps). LiteX's BIOS finds
+them by a search (about 10^4 control-bus accesses of write/read/compare). `init_writes` does not
+search: it sets fixed values, given per board, with the writes the BIOS uses to set the ones it
+found (``sdram_leveling_action``: select the lane, reset, increment, deselect and pulse every
+DQSBUFM's pause), before handing the DFI to the controller. Nothing checks them: values that do
+not fit the board read garbage, and ``init_done`` rises all the same.
 """
 
 from amaranth.hdl import Module, Signal
@@ -13,7 +21,64 @@ from amaranth.lib.wiring import Out
 
 from .dram_controller import WishboneSignature
 
-__all__ = ["DramInit"]
+__all__ = ["DramInit", "init_writes", "read_leveling_writes"]
+
+
+def read_leveling_writes(info, lanes):
+    """The control-bus writes that set each byte lane's read bitslip and delay.
+
+    Parameters
+    ----------
+    info : dict
+        The core's description (`sim.dram_core.DramCore.info`) with its ``read_leveling``
+        (lanes, bitslips, delays) and ``csr`` addresses.
+    lanes : sequence of (int, int)
+        (bitslip, delay) of each byte lane, lane 0 first.
+
+    Returns
+    -------
+    list of [word address, data, wait, what]
+    """
+    leveling, csr = info["read_leveling"], info["csr"]
+    if len(lanes) != leveling["modules"]:
+        raise ValueError(f"read leveling needs (bitslip, delay) for each of the core's "
+                         f"{leveling['modules']} byte lanes, not {list(lanes)!r}")
+    writes = []
+
+    def action(lane, register, what):
+        # LiteX's sdram_leveling_action: select, act, deselect, then pulse every lane's select
+        # (DQSBUFM PAUSE) so that all DQS buffers take their new settings.
+        for name, value, note in (("ddrphy_dly_sel", 1 << lane, f"select lane {lane}"),
+                                  (register, 1, what), ("ddrphy_dly_sel", 0, "deselect"),
+                                  ("ddrphy_dly_sel", 0xff, "pause every DQS buffer"),
+                                  ("ddrphy_dly_sel", 0, "resume")):
+            writes.append([csr[name] >> 2, value, 0, note])
+
+    for lane, (bitslip, delay) in enumerate(lanes):
+        if not (0 <= bitslip < leveling["bitslips"] and 0 <= delay < leveling["delays"]):
+            raise ValueError(f"lane {lane}: bitslip {bitslip} and delay {delay} must be below "
+                             f"{leveling['bitslips']} and {leveling['delays']}")
+        action(lane, "ddrphy_rdly_dq_rst", f"lane {lane}: delay 0")
+        action(lane, "ddrphy_rdly_dq_bitslip_rst", f"lane {lane}: bitslip 0")
+        for step in range(bitslip):
+            action(lane, "ddrphy_rdly_dq_bitslip", f"lane {lane}: bitslip {step + 1}")
+        for step in range(delay):
+            action(lane, "ddrphy_rdly_dq_inc", f"lane {lane}: delay {step + 1}")
+    return writes
+
+
+def init_writes(info, read_leveling=None):
+    """The core's init sequence (``info["init"]``), with `read_leveling_writes` for
+    ``read_leveling`` before the DFI goes to the controller when the core's PHY levels reads.
+    A core that levels reads needs ``read_leveling``; one that does not refuses it."""
+    writes = [list(w) for w in info["init"]]
+    if ("read_leveling" in info) != (read_leveling is not None):
+        raise ValueError("read leveling values are needed for a core whose PHY levels reads "
+                         "(ECP5DDRPHY), and only for one")
+    if read_leveling is None:
+        return writes
+    handover = next(i for i, w in enumerate(writes) if w[3] == "hardware control")
+    return writes[:handover] + read_leveling_writes(info, read_leveling) + writes[handover:]
 
 
 class DramInit(wiring.Component):

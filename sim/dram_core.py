@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -45,6 +46,15 @@ KINDS = {
         "memtype": "DDR3", "sdram_module": "MT41K256M16", "sdram_module_nb": 2,
         "sdram_rank_nb": 1, "sys_clk_freq": 75e6, "cmd_buffer_depth": 16, "rate": "1:2",
         "trfc_ns": 260,
+        "user_ports": {"native_0": {"type": "native"}},
+    },
+    # The ECPIX-5's own: `docs/litedram-notes.md` section 2's YAML (clk100 in, sys 75 MHz,
+    # sys2x 150 MHz, init 25 MHz), with the same tRFC.
+    "ecpix5": {
+        "device": "LFE5UM5G-85F-8BG554I", "sdram_phy": "ECP5DDRPHY",
+        "memtype": "DDR3", "sdram_module": "MT41K256M16", "sdram_module_nb": 2,
+        "sdram_rank_nb": 1, "input_clk_freq": 100e6, "sys_clk_freq": 75e6,
+        "init_clk_freq": 25e6, "cmd_buffer_depth": 16, "rate": "1:2", "trfc_ns": 260,
         "user_ports": {"native_0": {"type": "native"}},
     },
 }
@@ -164,21 +174,27 @@ def _ports(verilog):
 
 
 def _generate(verilog_path, json_path, parameters):
-    # litedram 2024.12's gen.py imports `get_sdram_phy_settings` from litex.tools.litex_sim for
-    # a SimPlatform; that module imports liteeth and litescope, which the core does not use (the
-    # function lives in litedram.phy.model, where LiteDRAM's HEAD imports it from). A stand-in
-    # module with only that function, giving the board's rate, avoids both packages.
-    stand_in = types.ModuleType("litex.tools.litex_sim")
-    stand_in.get_sdram_phy_settings = _board_rate_phy_settings
-    sys.modules["litex.tools.litex_sim"] = stand_in
+    hardware = "sdram_phy" in parameters
+    if not hardware:
+        # litedram 2024.12's gen.py imports `get_sdram_phy_settings` from litex.tools.litex_sim
+        # for a SimPlatform; that module imports liteeth and litescope, which the core does not
+        # use (the function lives in litedram.phy.model, where LiteDRAM's HEAD imports it from).
+        # A stand-in module with only that function, giving the board's rate, avoids both.
+        stand_in = types.ModuleType("litex.tools.litex_sim")
+        stand_in.get_sdram_phy_settings = _board_rate_phy_settings
+        sys.modules["litex.tools.litex_sim"] = stand_in
 
     from litedram import modules
+    from litedram import phy as litedram_phys
     from litedram.common import burst_lengths
     from litedram.gen import LiteDRAMCore
     from litedram.phy import model
+    from litex.build.lattice import LatticePlatform
     from litex.build.sim import SimPlatform
     from litex.soc.integration import export
+    from litex.soc.integration.builder import Builder
 
+    parameters = dict(parameters)
     assert parameters.pop("rate") == "1:2"
     trfc_ns = parameters.pop("trfc_ns")
     module = getattr(modules, parameters["sdram_module"])
@@ -188,11 +204,11 @@ def _generate(verilog_path, json_path, parameters):
         tRAS=base.tRAS)}
 
     class BoardRateModule(module):
-        """The module's timings in system cycles at 1:2 (gen.py asks for 1:4 on a SimPlatform),
-        with the refresh time (tRFC) in nanoseconds, as the part's datasheet gives it (260 ns
-        for the 4 Gb MT41K256M16): LiteDRAM states it as 208 clocks, which is 260 ns only at
-        DDR3-1600's clock; at the ECP5 PHY's 150 MHz DRAM clock 208 clocks are 1.39 us, and
-        refresh took 17.7 % of the time instead of 3.4 %."""
+        """The module's timings in system cycles at 1:2 (gen.py asks for 1:4 on a SimPlatform;
+        the ECP5 PHY is 1:2 already), with the refresh time (tRFC) in nanoseconds, as the
+        part's datasheet gives it (260 ns for the 4 Gb MT41K256M16): LiteDRAM states it as 208
+        clocks, which is 260 ns only at DDR3-1600's clock; at the ECP5 PHY's 150 MHz DRAM clock
+        208 clocks are 1.39 us, and refresh took 17.7 % of the time instead of 3.4 %."""
 
         speedgrade_timings = timings
 
@@ -208,16 +224,29 @@ def _generate(verilog_path, json_path, parameters):
             super().__init__(data_width, nrows, ncols, burst_lengths["DDR3"] // nphases, nphases,
                              **kwargs)
 
-    model.BankModel = BurstBankModel
     core_config = {**parameters, "cpu": None, "sdram_module": BoardRateModule}
-    platform = SimPlatform("", io=[])
-    soc = LiteDRAMCore(platform, core_config)
-    # What Builder.build and the sim toolchain do up to the Verilog, without their C++ steps
-    # (which need pythondata-misc-tapcfg).
-    soc.finalize()
-    fragment = soc.get_fragment()
-    platform.finalize(fragment)
-    platform.get_verilog(fragment, name="litedram_core", regular_comb=False).write(verilog_path)
+    if hardware:
+        # What `litedram_gen` does for an ECP5 PHY: a Trellis platform, then the builder up to
+        # the Verilog (compile_gateware=False), in a scratch folder beside the output.
+        core_config["sdram_phy"] = getattr(litedram_phys, parameters["sdram_phy"])
+        platform = LatticePlatform(parameters["device"], io=[], toolchain="trellis")
+        soc = LiteDRAMCore(platform, core_config)
+        scratch = pathlib.Path(verilog_path).with_suffix(".build")
+        Builder(soc, output_dir=str(scratch), compile_gateware=False,
+                compile_software=False).build(build_name="litedram_core", regular_comb=False)
+        (scratch / "gateware" / "litedram_core.v").replace(verilog_path)
+        shutil.rmtree(scratch)
+    else:
+        model.BankModel = BurstBankModel
+        platform = SimPlatform("", io=[])
+        soc = LiteDRAMCore(platform, core_config)
+        # What Builder.build and the sim toolchain do up to the Verilog, without their C++ steps
+        # (which need pythondata-misc-tapcfg).
+        soc.finalize()
+        fragment = soc.get_fragment()
+        platform.finalize(fragment)
+        platform.get_verilog(fragment, name="litedram_core", regular_comb=False).write(
+            verilog_path)
 
     csr_map = json.loads(export.get_csr_json(csr_regions=soc.csr_regions,
                                              constants=soc.constants))["csr_registers"]
@@ -234,6 +263,10 @@ def _generate(verilog_path, json_path, parameters):
         "timing": {name: getattr(settings.timing, name) for name in (
             "tRP", "tRCD", "tWR", "tREFI", "tRFC", "tCCD", "tRAS")},
     }
+    if getattr(settings.phy, "read_leveling", False):
+        info["read_leveling"] = {"modules": settings.phy.strobes,
+                                 "bitslips": settings.phy.bitslips,
+                                 "delays": settings.phy.delays}
     pathlib.Path(json_path).write_text(json.dumps(info, indent=1) + "\n")
 
 

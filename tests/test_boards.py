@@ -10,6 +10,7 @@ from block_data import random_activations, random_blocks
 from pty_gemm import gemm_over_pty
 
 from systolica.boards.catalog import BOARDS, board_by_name
+from systolica.boards.dram_top import DramBoard
 from systolica.boards.pll import ECP5PLL, ICE40PLL, GowinPLL, pll_for
 from systolica.boards.report import render_markdown
 from systolica.boards.top import BoardTop
@@ -20,8 +21,10 @@ from systolica.host.link import SerialLink
 from systolica.rtl.uart import baud_divisor
 from systolica.sim.pty_board import PtyBoard
 
+UART_BOARDS = [name for name, board in BOARDS.items() if not isinstance(board, DramBoard)]
 
-@pytest.mark.parametrize("name", list(BOARDS))
+
+@pytest.mark.parametrize("name", UART_BOARDS)
 def test_board_clock_and_uart_are_reachable(name):
     board = BOARDS[name]
     platform = board.make_platform()
