@@ -206,3 +206,91 @@ def test_board_commands_refuse_bad_arguments_before_touching_anything(args, mess
     _, err = capsys.readouterr()
     assert message in err and "Traceback" not in err and err.count("\n") == 1, err
     assert not build_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def ecpix5_dram_core():
+    """The ECPIX-5's LiteDRAM core (ECP5DDRPHY), generated from PyPI's litedram (about 2 s,
+    then cached)."""
+    from systolica.sim import dram_core
+
+    return dram_core.core("ecpix5")
+
+
+def test_ecpix5_dram_core_has_the_ddr3_pins_and_the_phy_that_levels_reads(ecpix5_dram_core):
+    """The hardware core: its own PLL's clock ports and the DDR3 pins (DQ and DQS declared
+    inputs: their tristates are TRELLIS_IO cells inside), the ECP5 PHY's leveling registers, and
+    LiteDRAM's DDR3 init for it (MR0: CL 6, BL8; the DFI handed over, then init_done)."""
+    info = ecpix5_dram_core.info
+    ports = info["ports"]
+    assert ports["clk"] == ["input", 1] and ports["user_clk"] == ["output", 1]
+    assert ports["ddram_dq"] == ["input", 16] and ports["ddram_dqs_p"] == ["input", 2]
+    assert ports["ddram_a"] == ["output", 15] and ports["user_port_native_0_cmd_addr"][1] == 25
+    assert info["read_leveling"] == {"modules": 2, "bitslips": 4, "delays": 8}
+    assert info["csr"]["ddrphy_dly_sel"] == 0x800 and info["csr"]["sdram_dfii_control"] == 0x1000
+    assert info["timing"]["tRFC"] == 20                 # 260 ns at 75 MHz, the datasheet's
+    assert [w[1] for w in info["init"] if w[3].startswith("Load Mode Register 0")] == [1]
+    assert [w[3] for w in info["init"][-2:]] == ["hardware control", "init done"]
+
+
+@pytest.mark.parametrize("lanes", [((0, 4), (0, 3)), ((3, 0), (1, 7))])
+def test_fixed_read_leveling_is_written_before_the_handover(ecpix5_dram_core, lanes):
+    """Each lane's delay and bitslip reset, then incremented to the given values, each action
+    between a select of its lane and a deselect with every DQS buffer paused, as LiteX's BIOS
+    sets what its search found; all before the DFI goes to the controller."""
+    from systolica.rtl.dram_init import init_writes
+
+    info = ecpix5_dram_core.info
+    writes = init_writes(info, lanes)
+    handover = [w[3] for w in writes].index("hardware control")
+    leveling = writes[len(info["init"]) - 2:handover]
+    assert writes[:len(info["init"]) - 2] == info["init"][:-2]
+    csr = {address >> 2: name for name, address in info["csr"].items()}
+    sel = info["csr"]["ddrphy_dly_sel"] >> 2
+    for lane, (bitslip, delay) in enumerate(lanes):
+        actions = [csr[w[0]] for w in leveling if w[0] != sel and w[3].startswith(f"lane {lane}")]
+        assert actions.count("ddrphy_rdly_dq_bitslip") == bitslip
+        assert actions.count("ddrphy_rdly_dq_inc") == delay
+        assert actions[:2] == ["ddrphy_rdly_dq_rst", "ddrphy_rdly_dq_bitslip_rst"]
+    for i in range(0, len(leveling), 5):
+        assert [w[1] for w in leveling[i:i + 5] if w[0] == sel][1:] == [0, 0xff, 0]
+    with pytest.raises(ValueError, match="must be below 4 and 8"):
+        init_writes(info, ((4, 0), (0, 0)))
+    with pytest.raises(ValueError, match="read leveling values are needed"):
+        init_writes(info)
+
+
+def test_ecpix5_dram_board_elaborates_in_the_controllers_clock():
+    """The ECPIX-5 DRAM bitstream's design, up to the build script (no Yosys, no nextpnr): the
+    LiteDRAM core's Verilog beside it, every DDR3 pin of the amaranth-boards resource placed,
+    one clock for the whole design (the core's 75 MHz user_clk) and no PLL of the board's own,
+    3 Mbaud at divisor 25 exactly."""
+    board = BOARDS["ecpix5-85f-dram"]
+    cfg = board.config
+    assert (cfg.link_bytes, cfg.dram_mib, cfg.rx_bytes) == (16, 512, 2048)
+    assert (cfg.rows, cfg.cols, cfg.formats) == (8, 16, FORMAT_NAMES)
+    same = dict(link_bytes=16, dram_mib=512, rx_fifo_words=128,
+                abort_cycles=round(0.25 * board.clk_freq))
+    assert dataclasses.replace(BOARDS["ecpix5-85f"].config, **same) == cfg
+    top = board.make_top()
+    files = board.make_platform().prepare(top, name="systolica").files
+    assert "litedram_core.v" in files and "module litedram_core" in files["litedram_core.v"]
+    lpf = files["systolica.lpf"]
+    for pin in ("T5", "U6", "P1", "H3", "V4", "V1", "W2", "U4", "P3", "R3", "T3", "P2"):
+        assert f'SITE "{pin}"' in lpf, pin
+    assert 'FREQUENCY NET "user_clk" 75000000.0 HZ' in lpf
+    il = files["systolica.il"]
+    assert "EHXPLLL" not in il and "litedram_core" in il
+    assert (top.divisor, top.baud_error) == (25, 0)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (dict(link_bytes=1, dram_mib=0, rx_fifo_words=2048), "config must be a Config with DRAM"),
+    (dict(clk_freq=100e6), "is not the DRAM core's system clock"),
+])
+def test_dram_board_refuses_a_config_it_cannot_run(change, match):
+    board = BOARDS["ecpix5-85f-dram"]
+    cfg_change = {k: v for k, v in change.items() if k != "clk_freq"}
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(board, config=dataclasses.replace(board.config, **cfg_change),
+                            **{k: v for k, v in change.items() if k == "clk_freq"})
