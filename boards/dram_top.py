@@ -97,12 +97,11 @@ class DramBoardTop(Elaboratable):
         m.submodules.accel = accel = AcceleratorWithDram(
             self.config, core.info, pads=pads, read_leveling=board.read_leveling)
 
-        # The whole design in the controller's system clock.
-        user_clk = Signal()
+        # The whole design in the controller's system clock. Its constraint is nextpnr's own,
+        # derived from clk100's through the core's PLL (sys2x, 150 MHz) and CLKDIVF (/2).
         m.domains.sync = ClockDomain("sync")
-        m.d.comb += [accel.clk_in.eq(clk_buf.i), user_clk.eq(accel.user_clk),
-                     ClockSignal("sync").eq(user_clk), ResetSignal("sync").eq(accel.user_rst)]
-        platform.add_clock_constraint(user_clk, self.f_out)
+        m.d.comb += [accel.clk_in.eq(clk_buf.i), ClockSignal("sync").eq(accel.user_clk),
+                     ResetSignal("sync").eq(accel.user_rst)]
 
         word_bytes = self.config.link_bytes
         m.submodules.uart_rx = uart_rx = UARTReceiver(self.divisor)
