@@ -12,8 +12,10 @@ from systolica.protocol import (
     REPLY,
     Op,
     Status,
+    act_lanes,
     crc_word,
     pack_header,
+    pad_to_words,
     padded,
 )
 
@@ -114,11 +116,25 @@ def tiled_vectors(x, size, link_bytes):
     return b"".join(parts)
 
 
+def _act_vectors(x8, rows, link_bytes):
+    """uint8 (K, rows') activation vectors of one row tile as LOAD_A carries them: packed
+    (`protocol.act_lanes`: each vector ``rows`` bytes, zeros for rows past the tile's, only the
+    last word padded) or each padded to whole words; as an array of rows of bytes."""
+    if act_lanes(rows, link_bytes) == 1:
+        return _pad_rows(x8, link_bytes)
+    out = np.zeros((x8.shape[0], rows), dtype=np.uint8)
+    out[:, :x8.shape[1]] = x8
+    return out
+
+
 def load_a_command(a, config, *, tag=0):
     """LOAD_A for an (N, K) int8 array: row tiles of ``config.rows``, one vector per k."""
     n, k = a.shape
-    lb = config.link_bytes
-    return _frame(Op.LOAD_A, (n, k), tiled_vectors(np.asarray(a).T, config.rows, lb), lb, tag)
+    lb, rows = config.link_bytes, config.rows
+    a8 = np.ascontiguousarray(a, dtype=np.int8).view(np.uint8)
+    tiles = [pad_to_words(_act_vectors(a8[r0:r0 + rows].T, rows, lb).tobytes(), lb)
+             for r0 in range(0, n, rows)]
+    return _frame(Op.LOAD_A, (n, k), b"".join(tiles), lb, tag)
 
 
 def gemm_command(w, n, config, *, tag=0):
@@ -149,7 +165,7 @@ def load_a_blocks_command(xq, xd, config, *, tag=0):
         rows = min(config.rows, n - start)
         scales = _pad_rows(np.ascontiguousarray(
             xd[start:start + rows].T.astype("<u2")).view(np.uint8), lb)       # (nb, ·)
-        acts = _pad_rows(xq[start:start + rows].T.view(np.uint8), lb)        # (K, ·)
+        acts = _act_vectors(xq[start:start + rows].T.view(np.uint8), config.rows, lb)
         acts = acts.reshape(nb, 32 * acts.shape[1])
         parts.append(np.concatenate([scales, acts], axis=1).tobytes())
     return _frame(Op.LOAD_A, (n, k, 1), b"".join(parts), lb, tag)

@@ -3,7 +3,7 @@ passes of at most ``max_k``, and (on a noisy line) pieces small enough to arrive
 
 from typing import NamedTuple
 
-from systolica.protocol import BLOCK, padded
+from systolica.protocol import BLOCK, load_a_tile_bytes, padded
 
 __all__ = ["Piece", "passes", "pieces", "plan"]
 
@@ -44,10 +44,9 @@ def _fit(tile, limit, payload):
 
 
 def activation_bytes(config, rows, k, fmt=None):
-    """LOAD_A payload bytes of ``rows`` (≤ a row tile) and ``k``, as the protocol lays them out:
-    each vector padded to whole link words (block activations: a scale vector a block)."""
-    lb = config.link_bytes
-    return k * padded(rows, lb) + (0 if fmt is None else k // BLOCK * padded(2 * rows, lb))
+    """LOAD_A payload bytes of ``rows`` (≤ a row tile) and ``k``, as the protocol lays them out
+    (`protocol.load_a_tile_bytes`; block activations: a scale vector a block)."""
+    return load_a_tile_bytes(rows, k, config.rows, config.link_bytes, blocks=fmt is not None)
 
 
 def weight_bytes(config, cols, k, fmt=None):

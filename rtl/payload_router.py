@@ -20,7 +20,8 @@ class PayloadRouter(wiring.Component):
     LOAD_A's payload is row tiles of K activation vectors (in 32-blocks: a scale vector before
     every 32), GEMM's is column tiles of K weight rows, or, in a block format, K / 32 groups of
     the tile's weight blocks, passed word by word to the unpacker. Each vector is padded to whole
-    link words. Then the CRC word: every payload word and it go through a CRC-32 `Processor`,
+    link words, but LOAD_A's where the device packs them (`protocol.act_lanes`: ``rows`` bytes
+    each, several to a word). Then the CRC word: every payload word and it go through a CRC-32 `Processor`,
     whose residue says whether the payload arrived intact. Every decision on the payload path is
     taken from registered flags (timing): the last word of a vector, the last vector of a tile,
     the last tile; a tile's shape is worked out in a state of its own.
@@ -122,6 +123,32 @@ class PayloadRouter(wiring.Component):
                 m.d.sync += [r.word_idx.eq(r.word_idx + 1),
                              r.word_last.eq(r.word_idx + 1 == last_word)]
 
+    def _packed_vector_state(self, m, r):
+        """LOAD_A on a device that packs activation vectors (`protocol.act_lanes`): each word
+        gives ``lanes`` vectors of ``rows`` bytes, one a cycle, and is taken with its last one
+        or the tile's last vector (the rest of the tile's last word is padding). In 32-blocks
+        a scale vector is a word of its own; a block's 32 vectors are whole words."""
+        cfg = self._config
+        take_word = r.lane_last | r.step_last
+        if cfg.block_formats:
+            m.d.comb += [
+                self.act.valid.eq(self.rx.valid & ~r.scale_phase),
+                self.act_scale.valid.eq(self.rx.valid & r.scale_phase),
+                self.rx.ready.eq(Mux(r.scale_phase, self.act_scale.ready,
+                                     self.act.ready & take_word)),
+            ]
+            with m.If(self.act_scale.valid & self.act_scale.ready):
+                m.d.sync += [r.vec.eq(r.vec_next), r.scale_phase.eq(0), r.scale_check.eq(1)]
+        else:
+            m.d.comb += [
+                self.act.valid.eq(self.rx.valid),
+                self.rx.ready.eq(self.act.ready & take_word),
+            ]
+        with m.If(self.act.valid & self.act.ready):
+            m.d.sync += [r.lane.eq(Mux(take_word, 0, r.lane + 1)),
+                         r.lane_last.eq(~take_word & (r.lane == r.lanes - 2))]
+            self._next_vector(m, r, cfg.rows, "LOAD_A_TILE", True)
+
     def _group_state(self, m, r):
         """GEMM in a block format: words go to the unpacker, K / 32 groups a tile."""
         m.d.comb += [
@@ -189,7 +216,8 @@ class PayloadRouter(wiring.Component):
 
         m.d.comb += [
             r.vec_next.eq(Mux(r.word_idx == 0, word, r.vec)),
-            self.act.payload.eq(r.vec_next[:8 * cfg.rows]),
+            self.act.payload.eq(r.vec_next[:8 * cfg.rows] if r.lane is None
+                                else word.word_select(r.lane, 8 * cfg.rows)),
             self.wgt.payload.eq(r.vec_next[:8 * cfg.cols]),
             self.parser.bad_scale.eq(r.bad_scale),
             self.parser.bad_crc.eq(r.bad_crc),
@@ -269,7 +297,10 @@ class PayloadRouter(wiring.Component):
                     m.next = "GEMM"
 
             with m.State("LOAD_A"):
-                self._vector_state(m, r, self.act, cfg.rows, "LOAD_A_TILE")
+                if r.lane is None:
+                    self._vector_state(m, r, self.act, cfg.rows, "LOAD_A_TILE")
+                else:
+                    self._packed_vector_state(m, r)
 
             with m.State("GEMM"):
                 if blocks:

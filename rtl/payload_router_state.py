@@ -55,6 +55,11 @@ def router_registers(cfg, cmd):
     r.crc_left = Signal(2)         # words of the CRC word after this one
     r.scale_check = Signal()
     r.store_left = Signal.like(cmd.words) if cfg.dram_mib else None   # words after this one
+    # LOAD_A's packed activation vectors (`protocol.act_lanes`): the word's vector being sent,
+    # and whether it is the word's last.
+    r.lanes = protocol.act_lanes(cfg.rows, lb)
+    r.lane = Signal(range(r.lanes)) if r.lanes > 1 else None
+    r.lane_last = Signal() if r.lanes > 1 else None
     return r
 
 
@@ -89,6 +94,8 @@ def tile_shape(m, cfg, r, size, load):
         r.step_last.eq(r.cmd.k_last == 0),
         r.tile_last.eq(~more),
     ]
+    if load and r.lane is not None:
+        m.d.sync += [r.lane.eq(0), r.lane_last.eq(0)]
     if blocks and load:        # LOAD_A: a scale vector of 2 bytes a row first
         scale_last = ((2 * valid + lb - 1) >> _ceil_log2(lb)) - 1
         scale_one = Mux(more, 2 * size <= lb, r.left_one_scale_word)

@@ -12,7 +12,8 @@ bytes up to a whole number of link words, so every frame starts on a word bounda
 
 * a header is 32 bytes (a whole number of words on every allowed link);
 * each payload *vector* (one activation column slice, one weight row, one result row) is padded on
-  its own to a whole number of words;
+  its own to a whole number of words, but LOAD_A's activation vectors where they are packed
+  (``LOAD_A`` below);
 * a payload's *CRC word* is ``max(4, link_bytes)`` bytes.
 
 Between frames the device skips words that are not the start of a valid header (all-zero pad
@@ -91,7 +92,12 @@ Commands and replies
     CRC word.
 ``LOAD_A`` arg0 = N, arg1 = K, arg2 = activation format (0: int8; 1: int8 in 32-blocks)
     Payload: the activations A (N×K int8) in row tiles of ``rows``: for tile ``i`` and each k in
-    0..K-1 one vector of ``min(rows, N - i*rows)`` bytes ``A[i*rows + r, k]``. Reply: header
+    0..K-1 one vector of ``min(rows, N - i*rows)`` bytes ``A[i*rows + r, k]``. On a device
+    whose ``rows`` is smaller than a link word and divides it (`act_lanes`), the vectors are
+    *packed* instead: each takes ``rows`` bytes (zeros for rows past N), ``link_bytes // rows``
+    to a word, and only the tile's last word is padded (a scale vector, below, still takes whole
+    words of its own); without packing a decode step's activation vector of 2 bytes took a
+    16-byte word. Reply: header
     with arg0 = N, arg1 = K once the payload is stored and its CRC word checked. Limits:
     1 ≤ N ≤ 65535, 1 ≤ K ≤ max_k, ``ceil(N / rows) * K ≤ act_depth``.
     In 32-blocks (devices that carry a block format; K a multiple of 32), each run of 32 vectors
@@ -173,11 +179,13 @@ __all__ = [
     "Header",
     "Op",
     "Status",
+    "act_lanes",
     "crc32",
     "crc_word",
     "crc_word_bytes",
     "frame",
     "line_errors",
+    "load_a_tile_bytes",
     "pack_header",
     "pad_to_words",
     "padded",
@@ -297,6 +305,25 @@ def words(nbytes, link_bytes):
 def padded(nbytes, link_bytes):
     """Bytes that ``nbytes`` bytes take on the link, padded to whole words."""
     return words(nbytes, link_bytes) * link_bytes
+
+
+def act_lanes(rows, link_bytes):
+    """Activation vectors one LOAD_A link word carries: ``link_bytes // rows`` when ``rows`` is
+    smaller than a word and divides it (each vector then takes ``rows`` bytes, packed), else 1
+    (each vector padded to whole words on its own)."""
+    if rows < link_bytes and link_bytes % rows == 0:
+        return link_bytes // rows
+    return 1
+
+
+def load_a_tile_bytes(rows_valid, k, rows, link_bytes, *, blocks=False):
+    """Payload bytes of one LOAD_A row tile of ``rows_valid`` rows (of a device's ``rows``) and
+    ``k`` vectors, with a scale vector before every 32 if ``blocks``."""
+    if act_lanes(rows, link_bytes) > 1:
+        acts = padded(k * rows, link_bytes)
+    else:
+        acts = k * padded(rows_valid, link_bytes)
+    return acts + (k // 32 * padded(2 * rows_valid, link_bytes) if blocks else 0)
 
 
 def pad_to_words(data, link_bytes):

@@ -20,7 +20,9 @@ from systolica.protocol import (
     MAGIC,
     Op,
     Status,
+    act_lanes,
     crc_word_bytes,
+    load_a_tile_bytes,
     padded,
     unpack_header,
 )
@@ -45,10 +47,8 @@ def payload_bytes(op, args, cfg):
     lb = cfg.link_bytes
     n, k, arg2 = args
     if op == Op.LOAD_A:
-        if arg2:
-            return sum(k // BLOCK * (padded(2 * r, lb) + BLOCK * padded(r, lb))
-                       for r in _tiles(n, cfg.rows))
-        return sum(k * padded(r, lb) for r in _tiles(n, cfg.rows))
+        return sum(load_a_tile_bytes(r, k, cfg.rows, lb, blocks=bool(arg2))
+                   for r in _tiles(n, cfg.rows))
     m, code = arg2 & 0xFFFF, arg2 >> 24
     if code:
         bb = format_of(code).block_bytes
@@ -61,9 +61,13 @@ class _Reader:
         self.data, self.at = bytes(data), 0
 
     def take(self, width, lb):
+        """``width`` bytes, then on to the next word (``lb`` 0: no padding after them)."""
         part = self.data[self.at:self.at + width]
-        self.at += padded(width, lb)
+        self.at += padded(width, lb) if lb else width
         return np.frombuffer(part, dtype=np.uint8)
+
+    def align(self, lb):
+        self.at = padded(self.at, lb)
 
 
 def decode_load(payload, args, cfg):
@@ -74,12 +78,14 @@ def decode_load(payload, args, cfg):
     rd = _Reader(payload)
     a = np.zeros((n, k), dtype=np.int8)
     xd = np.zeros((n, max(k // BLOCK, 1)), dtype=np.uint16)
+    packed = act_lanes(cfg.rows, lb) > 1      # vectors of `rows` bytes, packed
     for i, r in enumerate(_tiles(n, cfg.rows)):
         rows = slice(i * cfg.rows, i * cfg.rows + r)
         for kk in range(k):
             if blocks and kk % BLOCK == 0:
                 xd[rows, kk // BLOCK] = rd.take(2 * r, lb).view("<u2")
-            a[rows, kk] = rd.take(r, lb).view(np.int8)
+            a[rows, kk] = (rd.take(cfg.rows, 0)[:r] if packed else rd.take(r, lb)).view(np.int8)
+        rd.align(lb)
     return (a, xd[:, :k // BLOCK]) if blocks else a
 
 

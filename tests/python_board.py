@@ -11,6 +11,7 @@ and GEMM_DRAM too, checking their ranges (``BAD_LENGTH``) and a stored payload's
 """
 
 import numpy as np
+from fuzz_model import decode_load
 
 from systolica import protocol
 from systolica.host.link import Link, LinkTimeout
@@ -121,10 +122,9 @@ class PythonBoard(Link):
         return out
 
     def _load_a(self, head, payload):
-        cfg = self.config
         n, k = head.arg0, head.arg1
         assert head.arg2 == 0, "this board is int8 only"
-        self.a = self._vectors(payload, -(-n // cfg.rows), cfg.rows, n, k).T.astype(np.int64)
+        self.a = decode_load(payload, (n, k, 0), self.config).astype(np.int64)
         self._reply(Op.LOAD_A, n, k, tag=head.tag)
 
     def _write_dram(self, head, payload):

@@ -34,6 +34,8 @@ CONFIGS = {
     "4x4": Config(rows=4, cols=4, link_bytes=4, scale_share=1, **SMALL),
     "8x8": Config(rows=8, cols=8, link_bytes=8, **SMALL, **INT8),
     "2x8": Config(rows=2, cols=8, link_bytes=8, **SMALL, **INT8),
+    # LOAD_A's vectors packed: 2-byte vectors, 4 to a link word (`protocol.act_lanes`).
+    "2x4-packed": Config(rows=2, cols=4, link_bytes=8, scale_share=2, **SMALL),
     "7x5-wide": Config(rows=7, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
                        lane_weights=16, **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
@@ -73,6 +75,9 @@ BLOCK_CASES = {
                           0.5, 0.5),
     "4x4-blocks-long": ("4x4", [(9, 160, 9, "q4_1", "random"), (8, 32, 16, "q8_0", "random"),
                                 (1, 96, 8, "q4_0", "max")], 0.0, 0.0),
+    "2x4-packed-blocks": ("2x4-packed", [(3, 64, 5, "q4_1", "random"),
+                                         (2, 40, 6, "int8", "random"),
+                                         (1, 32, 4, "q8_0", "max")], 0.3, 0.4),
     "7x5-wide-blocks": ("7x5-wide", [(4, 64, 6, "q4_1", "random"), (3, 32, 5, "q8_0", "random")],
                         0.2, 0.2),
     "8x4-shared-blocks": ("8x4-shared", [(24, 160, 5, "q4_1", "random"),

@@ -50,6 +50,22 @@ def tiled_reference(x, size, link_bytes):
     return bytes(out)
 
 
+def act_reference(a, rows, link_bytes):
+    """LOAD_A's activation vectors of each row tile of (N, K) ``a``, straight from the spec:
+    where ``rows`` is smaller than a word and divides it, each vector ``rows`` bytes (zeros past
+    N) and only the tile's last word padded; else as `tiled_reference`."""
+    a8 = np.asarray(a).astype(np.int8).view(np.uint8)
+    if rows >= link_bytes or link_bytes % rows:
+        return tiled_reference(a8.T, rows, link_bytes)
+    out = bytearray()
+    for start in range(0, a8.shape[0], rows):
+        tile = bytearray()
+        for k in range(a8.shape[1]):
+            tile += a8[start:start + rows, k].tobytes().ljust(rows, b"\0")
+        out += pad_to_words(tile, link_bytes)
+    return bytes(out)
+
+
 @pytest.mark.parametrize("rows", [1, 3, 17])
 @pytest.mark.parametrize("cols", [1, 5, 8, 9, 33])
 @pytest.mark.parametrize(("size", "link_bytes"), [(1, 1), (3, 2), (8, 8), (8, 16), (5, 4)])
@@ -167,7 +183,7 @@ def _commands(cfg, rng):
     lb = cfg.link_bytes
     blocks_a = b"".join(
         pad_to_words(xd[r0:r0 + cfg.rows, b].astype("<u2").tobytes(), lb)
-        + tiled_reference(xq[r0:r0 + cfg.rows, 32 * b:32 * b + 32].T, cfg.rows, lb)
+        + act_reference(xq[r0:r0 + cfg.rows, 32 * b:32 * b + 32], cfg.rows, lb)
         for r0 in range(0, 3, cfg.rows) for b in range(2))
     blocks_w = b"".join(
         pad_to_words(raw[c0:c0 + cfg.cols, b * fmt.block_bytes:(b + 1) * fmt.block_bytes]
@@ -175,7 +191,7 @@ def _commands(cfg, rng):
         for c0 in range(0, 5, cfg.cols) for b in range(2))
     return [
         ("load_a", load_a_command(a, cfg, tag=5), Op.LOAD_A, (5, 7, 0),
-         tiled_reference(a.T, cfg.rows, lb)),
+         act_reference(a, cfg.rows, lb)),
         ("gemm", gemm_command(w, 5, cfg, tag=6), Op.GEMM, (5, 7, 3),
          tiled_reference(w, cfg.cols, lb)),
         ("load_a_blocks", load_a_blocks_command(xq, xd, cfg, tag=7), Op.LOAD_A, (3, 64, 1),
@@ -186,7 +202,7 @@ def _commands(cfg, rng):
 
 
 @pytest.mark.parametrize(("rows", "cols", "link_bytes"), [(1, 1, 1), (2, 3, 4), (4, 4, 16),
-                                                          (3, 2, 32)])
+                                                          (3, 2, 32), (2, 16, 16), (3, 2, 2)])
 def test_command_frames_have_tag_length_and_crc_word(rows, cols, link_bytes):
     cfg = Config(rows=rows, cols=cols, link_bytes=link_bytes)
     rng = np.random.default_rng(rows * 100 + link_bytes)
