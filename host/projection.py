@@ -42,7 +42,7 @@ __all__ = ["FAST_LINK", "BoardProjection", "ResidentProjection", "decode_gemms",
 
 CACHE = pathlib.Path(__file__).resolve().parent.parent / "build" / "projection"
 SIM_LINK_BYTES = 16
-DRAM_BOARD = "ecpix5-85f"          # the catalog board with DRAM
+DRAM_BOARD = "ecpix5-85f-dram"     # the catalog board with DRAM
 FAST_LINK = (40e6, "USB 2.0 high speed")    # bytes/s a faster link would carry, and what it is
 
 
@@ -292,7 +292,7 @@ def resident_projection_lines(p):
     lines = [
         f"projected decode speed on the {board.description} with the weights resident in its "
         f"DRAM ({p.source}; the accelerator in the DRAM controller's {p.clock_hz / 1e6:g} MHz "
-        "system clock domain, one clock for both, is the assumption):",
+        "system clock domain, one clock for both):",
         f"  {'bound':<14} {'per token':>14}  {'at':<32} {'seconds':>9}",
     ]
     for (name, amount, rate), seconds in zip(rows, b.values(), strict=True):
@@ -329,8 +329,8 @@ def project_run(figures, config, rate, *, board=DRAM_BOARD):
     source = (f"device cycles, DRAM and link bytes {figures['what']} as measured on the "
               f"simulated board's {config.rows}x{config.cols} array with {config.link_bytes}-byte "
               f"link words; the board's own build is {own.rows}x{own.cols} with "
-              f"{own.lane_weights}-weight lane words, a {own.link_bytes}-byte UART link and no "
-              "DRAM controller yet")
+              f"{own.lane_weights}-weight lane words and its UART's bytes packed into "
+              f"{own.link_bytes}-byte link words")
     return project_resident(figures["cycles"], figures["dram_bytes"], figures["link_bytes"],
                             rate, board=board, source=source)
 
