@@ -115,6 +115,8 @@ BOARDS = {b.name: b for b in [
     # sets each byte lane's read bitslip and delay to fixed values instead of LiteX's search:
     # these are what LiteX's BIOS chose on one ECPIX-5 (litex issue 925: lane 0 bitslip 0 delay
     # 4, lane 1 bitslip 0 delay 3), not measured on a board here (docs/litedram-notes.md s. 7).
+    # Not built yet: it places (estimated 80.8 MHz), but router2 did not finish routing it,
+    # with or without --tmg-ripup (reports/build_history.md, Session 21).
     DramBoard(
         name="ecpix5-85f-dram", loader="ecpix5", usb_uart=FT2232_UART,
         description="LambdaConcept ECPIX-5 85F with weights in its DDR3, 75 MHz "
