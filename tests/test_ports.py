@@ -25,7 +25,8 @@ LEGACY = port("/dev/ttyS0")
 
 
 @pytest.mark.parametrize(("ports", "device", "boards"), [
-    ([JTAG, UART_B, LEGACY], "/dev/ttyUSB1", {"icebreaker", "ecpix5-85f", "tang-nano-9k"}),
+    ([JTAG, UART_B, LEGACY], "/dev/ttyUSB1", {"icebreaker", "ecpix5-85f", "ecpix5-85f-dram",
+                                              "tang-nano-9k"}),
     ([FT231X, OTHER], "/dev/ttyUSB2", {"ulx3s-85f", "ulx3s-85f-gguf", "ulx3s-25f"}),
 ])
 def test_one_board_uart_is_found(ports, device, boards):
@@ -39,8 +40,8 @@ def test_one_board_uart_is_found(ports, device, boards):
                             r"/dev/ttyACM0 \(2341:0043, interface 0, Arduino Uno\); /dev/ttyS0 "
                             r"\(no USB id, n/a\); /dev/ttyUSB0 \(0403:6010, interface 0"),
     ([UART_B, FT231X], r"2 serial ports look like a board's USB-UART: /dev/ttyUSB1 .* could be "
-                       r"icebreaker, ecpix5-85f, tang-nano-9k; /dev/ttyUSB2 .* could be "
-                       r"ulx3s-85f.*Choose one with --port PATH"),
+                       r"icebreaker, ecpix5-85f, ecpix5-85f-dram, tang-nano-9k; /dev/ttyUSB2 .* "
+                       r"could be ulx3s-85f.*Choose one with --port PATH"),
 ])
 def test_none_or_several_say_what_was_seen(ports, match):
     with pytest.raises(PortNotFound, match=match):

@@ -12,7 +12,8 @@ from systolica.boards import build, program
 from systolica.boards.catalog import BOARDS
 
 LOADER_NAMES = {"icebreaker": "icebreaker", "ulx3s-85f": "ulx3s", "ulx3s-85f-gguf": "ulx3s",
-                "ulx3s-25f": "ulx3s", "ecpix5-85f": "ecpix5", "tang-nano-9k": "tangnano9k"}
+                "ulx3s-25f": "ulx3s", "ecpix5-85f": "ecpix5", "ecpix5-85f-dram": "ecpix5",
+                "tang-nano-9k": "tangnano9k"}
 
 
 @pytest.fixture
