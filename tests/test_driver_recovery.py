@@ -138,11 +138,11 @@ def test_a_duplicated_reply_is_dropped_without_a_retry():
 
 # (max_payload, N, K, M) → (LOAD_As, device GEMMs after each): pieces of whole row tiles of A
 # and column tiles of W whose payloads fit max_payload, else of single rows and columns; the
-# weights cross once per piece of A. On PY_CFG (2x3, 4-byte link) a tile of K=32 is 32 vectors padded
-# to one word: 128 bytes.
-PIECES = [(None, 3, 32, 23, 1, 1), (96, 3, 32, 23, 3, 23), (128 * 3, 3, 32, 23, 1, 3),
+# weights cross once per piece of A. On PY_CFG (2x3, 4-byte link) a column tile of K=32 is 32
+# vectors padded to one word: 128 bytes; a row tile packs its 2-byte vectors two to a word: 64.
+PIECES = [(None, 3, 32, 23, 1, 1), (96, 3, 32, 23, 2, 23), (128 * 3, 3, 32, 23, 1, 3),
           (128 * 3 + 127, 3, 32, 23, 1, 3), (1, 3, 32, 23, 3, 23), (10**9, 3, 32, 23, 1, 1),
-          (128 * 2, 7, 32, 5, 2, 1), (128, 7, 32, 5, 4, 2)]
+          (128 * 2, 7, 32, 5, 2, 1), (128, 7, 32, 5, 2, 2), (63, 7, 32, 5, 7, 5)]
 
 
 @pytest.mark.parametrize(("max_payload", "n", "k", "m", "loads", "gemms"), PIECES)
