@@ -14,7 +14,7 @@ exactly.
 
 import dataclasses
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal
 from amaranth.lib import io
 from amaranth.lib.wiring import connect
 
@@ -25,6 +25,7 @@ from systolica.rtl.uart import UARTReceiver, UARTTransmitter, baud_divisor
 from systolica.sim import dram_core
 
 from .board import ABORT_SECONDS, Board
+from .top import uart_pins_and_leds
 
 __all__ = ["DramBoard", "DramBoardTop"]
 
@@ -114,26 +115,5 @@ class DramBoardTop(Elaboratable):
         connect(m, serializer.o, uart_tx.data)
         connect(m, uart_rx.errors, accel.line_errors)
 
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
-        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
-        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
-        m.d.comb += [uart_rx.rx.eq(rx_buf.i), tx_buf.o.eq(uart_tx.tx)]
-
-        heartbeat = Signal(range(int(self.f_out)))
-        blink = Signal()
-        with m.If(heartbeat == int(self.f_out // 2) - 1):
-            m.d.sync += [heartbeat.eq(0), blink.eq(~blink)]
-        with m.Else():
-            m.d.sync += heartbeat.eq(heartbeat + 1)
-        framing = Signal()
-        with m.If(uart_rx.framing_error | uart_rx.overrun):
-            m.d.sync += framing.eq(1)
-        for i, (spec, value) in enumerate(zip(board.leds, (blink, ~accel.rx_empty, framing),
-                                              strict=False)):
-            name, number, *sub = spec
-            led = platform.request(name, number, dir="-")
-            if sub:          # one colour of an RGB LED
-                led = getattr(led, sub[0])
-            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
-            m.d.comb += buf.o.eq(value)
+        uart_pins_and_leds(m, platform, board, self.f_out, uart_rx, uart_tx, accel.rx_empty)
         return m

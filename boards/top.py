@@ -10,7 +10,7 @@ from systolica.rtl.uart import UARTReceiver, UARTTransmitter, baud_divisor
 
 from .pll import add_sync_domain, pll_for
 
-__all__ = ["BoardTop"]
+__all__ = ["BoardTop", "uart_pins_and_leds"]
 
 
 class BoardTop(Elaboratable):
@@ -41,26 +41,33 @@ class BoardTop(Elaboratable):
         connect(m, accel.link_tx, uart_tx.data)
         connect(m, uart_rx.errors, accel.line_errors)
 
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
-        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
-        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
-        m.d.comb += [uart_rx.rx.eq(rx_buf.i), tx_buf.o.eq(uart_tx.tx)]
-
-        heartbeat = Signal(range(int(pll.f_out)))
-        blink = Signal()
-        with m.If(heartbeat == int(pll.f_out // 2) - 1):
-            m.d.sync += [heartbeat.eq(0), blink.eq(~blink)]
-        with m.Else():
-            m.d.sync += heartbeat.eq(heartbeat + 1)
-        framing = Signal()
-        with m.If(uart_rx.framing_error | uart_rx.overrun):
-            m.d.sync += framing.eq(1)
-        for i, (spec, value) in enumerate(zip(board.leds, (blink, ~accel.rx_empty, framing),
-                                              strict=False)):
-            name, number, *sub = spec
-            led = platform.request(name, number, dir="-")
-            if sub:          # one colour of an RGB LED
-                led = getattr(led, sub[0])
-            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
-            m.d.comb += buf.o.eq(value)
+        uart_pins_and_leds(m, platform, board, pll.f_out, uart_rx, uart_tx, accel.rx_empty)
         return m
+
+
+def uart_pins_and_leds(m, platform, board, f_out, uart_rx, uart_tx, rx_empty):
+    """The board's UART pins on ``uart_rx``/``uart_tx``, and its LEDs: a heartbeat of about
+    1 Hz at ``f_out``, ``~rx_empty`` (received bytes wait in the device), and a latched UART
+    framing error or overrun (as many as the board has)."""
+    uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+    m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+    m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+    m.d.comb += [uart_rx.rx.eq(rx_buf.i), tx_buf.o.eq(uart_tx.tx)]
+
+    heartbeat = Signal(range(int(f_out)))
+    blink = Signal()
+    with m.If(heartbeat == int(f_out // 2) - 1):
+        m.d.sync += [heartbeat.eq(0), blink.eq(~blink)]
+    with m.Else():
+        m.d.sync += heartbeat.eq(heartbeat + 1)
+    framing = Signal()
+    with m.If(uart_rx.framing_error | uart_rx.overrun):
+        m.d.sync += framing.eq(1)
+    for i, (spec, value) in enumerate(zip(board.leds, (blink, ~rx_empty, framing),
+                                          strict=False)):
+        name, number, *sub = spec
+        led = platform.request(name, number, dir="-")
+        if sub:          # one colour of an RGB LED
+            led = getattr(led, sub[0])
+        m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
+        m.d.comb += buf.o.eq(value)
