@@ -115,18 +115,21 @@ BOARDS = {b.name: b for b in [
     # sets each byte lane's read bitslip and delay to fixed values instead of LiteX's search:
     # these are what LiteX's BIOS chose on one ECPIX-5 (litex issue 925: lane 0 bitslip 0 delay
     # 4, lane 1 bitslip 0 delay 3), not measured on a board here (docs/litedram-notes.md s. 7).
-    # Not built yet: it places (estimated 80.8 MHz), but router2 did not finish routing it,
-    # with or without --tmg-ripup (reports/build_history.md, Session 21).
+    # The array is the simulated DRAM board's (`Config(dram_mib=512)`): 2 rows (a decode step
+    # uses one), 16 columns, 32-weight lane words and one scale unit for the 16 columns, so the
+    # device cycles `systolica generate --dram` measures are this board's too. An 8x16 array
+    # (as on ecpix5-85f) adds nothing to decode, whose weights pass at `cols` a cycle, and with
+    # its 128 DSPs router2 did not route it (reports/build_history.md, Session 21).
     DramBoard(
         name="ecpix5-85f-dram", loader="ecpix5", usb_uart=FT2232_UART,
         description="LambdaConcept ECPIX-5 85F with weights in its DDR3, 75 MHz "
                     "(ECP5-5G LFE5UM5G-85F, FT2232H UART)",
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
         clk_freq=75e6, baudrate=3_000_000, dsp_available=156,
-        config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, link_bytes=16,
+        config=_accelerator(rows=2, cols=16, act_depth=32768, max_k=2048, link_bytes=16,
                             rx_fifo_words=128, dram_mib=512, multiplier="registered",
                             buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=16,
-                            scale_multiplier="lut"),
+                            scale_multiplier="lut", lane_weights=32),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6",

@@ -326,11 +326,15 @@ def project_run(figures, config, rate, *, board=DRAM_BOARD):
     from systolica.boards.catalog import BOARDS
 
     own = BOARDS[board].config
+    shape = ("rows", "cols", "lane_weights", "block_period", "link_bytes")
+    same = all(getattr(own, f) == getattr(config, f) for f in shape)
     source = (f"device cycles, DRAM and link bytes {figures['what']} as measured on the "
               f"simulated board's {config.rows}x{config.cols} array with {config.link_bytes}-byte "
-              f"link words; the board's own build is {own.rows}x{own.cols} with "
-              f"{own.lane_weights}-weight lane words and its UART's bytes packed into "
-              f"{own.link_bytes}-byte link words")
+              f"link words; " + ("the board's build has the same array, lane words and link words"
+                                 if same else
+                                 f"the board's own build is {own.rows}x{own.cols} with "
+                                 f"{own.lane_weights}-weight lane words and "
+                                 f"{own.link_bytes}-byte link words"))
     return project_resident(figures["cycles"], figures["dram_bytes"], figures["link_bytes"],
                             rate, board=board, source=source)
 
