@@ -67,7 +67,7 @@ BOARDS = {b.name: b for b in [
         config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
                             multiplier="registered", buffer_piece_depth=2048,
                             formats=INT8_FORMATS, scale_share=16, scale_multiplier="lut",
-                            result_skid=True, framer_state_loads=True),
+                            row_hold=True, framer_state_loads=True),
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),)),
     # The same board with every format, at the clock its speed grade 6 routes the 8x16
     # every-format netlist at. 3 Mbaud is divisor 20 exactly. Decode on the board is bound by
@@ -119,14 +119,17 @@ BOARDS = {b.name: b for b in [
     # uses one), 16 columns, 32-weight lane words and one scale unit for the 16 columns, so the
     # device cycles `systolica generate --dram` measures are this board's too. An 8x16 array
     # (as on ecpix5-85f) adds nothing to decode, whose weights pass at `cols` a cycle, and with
-    # its 128 DSPs router2 did not route it (reports/build_history.md, Session 21).
+    # its 128 DSPs router2 did not route it (reports/build_history.md, Session 21). The 32-weight
+    # lane words take 8 DP16KDs a column: an activation buffer of 8192 words (a prefill of up to
+    # 10 tokens at K = 1536 in one LOAD_A) leaves the design at 190 of the part's 208 (32768
+    # words needed 214).
     DramBoard(
         name="ecpix5-85f-dram", loader="ecpix5", usb_uart=FT2232_UART,
         description="LambdaConcept ECPIX-5 85F with weights in its DDR3, 75 MHz "
                     "(ECP5-5G LFE5UM5G-85F, FT2232H UART)",
         platform="amaranth_boards.ecpix5:ECPIX585Platform", family="ecp5",
         clk_freq=75e6, baudrate=3_000_000, dsp_available=156,
-        config=_accelerator(rows=2, cols=16, act_depth=32768, max_k=2048, link_bytes=16,
+        config=_accelerator(rows=2, cols=16, act_depth=8192, max_k=2048, link_bytes=16,
                             rx_fifo_words=128, dram_mib=512, multiplier="registered",
                             buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=16,
                             scale_multiplier="lut", lane_weights=32),

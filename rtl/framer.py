@@ -76,7 +76,11 @@ class Framer(wiring.Component):
         # choice of source, was the ECP5 build's critical path into the transmit FIFO). A header
         # is loaded into it directly, with no register of its own (lb = 1: 130 fewer flip-flops).
         row_bits = 8 * lb * words(4 * cfg.cols)
-        out = Signal(max(row_bits, 8 * lb * words(len(identify)), 8 * protocol.HEADER_BYTES))
+        # `Config.row_hold`: a result row is not loaded into the shift register: its words are
+        # selected from ``results`` (held there by a `RowHold`) one at a time into the low word.
+        hold = cfg.row_hold
+        out = Signal(max(0 if hold else row_bits, 8 * lb * words(len(identify)),
+                         8 * protocol.HEADER_BYTES))
         idx = Signal(range(max(words(protocol.HEADER_BYTES), words(4 * cfg.cols),
                                words(len(identify)))))
         last_idx = Signal.like(idx)
@@ -128,12 +132,21 @@ class Framer(wiring.Component):
 
             feed = self._crc_states(m, out, idx, load)
 
+            sel = Signal(range(words(4 * cfg.cols) + 1))    # row_hold: the next row word
+
+            def load_row():
+                if hold:
+                    load(row[:8 * lb], 1, row_words)
+                    m.d.sync += sel.eq(1)
+                else:
+                    load(row, 1, row_words)
+
             with m.State("ROW"):
                 if flat:
-                    load(row, 1, row_words)
+                    load_row()
                 with m.If(self.results.valid):
                     if not flat:
-                        load(row, 1, row_words)
+                        load_row()
                     m.next = "SEND"
 
             if flat:
@@ -146,6 +159,10 @@ class Framer(wiring.Component):
                 with m.If(self.tx.ready):
                     m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb)),
                                  at_last.eq(idx + 1 == last_idx)]
+                    if hold:
+                        with m.If(source == 1):
+                            m.d.sync += [out[:8 * lb].eq(row.word_select(sel, 8 * lb)),
+                                         sel.eq(sel + 1)]
                     feed(source, out[:8 * lb])
                     with m.If(at_last):
                         with m.Switch(source):
@@ -200,8 +217,7 @@ class Framer(wiring.Component):
         nwords = (_CRC_AT if serial else protocol.HEADER_BYTES) // lb
         shared = None
         if self._config.framer_state_loads:
-            shared = Signal(Header)
-            m.d.comb += shared.magic.eq(protocol.MAGIC)
+            shared = Signal(Header)     # its magic, arg3 and crc are constants in `header`
 
         def send_header(op, status=0, tag=0, arg0=0, arg1=0, arg2=0, length=0, info=0, then=0):
             if shared is None:
@@ -218,7 +234,12 @@ class Framer(wiring.Component):
             m.next = "SEND" if serial else "HEAD"
 
         def header():
-            load(shared, 0, nwords)
+            # The constants are in the loaded value, not driven into ``shared``: Yosys writes a
+            # constant comb drive as an `always @*` with no inputs, which a Verilator build of
+            # the device with `Config.row_hold` never ran (the magic byte left as 0).
+            fields, zeros_at = shared.as_value(), Header.as_shape()["arg3"].offset
+            load(Cat(Const(protocol.MAGIC, 8), fields[8:zeros_at],
+                     Const(0, len(fields) - zeros_at)), 0, nwords)
 
         return send_header, (None if shared is None else header)
 

@@ -11,6 +11,7 @@ from .dram_access import DramAccess, dram_addr_width, native_port_signature
 from .engine import GemmEngine
 from .framer import Framer
 from .link_adapter import LinkAdapter
+from .row_hold import RowHold
 from .skid_buffer import SkidBuffer
 
 __all__ = ["Accelerator"]
@@ -63,11 +64,13 @@ class Accelerator(wiring.Component):
         connect(m, decoder.wgt, engine.wgt)
         connect(m, decoder.reply, framer.reply)
         connect(m, wiring.flipped(self.line_errors), decoder.line_errors)
-        if cfg.block_formats or cfg.result_skid:
+        if cfg.block_formats or cfg.row_hold:
             # Result rows through a register stage (timing: in a block build a row is read from
             # the scale units' output memories, and from there into the framer's shift register
-            # was an 8x16 ECP5 build's critical path, a route across the chip).
-            m.submodules.result_stage = stage = SkidBuffer(engine.results.payload.shape())
+            # was an 8x16 ECP5 build's critical path, a route across the chip). With
+            # `Config.row_hold` it is a `RowHold`, whose wide register the framer never enables.
+            stage_kind = RowHold if cfg.row_hold else SkidBuffer
+            m.submodules.result_stage = stage = stage_kind(engine.results.payload.shape())
             connect(m, engine.results, stage.i)
             connect(m, stage.o, framer.results)
         else:

@@ -104,15 +104,18 @@ class Config:
         fills and GEMM_DRAM reads its weights from (`protocol`); 0: none. A power of two. The
         DRAM port moves `protocol.DRAM_WORD_BYTES` a word, and for now the link must move as
         many (no width converter between the two yet).
-    result_skid : bool
-        Implementation only: int8 result rows leave the engine for the framer through a skid
-        buffer, as block-format builds' always do, so that the array's row select and the
-        framer's shift register are not one path (the ULX3S-85F int8 build's critical path
-        without it: a 10 ns route between them). Off by default: the other int8 builds meet
-        their clocks without its rows of flip-flops.
+    row_hold : bool
+        Implementation only, for links of at most 4 bytes: result rows wait for the framer in a
+        `RowHold` stage, whose wide register is loaded by a flip-flop alone, and the framer
+        sends a row's words by selecting them from there instead of loading the whole row into
+        its shift register. So no register as wide as a row (512 bits at 16 columns) has an
+        enable that the framer's state computes (the ULX3S-85F int8 build's critical path: a
+        route of 7-8 ns from that logic to the enables across the die). Off by default: the other
+        builds meet their clocks without it.
     framer_state_loads : bool
-        Implementation only: the reply framer's shift register (a whole result row, 512 bits at
-        16 columns) takes its next value by the framer's state alone: each state that loads it
+        Implementation only: the reply framer's shift register (a header, the IDENTIFY payload
+        and, without ``row_hold``, a whole result row: 512 bits at 16 columns) takes its next
+        value by the framer's state alone: each state that loads it
         loads its source every cycle it is in, instead of when the frame choice's logic says so,
         which then drove every one of its enables (the ULX3S-85F int8 build's critical path with
         the result skid buffer in: an 8 ns route to them). IDENTIFY's reply takes one cycle
@@ -151,7 +154,7 @@ class Config:
     scale_multiplier: str = dataclasses.field(default="infer", compare=False)
     lane_weights: int = dataclasses.field(default=32, compare=False)
     weight_skid: bool = dataclasses.field(default=True, compare=False)
-    result_skid: bool = dataclasses.field(default=False, compare=False)
+    row_hold: bool = dataclasses.field(default=False, compare=False)
     framer_state_loads: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self):
@@ -183,9 +186,12 @@ class Config:
         _check_positive("scale_share", self.scale_share)
         if self.lane_weights not in (8, 16, 32):
             raise ValueError(f"lane_weights must be 8, 16 or 32, not {self.lane_weights!r}")
-        for name in ("weight_skid", "result_skid", "framer_state_loads"):
+        for name in ("weight_skid", "row_hold", "framer_state_loads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.row_hold and self.link_bytes > 4:
+            raise ValueError(f"row_hold is for links of at most 4 bytes (a row word a beat), "
+                             f"not link_bytes={self.link_bytes}")
         p = self.buffer_piece_depth
         if not isinstance(p, int) or p < 0 or p & (p - 1):
             raise ValueError(f"buffer_piece_depth must be 0 or a power of two, not {p!r}")
@@ -279,8 +285,8 @@ class Config:
             mul += f"-w{self.lane_weights}"
         if not self.weight_skid:
             mul += "-ns"
-        if self.result_skid:
-            mul += "-rs"
+        if self.row_hold:
+            mul += "-rh"
         if self.framer_state_loads:
             mul += "-fs"
         fmt = "" if self.formats == FORMAT_NAMES else "-" + "+".join(self.formats)

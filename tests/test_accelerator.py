@@ -40,6 +40,10 @@ CONFIGS = {
                        lane_weights=16, **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
                          buffer_piece_depth=128, lane_weights=8, **SMALL),
+    # The ULX3S-85F int8 build's framer: result rows held in a `RowHold` and sent a byte at a
+    # time from there, headers loaded by the framer's state alone.
+    "3x4-hold": Config(rows=3, cols=4, link_bytes=1, row_hold=True, framer_state_loads=True,
+                       **SMALL | {"rx_fifo_words": 64}, **INT8),
 }
 
 # (config, gemms as (N, K, M, A kind, W kind), idle, backpressure)
@@ -60,6 +64,8 @@ CASES = {
     "2x8-stress": ("2x8", [(9, 7, 9, "random", "random")], 0.7, 0.3),
     "7x5-wide-link": ("7x5-wide", [(7, 9, 7, "random", "random"), (1, 1, 1, "min", "min")],
                       0.2, 0.2),
+    "3x4-hold-stress": ("3x4-hold", [(7, 9, 9, "random", "random"), (1, 33, 3, "max", "min")],
+                        0.3, 0.5),
     "8x4-pieces": ("8x4-shared", [(17, 160, 9, "random", "random"), (9, 1, 5, "max", "min")],
                    0.2, 0.3),
 }

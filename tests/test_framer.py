@@ -213,22 +213,26 @@ CASES = [  # rows, cols, link_bytes, n, m, the first GEMM's payload_done, payloa
 
 
 # The same frames from a framer whose shift register is loaded by its state alone
-# (`Config.framer_state_loads`), at each kind of link width.
+# (`Config.framer_state_loads`), at each kind of link width; and from one that selects a result
+# row's words from its input (`Config.row_hold`, links of up to 4 bytes), with either kind of load.
 STATE_LOADS_CASES = [CASES[1], CASES[3], CASES[5], CASES[8]]
+ROW_HOLD_CASES = [(CASES[0], False), (CASES[2], True), (CASES[3], True), (CASES[4], False),
+                  (CASES[5], True)]
 
 
 @pytest.mark.parametrize(("rows", "cols", "link_bytes", "n", "m", "done", "payload_status",
-                          "bad_scale", "state_loads"),
-                         [(*case, False) for case in CASES]
-                         + [(*case, True) for case in STATE_LOADS_CASES])
+                          "bad_scale", "state_loads", "row_hold"),
+                         [(*case, False, False) for case in CASES]
+                         + [(*case, True, False) for case in STATE_LOADS_CASES]
+                         + [(*case, loads, True) for case, loads in ROW_HOLD_CASES])
 def test_framer_sends_replies_rows_credit_and_the_gemm_reply(rows, cols, link_bytes, n, m, done,
                                                              payload_status, bad_scale,
-                                                             state_loads):
+                                                             state_loads, row_hold):
     """Two GEMMs: the case's, then one whose payload is checked late and good (its reply must
     wait again, with status 0)."""
     config = Config(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=64, max_k=32,
                     formats=("int8",), rx_fifo_words=max(64, 64 // link_bytes),
-                    framer_state_loads=state_loads)
+                    framer_state_loads=state_loads, row_hold=row_hold)
     gemms = [(GEMM_TAG, done, payload_status, bad_scale), (GEMM_TAG2, "late", 0, 0)]
     frames, sent, identify, seen = run_framer(config, n, m, rows * cols + link_bytes, gemms)
     check_frames(config, n, m, frames, sent, identify, seen, gemms)

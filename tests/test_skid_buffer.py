@@ -8,9 +8,11 @@ from amaranth.sim import Simulator
 from systolica.rtl.skid_buffer import SkidBuffer
 
 
-def run(beats, p_valid, p_ready, seed):
+def run(beats, p_valid, p_ready, seed, stage=SkidBuffer):
+    """Passes ``beats`` through a ``stage`` under random stalls on both sides: the beats that came
+    out, the cycles it took, and whether ``i.ready`` never followed ``o.ready`` in a cycle."""
     rng = np.random.default_rng(seed)
-    dut = SkidBuffer(16)
+    dut = stage(16)
     got, cycles, comb_ready = [], [0], []
 
     async def producer(ctx):
