@@ -38,7 +38,8 @@ def cmd_generate(args):
     streamed over the link instead)."""
     import os
 
-    from systolica.host.generate import generate, open_accelerator, prepare_prompt, summary_lines
+    from systolica.host.generate import generate, open_accelerator, prepare_prompt
+    from systolica.host.generation_summary import summary_lines
     from systolica.host.link import LinkError, SerialLink, SimulatedBoardLink
     from systolica.host.model_file import ModelFile
     from systolica.host.resident_weights import ResidentWeightsCorrupt, upload_lines

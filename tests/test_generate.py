@@ -16,7 +16,8 @@ from systolica.host import block_formats
 from systolica.host.accel_linear import BlockLinear, split_tensor_name
 from systolica.host.chat import chat_tokenizer, end_of_turn_id, render_chat
 from systolica.host.driver import DriverStats
-from systolica.host.generate import generate, open_accelerator, prepare_prompt, summary_lines
+from systolica.host.generate import generate, open_accelerator, prepare_prompt
+from systolica.host.generation_summary import summary_lines
 from systolica.host.kv_cache import KVCache
 from systolica.host.link import Link, LinkTimeout, SimulatedBoardLink
 from systolica.host.llama import LlamaModel

@@ -17,7 +17,8 @@ from systolica.host import block_formats
 from systolica.host.accel_linear import BlockLinear, block_format
 from systolica.host.dram_rate import dram_rate
 from systolica.host.driver import Driver, DriverStats
-from systolica.host.generate import generate, open_accelerator, prepare_prompt, summary_lines
+from systolica.host.generate import generate, open_accelerator, prepare_prompt
+from systolica.host.generation_summary import summary_lines
 from systolica.host.link import SimulatedBoardLink
 from systolica.host.llama import LINEARS, device_linears
 from systolica.host.resident_weights import (
