@@ -97,6 +97,8 @@ class FrameReader:
             rows, cols = args[2] & 0xFFFF, args[2] >> 16
             max_rows = self.config.rows if self.config else self.MAX_SIDE
             max_cols = self.config.cols if self.config else self.MAX_SIDE
+            if self.config and self.config.dram_mib and args[:2] == (0, 0):
+                max_cols = 0xFFFF       # a GEMM_DRAM's whole frame: every column tile
             if not (1 <= rows <= max_rows and 1 <= cols <= max_cols):
                 return f"a RESULT of {rows}x{cols}, larger than the device's array"
         if header.info and (op != Op.IDENTIFY or status
@@ -107,23 +109,25 @@ class FrameReader:
             if args[0] != IDENTIFY_BYTES or lb < 1 or lb > MAX_LINK_BYTES or lb & (lb - 1) or (
                     self.link_bytes is not None and lb != self.link_bytes):
                 return f"an IDENTIFY reply of {args[0]} bytes on a {lb}-byte link"
-        want = self._length(op, status, args, lb)
+        want = self._length(op, status, args, lb, self.config.cols if self.config else None)
         if want is not None and header.length != want:
             return (f"a {_op_name(op)} reply with length {header.length} (its payload takes "
                     f"{want})")
         return None
 
     @staticmethod
-    def _length(op, status, args, lb):
-        """The ``length`` a reply header must have, from its op (None: a RESULT before the link
-        width is known, which `_layout` refuses)."""
+    def _length(op, status, args, lb, array_cols):
+        """The ``length`` a reply header must have, from its op and the device's ``array_cols``
+        (None: a RESULT before the link width is known, which `_layout` refuses)."""
         if status:
             return 0
         if op == Op.IDENTIFY:
             return padded(args[0], lb)
         if op == Op.RESULT:
             rows, cols = args[2] & 0xFFFF, args[2] >> 16
-            return None if lb is None else rows * padded(4 * cols, lb)
+            if lb is None:
+                return None
+            return protocol.result_bytes(rows, cols, array_cols or cols, lb)
         return 0
 
     def _resync(self, problem):

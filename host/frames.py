@@ -32,7 +32,7 @@ __all__ = [
     "identify_command",
     "load_a_blocks_command",
     "load_a_command",
-    "result_tile",
+    "result_tiles",
     "tiled_vectors",
     "write_dram_command",
 ]
@@ -206,13 +206,20 @@ def gemm_dram_command(n, k, arg2, address, length, *, tag=0):
     return pack_header(Op.GEMM_DRAM, n, k, arg2, tag=tag, info=length, arg3=address)
 
 
-def result_tile(frame, config):
-    """Decode a RESULT frame to ``(i, j, block)`` with block an int32 (rows, cols) array."""
+def result_tiles(frame, config):
+    """Decode a RESULT frame to ``(i, j, block)`` tuples, block an int32 (rows, cols) array: one
+    tile, or a GEMM_DRAM's whole frame's every column tile (`protocol.result_bytes`)."""
     i, j, shape = frame.args
     rows, cols = shape & 0xFFFF, shape >> 16
-    stride = padded(4 * cols, config.link_bytes)
-    raw = np.frombuffer(frame.payload, dtype=np.uint8).reshape(rows, stride)
-    return i, j, raw[:, :4 * cols].copy().view("<i4")
+    payload = np.frombuffer(frame.payload, dtype=np.uint8)
+    tiles, at = [], 0
+    for c0 in range(0, cols, config.cols):
+        width = min(config.cols, cols - c0)
+        stride = padded(4 * width, config.link_bytes)
+        raw = payload[at:at + rows * stride].reshape(rows, stride)
+        tiles.append((i, j + c0 // config.cols, raw[:, :4 * width].copy().view("<i4")))
+        at += rows * stride
+    return tiles
 
 
 class GemmResult:
@@ -249,9 +256,9 @@ class GemmResult:
         if not frame.payload_ok:
             raise CorruptReply(f"RESULT {frame.args[:2]} of GEMM tag {self.tag}: payload CRC "
                                "wrong")
-        i, j, block = result_tile(frame, self.config)
-        rows = slice(i * self.config.rows, i * self.config.rows + block.shape[0])
-        cols = slice(j * self.config.cols, j * self.config.cols + block.shape[1])
-        self.out[rows, cols] = block
-        self._seen[rows, cols] += 1
+        for i, j, block in result_tiles(frame, self.config):
+            rows = slice(i * self.config.rows, i * self.config.rows + block.shape[0])
+            cols = slice(j * self.config.cols, j * self.config.cols + block.shape[1])
+            self.out[rows, cols] = block
+            self._seen[rows, cols] += 1
         return False

@@ -30,6 +30,8 @@ class GemmControlSignature(wiring.Signature):
     payload_status : with and after ``payload_done``: 0 if the payload arrived intact, else
         the GEMM reply's `protocol.Status` (``BAD_CRC``, ``ABORTED``); holds until the next
         command's strobe.
+    stored : (devices with DRAM) at ``gemm_start``: the GEMM is a GEMM_DRAM (its weights come
+        from the DRAM, not the link).
     """
 
     def __init__(self, config):
@@ -44,6 +46,7 @@ class GemmControlSignature(wiring.Signature):
             "payload_done": Out(1),
             "payload_status": Out(4),
             **({"fmt": Out(2), "act_blocks": Out(1)} if config.block_formats else {}),
+            **({"stored": Out(1)} if config.dram_mib else {}),
         })
 
 

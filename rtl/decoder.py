@@ -151,6 +151,7 @@ class CommandDecoder(wiring.Component):
             parser.dram_ready.eq(dram.ready),
             parser.dram_write_busy.eq(dram.write_busy),
             parser.dram_read_busy.eq(dram.read_busy),
+            self.control.stored.eq(from_dram),
         ]
         connect(m, parser.dram_write, flipped(dram.write_req))
         connect(m, parser.dram_read, flipped(dram.read_req))

@@ -2,7 +2,6 @@
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.crc import Algorithm, catalog
 from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
@@ -11,11 +10,10 @@ from systolica.protocol import REPLY, Op, Status
 from .control import CreditSignature, GemmControlSignature
 from .drain import ResultRow
 from .frame_layouts import Header, Reply
+from .reply_crc import CRC_AT, crc_states
+from .whole_frame import WholeFrame
 
 __all__ = ["Framer"]
-
-_CRC_AT = 28    # a header's CRC covers its bytes 0-27 and is its bytes 28-31
-
 
 def _times(a, b):
     """``a * b`` as shifts and adds over ``a``'s few bits (a ``*`` takes a DSP block)."""
@@ -116,6 +114,12 @@ class Framer(wiring.Component):
                         load_identify()
 
         cycles, counting, done_pending, checked = self._count_cycles(m)
+        whole = None
+        if cfg.dram_mib:
+            m.submodules.whole = whole = WholeFrame(cfg)
+            ctl = self.control
+            m.d.comb += [whole.start.eq(ctl.gemm_start), whole.stored.eq(ctl.stored),
+                         whole.n.eq(ctl.n), whole.m.eq(ctl.m)]
         send_header, header = self._header_sender(m, load, after)
         res = self.results.payload
         row, row_words = self._result_row(m, row_bits)
@@ -128,9 +132,10 @@ class Framer(wiring.Component):
             with m.State("IDLE"):
                 if flat:
                     header()
-                self._choose_frame(m, send_header, row_words, cycles, done_pending, checked)
+                self._choose_frame(m, send_header, row_words, cycles, done_pending, checked,
+                                   whole)
 
-            feed = self._crc_states(m, out, idx, load)
+            feed = crc_states(m, lb, out, idx, load)
 
             sel = Signal(range(words(4 * cfg.cols) + 1))    # row_hold: the next row word
 
@@ -175,7 +180,10 @@ class Framer(wiring.Component):
                                 m.d.comb += self.results.ready.eq(1)
                                 with m.If(res.end):
                                     m.d.sync += [counting.eq(0), done_pending.eq(1)]
-                                with m.If(res.last):
+                                frame_ends = res.last
+                                if whole is not None:   # a whole frame ends with the GEMM
+                                    frame_ends &= ~whole.on | res.end
+                                with m.If(frame_ends):
                                     m.d.sync += after.eq(0)
                                     m.next = payload_end
                                 with m.Else():
@@ -214,7 +222,7 @@ class Framer(wiring.Component):
         whatever is chosen (zeros when nothing is); else ``header`` is None."""
         lb = self._config.link_bytes
         serial = lb <= 4
-        nwords = (_CRC_AT if serial else protocol.HEADER_BYTES) // lb
+        nwords = (CRC_AT if serial else protocol.HEADER_BYTES) // lb
         shared = None
         if self._config.framer_state_loads:
             shared = Signal(Header)     # its magic, arg3 and crc are constants in `header`
@@ -259,10 +267,11 @@ class Framer(wiring.Component):
         row_words = ((res.cols << 2) + lb - 1) >> log_lb
         return row, row_words
 
-    def _choose_frame(self, m, send_header, row_words, cycles, done_pending, checked):
+    def _choose_frame(self, m, send_header, row_words, cycles, done_pending, checked, whole):
         """In the idle state: starts the next frame's header, in priority order: CREDIT, a
         decoder reply, a RESULT frame, the GEMM reply (once both ``done_pending`` and
-        ``checked``)."""
+        ``checked``). A whole frame (``whole.on``) waits for ``whole.ready``; its header has
+        i = j = 0 and N x M."""
         lb = self._config.link_bytes
         res = self.results.payload
         ctl = self.control
@@ -277,80 +286,19 @@ class Framer(wiring.Component):
             send_header(rp.op, rp.status, rp.tag, rp.arg0, rp.arg1, rp.arg2,
                         length=Mux(is_identify, ident_len, 0), info=rp.info,
                         then=Mux(is_identify, 2, 0))
-        with m.Elif(self.results.valid):
-            send_header(Op.RESULT | REPLY, 0, ctl.tag, res.row_tile, res.col_tile,
-                        Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols),
-                        length=_times(res.rows, row_words) << (lb.bit_length() - 1), then=1)
+        tile = (res.row_tile, res.col_tile, Cat(res.rows, Const(0, 16 - len(res.rows)), res.cols),
+                _times(res.rows, row_words) << (lb.bit_length() - 1))
+        if whole is None:
+            result_valid, fields = self.results.valid, tile
+        else:
+            result_valid = self.results.valid & (~whole.on | whole.ready)
+            fields = [Mux(whole.on, w, t) for w, t in
+                      zip((0, 0, Cat(ctl.n, ctl.m), whole.length), tile, strict=True)]
+        with m.Elif(result_valid):
+            i, j, shape, length = fields
+            send_header(Op.RESULT | REPLY, 0, ctl.tag, i, j, shape, length=length, then=1)
         with m.Elif(done_pending & checked):
             m.d.sync += [done_pending.eq(0), self.busy.eq(0)]
             status = Mux(ctl.payload_status != 0, ctl.payload_status,
                          Mux(self.bad_scale, Status.BAD_SCALE, 0))
             send_header(Op.GEMM | REPLY, status, ctl.tag, cycles[:32], cycles[32:], ctl.m)
-
-    def _crc_states(self, m, out, idx, load):
-        """The CRC-32 processor and its FSM states: CRC (loads a CRC word) and, in wide mode,
-        HEAD, HEAD_CRC and CRC_END. Returns ``feed(source, word)``, for SEND's handshakes.
-
-        Serial mode (``link_bytes`` <= 4: 28 bytes and a 4-byte CRC word are whole words): one
-        processor a word wide follows the words as they leave: a header's bytes 0-27, then a
-        payload; each time the CRC state loads the CRC as the next 4 bytes and restarts it, so
-        it is at its start value when the next header begins (as it is after reset).
-
-        Wide mode (``link_bytes`` >= 8): a payload's CRC also covers the CRC word's ``lb - 4``
-        leading zeros, not a whole word. So the processor takes the stream 4 bytes late, after
-        4 zero bytes: each word fed is the 4 bytes held from the word before (``hold``), then
-        the first ``lb - 4`` of the word sent; CRC_END feeds the last 4 bytes and the zeros.
-        Zeros in front leave a CRC register that starts at 0 at 0, and starting at 0xFFFFFFFF is
-        the same as starting at 0 with the first 32 message bits inverted: so the processor
-        starts at 0 and the first 4 bytes fed after the zeros are inverted. The header, whose
-        last word holds its CRC, is fed the same way from the shift register before it leaves
-        (HEAD: 32 / lb words, 4 zero bytes then bytes 0-27), and HEAD_CRC puts the CRC in.
-        """
-        lb = self._config.link_bytes
-        algo = catalog.CRC32_ISO_HDLC
-        crc_bytes = protocol.crc_word_bytes(lb)
-        if lb <= 4:
-            m.submodules.crc = crc = algo(data_width=8 * lb).create()
-
-            def feed(source, word):
-                with m.If(source != 3):
-                    m.d.comb += [crc.valid.eq(1), crc.data.eq(word)]
-        else:
-            algo = Algorithm(crc_width=algo.crc_width, polynomial=algo.polynomial,
-                             initial_crc=0, reflect_input=algo.reflect_input,
-                             reflect_output=algo.reflect_output, xor_output=algo.xor_output)
-            m.submodules.crc = crc = algo(data_width=8 * lb).create()
-            hold = Signal(32)       # the last 4 bytes sent, not yet fed
-            first = Signal()        # the next word fed starts a payload
-
-            def feed(source, word):
-                with m.If((source == 1) | (source == 2)):
-                    m.d.comb += [
-                        crc.valid.eq(1), crc.start.eq(first),
-                        crc.data.eq(Cat(hold, word[:32] ^ first.replicate(32),
-                                        word[32:8 * (lb - 4)])),
-                    ]
-                    m.d.sync += [hold.eq(word[8 * (lb - 4):]), first.eq(0)]
-
-            prefixed = Cat(Const(0, 32), out[:8 * _CRC_AT] ^ 0xFFFFFFFF)
-            with m.State("HEAD"):
-                m.d.comb += [crc.valid.eq(1), crc.start.eq(idx == 0),
-                             crc.data.eq(prefixed.word_select(idx, 8 * lb))]
-                m.d.sync += idx.eq(idx + 1)
-                with m.If(idx == protocol.HEADER_BYTES // lb - 1):
-                    m.next = "HEAD_CRC"
-
-            with m.State("HEAD_CRC"):
-                m.d.sync += [out[8 * _CRC_AT:8 * protocol.HEADER_BYTES].eq(crc.crc), idx.eq(0),
-                             hold.eq(0), first.eq(1)]
-                m.next = "SEND"
-
-            with m.State("CRC_END"):
-                m.d.comb += [crc.valid.eq(1), crc.data.eq(hold)]     # then lb - 4 zero bytes
-                m.next = "CRC"
-
-        with m.State("CRC"):
-            m.d.comb += crc.start.eq(1)     # serial mode: for the payload or the next header
-            load(crc.crc << (8 * (crc_bytes - 4)), 3, crc_bytes // lb)
-            m.next = "SEND"
-        return feed

@@ -137,7 +137,12 @@ Commands and replies
     payload with its CRC word lies inside the DRAM (else ``BAD_LENGTH``). The device reads it
     and takes it as it would take the payload from the link, CRC word included: the replies
     are a GEMM's (RESULT frames, then the reply with op ``GEMM | REPLY``; ``BAD_CRC`` if the
-    stored bytes do not check). A stored payload shorter than the GEMM takes is made up with
+    stored bytes do not check), except that with N <= rows (one row tile: a decode step) all
+    the results come in one RESULT frame, a *whole frame*: arg0 = arg1 = 0, arg2 = N | M << 16,
+    its payload every column tile's in turn (for tile j, N vectors of its
+    ``min(cols, M - j*cols)`` values, each in whole words), then the CRC word. (It saves a
+    header and a CRC word a column tile; a GEMM must not, since the device sends no CREDIT
+    while a frame is under way and a GEMM's weights need credit to arrive.) A stored payload shorter than the GEMM takes is made up with
     zero words (its CRC fails); one longer is read to its end and dropped. A rejected GEMM_DRAM
     gets an error reply with op ``GEMM_DRAM | REPLY``.
 ``DRAM_CHECK`` arg0 = byte address, arg1 = length (devices with DRAM)
@@ -150,7 +155,8 @@ Commands and replies
     CRC read back from the device, without reading the bytes back over the link.
 ``RESULT`` (device only) arg0 = i, arg1 = j, arg2 = rows_valid | cols_valid << 16
     Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 or binary32 (little-endian) of
-    C[i*rows + r, ...], then the CRC word.
+    C[i*rows + r, ...], then the CRC word; a GEMM_DRAM's whole frame (``cols_valid`` = M, up to
+    65535) has such vectors for each column tile in turn (`result_bytes`).
 ``GEMM`` reply: arg0, arg1 = device cycles (low, high 32 bits) from the GEMM header being accepted
     to the last RESULT word being sent; arg2 = M.
 ``CREDIT`` (device only) arg0 = total bytes the device has taken out of its receive buffer, modulo
@@ -190,6 +196,7 @@ __all__ = [
     "pad_to_words",
     "padded",
     "payload_ok",
+    "result_bytes",
     "unpack_header",
     "words",
 ]
@@ -324,6 +331,14 @@ def load_a_tile_bytes(rows_valid, k, rows, link_bytes, *, blocks=False):
     else:
         acts = k * padded(rows_valid, link_bytes)
     return acts + (k // 32 * padded(2 * rows_valid, link_bytes) if blocks else 0)
+
+
+def result_bytes(rows_valid, cols_valid, cols, link_bytes):
+    """Payload bytes of a RESULT frame of ``rows_valid`` x ``cols_valid`` values on a device of
+    ``cols`` columns: for each column tile the values span (``cols_valid`` above ``cols`` only
+    in a whole GEMM_DRAM's frame), ``rows_valid`` vectors of its values in whole words."""
+    full, rest = divmod(cols_valid, cols)
+    return rows_valid * (full * padded(4 * cols, link_bytes) + padded(4 * rest, link_bytes))
 
 
 def pad_to_words(data, link_bytes):

@@ -36,7 +36,7 @@ from fuzz_model import (
 )
 
 from systolica.host.block_formats import block_gemm_reference
-from systolica.host.frames import result_tile
+from systolica.host.frames import result_tiles
 from systolica.protocol import HEADER_BYTES, REPLY, Op, Status, crc_word_bytes, payload_ok
 from systolica.sim.testbench import gemm_reference
 
@@ -58,13 +58,13 @@ class Judge:
             if f.op != Op.RESULT or f.status or f.tag != tag or not f.payload_ok:
                 self.wrong(f"{what}: a reply among its RESULTs: {f}")
                 return None
-            i, j, block = result_tile(f, cfg)
-            rows, cols = block.shape
-            if i * cfg.rows + rows > n or j * cfg.cols + cols > m:
-                self.wrong(f"{what}: RESULT {i},{j} of {rows}x{cols} outside {n}x{m}")
-                return None
-            out[i * cfg.rows:i * cfg.rows + rows, j * cfg.cols:j * cfg.cols + cols] = block
-            seen[i * cfg.rows:i * cfg.rows + rows, j * cfg.cols:j * cfg.cols + cols] += 1
+            for i, j, block in result_tiles(f, cfg):
+                rows, cols = block.shape
+                if i * cfg.rows + rows > n or j * cfg.cols + cols > m:
+                    self.wrong(f"{what}: RESULT {i},{j} of {rows}x{cols} outside {n}x{m}")
+                    return None
+                out[i * cfg.rows:i * cfg.rows + rows, j * cfg.cols:j * cfg.cols + cols] = block
+                seen[i * cfg.rows:i * cfg.rows + rows, j * cfg.cols:j * cfg.cols + cols] += 1
         if not (seen == 1).all():
             self.wrong(f"{what}: RESULT tiles cover the output {np.unique(seen).tolist()} "
                         "times")

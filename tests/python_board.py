@@ -174,12 +174,14 @@ class PythonBoard(Link):
             return
         w = self._vectors(payload, -(-m // cfg.cols), cfg.cols, m, k).astype(np.int64)
         c = (self.a @ w).astype("<i4")
-        for j in range(0, m, cfg.cols):
-            for i in range(0, n, cfg.rows):
-                block = c[i:i + cfg.rows, j:j + cfg.cols]
-                rows = b"".join(protocol.pad_to_words(r.tobytes(), cfg.link_bytes)
-                                for r in block)
-                self._reply(Op.RESULT, i // cfg.rows, j // cfg.cols,
-                            block.shape[0] | block.shape[1] << 16, payload=rows, tag=head.tag)
+        tiles = [(i, j, c[i:i + cfg.rows, j:j + cfg.cols])
+                 for j in range(0, m, cfg.cols) for i in range(0, n, cfg.rows)]
+        if op == Op.GEMM_DRAM and n <= cfg.rows:      # a whole frame (`protocol`)
+            tiles = [(0, 0, c)]
+        for i, j, block in tiles:
+            rows = b"".join(protocol.pad_to_words(r[c0:c0 + cfg.cols].tobytes(), cfg.link_bytes)
+                            for c0 in range(0, block.shape[1], cfg.cols) for r in block)
+            self._reply(Op.RESULT, i // cfg.rows, j // cfg.cols,
+                        block.shape[0] | block.shape[1] << 16, payload=rows, tag=head.tag)
         self._reply(Op.GEMM, 1234, 0, m, tag=head.tag,
                     status=self.gemm_status if status is None else status)

@@ -8,13 +8,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+from link_recorder import Recorder, result_frames
 from python_board import PythonBoard
 
 from systolica.config import Config
 from systolica.host import stored_weights
 from systolica.host.driver import Driver, StoredWeightsCorrupt
 from systolica.host.frames import DeviceError, gemm_command
-from systolica.host.link import LinkWrapper
 from systolica.host.stored_weights import StoredGemm
 from systolica.protocol import (
     DRAM_WORD_BYTES,
@@ -31,21 +31,6 @@ from systolica.protocol import (
 CFG = Config(rows=2, cols=3, link_bytes=16, act_depth=64, max_k=32, rx_fifo_words=64,
              formats=("int8",), dram_mib=4)
 DRAM_BYTES = CFG.dram_mib << 20
-
-
-class Recorder(LinkWrapper):
-    """Keeps every byte the host writes (``sent``)."""
-
-    def __init__(self, link):
-        super().__init__(link)
-        self.sent = bytearray()
-
-    def write(self, data):
-        self.sent += data
-        self.link.write(data)
-
-    def read_some(self, timeout, want=1):
-        return self.link.read_some(timeout, want)
 
 
 def _frames(data):
@@ -76,19 +61,27 @@ def _random(shape, seed):
     (1, 1, 1, 1),
     (5, 40, 7, 2),          # two K passes; N in two row blocks
     (3, 96, 8, 3),          # three K passes
+    (2, 40, 11, 2),         # one row tile: each GEMM_DRAM's results in one frame
 ])
 def test_stored_weights_give_the_streamed_gemm(n, k, m, pieces):
     drv, _ = _driver()
     a, w = _random((n, k), 1), _random((k, m), 2)
     stored = drv.store_gemm_weights(w, address=4096)
     assert len(stored.pieces) == pieces and stored.address == 4096
-    written = len(drv.link.sent)
+    written, read = len(drv.link.sent), len(drv.link.received)
     got = drv.gemm(a, stored)
     np.testing.assert_array_equal(got, a.astype(np.int64) @ w)
     sent = _frames(drv.link.sent[written:])
     assert {h.op for h, _ in sent} == {Op.LOAD_A, Op.GEMM_DRAM}
     assert all(not body for h, body in sent if h.op == Op.GEMM_DRAM)
     assert drv.stats.weight_bytes_out == 0
+    results = result_frames(drv.link.received[read:], CFG)
+    if n <= CFG.rows:       # a whole frame a GEMM_DRAM (`protocol`)
+        assert results == [(0, 0, n, m)] * pieces
+    else:                   # GEMM_DRAMs of fewer rows (whole frames) or a frame a tile
+        assert all(r <= CFG.rows and (c <= CFG.cols or (i, j, c) == (0, 0, m))
+                   for i, j, r, c in results)
+        assert sum(r * c for _, _, r, c in results) == n * m * pieces
     np.testing.assert_array_equal(drv.gemm(a, w), got)         # the same GEMM, streamed
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 from block_data import random_activations, random_blocks
+from link_recorder import Recorder, result_frames
 
 from systolica import cli
 from systolica.config import Config
@@ -37,7 +38,7 @@ DRAM_BYTES = CFG.dram_mib << 20
 @pytest.fixture(scope="module")
 def driver():
     started = time.monotonic()
-    link = SimulatedBoardLink(CFG)          # builds the board unless it is cached
+    link = Recorder(SimulatedBoardLink(CFG))    # builds the board unless it is cached
     print(f"\nsimulated board with DRAM ready in {time.monotonic() - started:.0f} s")
     drv = Driver(link, timeout=120)
     yield drv
@@ -101,9 +102,12 @@ def test_gemm_from_dram_is_exact_and_equals_the_streamed_gemm(driver, name, caps
         address = _top(layout(CFG, weights, fmt, 0)[0].size)
     stored = driver.store_gemm_weights(weights, fmt, address=address)
     assert stored.address == address and stored.end <= DRAM_BYTES
-    sent = driver.stats.bytes_out
+    sent, read = driver.stats.bytes_out, len(driver.link.received)
     from_dram, dram_cycles = _cycles(driver, lambda: _multiply(driver, fmt, acts, stored))
     link_bytes = driver.stats.bytes_out - sent
+    results = result_frames(driver.link.received[read:], CFG)
+    if n <= CFG.rows:       # one RESULT frame a GEMM_DRAM (`protocol`)
+        assert results == [(0, 0, n, m)] * len(stored.pieces)
     streamed, link_cycles = _cycles(driver, lambda: _multiply(driver, fmt, acts, weights))
     np.testing.assert_array_equal(from_dram, want)
     np.testing.assert_array_equal(streamed, want)

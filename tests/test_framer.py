@@ -66,14 +66,16 @@ def result_rows(rng, config, n, m):
     return rows
 
 
-def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3):
+def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3, stored=False):
     """Runs the framer through IDENTIFY, LOAD_A and ``gemms``: (tag, payload_done "early" or
-    "late", payload_status, bad_scale) each; returns the frames read and what the benches saw."""
+    "late", payload_status, bad_scale) each, GEMM_DRAMs if ``stored`` (a device with DRAM);
+    returns the frames read and what the benches saw."""
     rng = np.random.default_rng(seed)
     dut = Framer(config)
     identify = config.identify_payload()
     rows = [result_rows(rng, config, n, m) for _ in gemms]
-    results = len(tiles_of(n, m, config.rows, config.cols))
+    results = 1 if whole_frame(config, n, stored) else len(tiles_of(n, m, config.rows,
+                                                                        config.cols))
     seen = {"busy_during": [], "credit_sent": 0, "cycle": 0, "gemm_start": [], "rows_sent": [],
             "payload_done": [], "done_before_reply": []}
     reader = Reader(config.link_bytes)
@@ -102,6 +104,9 @@ def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3):
             while ctx.get(dut.busy):         # the decoder waits for the GEMM before
                 await ctx.tick()
             ctx.set(dut.control.m, m)
+            ctx.set(dut.control.n, n)
+            if config.dram_mib:
+                ctx.set(dut.control.stored, stored)
             ctx.set(dut.control.tag, tag)
             ctx.set(dut.control.payload_status, 0)
             ctx.set(dut.bad_scale, bad_scale)
@@ -151,8 +156,14 @@ def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3):
     return reader.frames, rows, identify, seen
 
 
-def check_frames(config, n, m, frames, sent, identify, seen, gemms):
+def whole_frame(config, n, stored):
+    """Whether a GEMM's results come in one RESULT frame (a GEMM_DRAM of one row tile)."""
+    return stored and n <= config.rows
+
+
+def check_frames(config, n, m, frames, sent, identify, seen, gemms, stored=False):
     lb = config.link_bytes
+    whole = whole_frame(config, n, stored)
     credit = [f.header for f in frames if f.header.op == Op.CREDIT | REPLY]
     assert credit == [protocol.Header(Op.CREDIT | REPLY, 0, 0, 0xBEEF, 0, 0, 0)]
     assert seen["credit_sent"] == 1
@@ -165,12 +176,16 @@ def check_frames(config, n, m, frames, sent, identify, seen, gemms):
     assert all(h.info == 0 for h in heads[1:])
     assert heads[1] == protocol.Header(Op.LOAD_A | REPLY, 0, LOAD_TAG, n, 7, 0, 0)
     tiles = tiles_of(n, m, config.rows, config.cols)
+    per_gemm = 1 if whole else len(tiles)
     assert [h.op for h in heads] == [Op.IDENTIFY | REPLY, Op.LOAD_A | REPLY] + \
-        ([Op.RESULT | REPLY] * len(tiles) + [Op.GEMM | REPLY]) * len(gemms)
+        ([Op.RESULT | REPLY] * per_gemm + [Op.GEMM | REPLY]) * len(gemms)
     for g, (tag, _, payload_status, bad_scale) in enumerate(gemms):
-        first = 2 + g * (len(tiles) + 1)
-        results, gemm = frames[first:first + len(tiles)], heads[first + len(tiles)]
-        check_results(lb, results, tiles, sent[g], tag)
+        first = 2 + g * (per_gemm + 1)
+        results, gemm = frames[first:first + per_gemm], heads[first + per_gemm]
+        if whole:
+            check_whole_frame(config, results[0], n, m, tiles, sent[g], tag)
+        else:
+            check_results(lb, results, tiles, sent[g], tag)
         status = payload_status or (Status.BAD_SCALE if bad_scale else 0)
         assert gemm[:3] == (Op.GEMM | REPLY, status, tag) and gemm.length == 0
         assert gemm.args[1:] == (0, m)
@@ -195,6 +210,24 @@ def check_results(lb, results, tiles, sent, tag):
             padding.append(row[cols:])
     assert got == [row["data"][:row["cols"]] for row in sent]
     assert not any(p.any() for p in padding)        # a partial row's last word: zeros after it
+
+
+def check_whole_frame(config, frame, n, m, tiles, sent, tag):
+    """A GEMM_DRAM's one RESULT frame: i = j = 0, N x M, and every tile's rows in turn."""
+    lb = config.link_bytes
+    assert frame.header[1:3] == (0, tag)
+    assert frame.header.args == (0, 0, n | m << 16)
+    assert frame.header.length == protocol.result_bytes(n, m, config.cols, lb)
+    got, padding, at = [], [], 0
+    for _, _, r, c, _ in tiles:
+        size = r * protocol.padded(4 * c, lb)
+        for row in np.frombuffer(frame.payload[at:at + size], dtype="<i4").reshape(r, -1):
+            got.append(list(row[:c]))
+            padding.append(row[c:])
+        at += size
+    assert at == len(frame.payload)
+    assert got == [row["data"][:row["cols"]] for row in sent]
+    assert not any(p.any() for p in padding)
 
 
 CRC, ABORTED = Status.BAD_CRC, Status.ABORTED
@@ -236,3 +269,24 @@ def test_framer_sends_replies_rows_credit_and_the_gemm_reply(rows, cols, link_by
     gemms = [(GEMM_TAG, done, payload_status, bad_scale), (GEMM_TAG2, "late", 0, 0)]
     frames, sent, identify, seen = run_framer(config, n, m, rows * cols + link_bytes, gemms)
     check_frames(config, n, m, frames, sent, identify, seen, gemms)
+
+
+# A device with DRAM: a GEMM_DRAM of one row tile sends one RESULT frame (`protocol`), with its
+# length counted while the first tile computes (a partial last column tile, M beyond 16
+# tiles: the 16-tile steps); one of more row tiles, and a streamed GEMM, a frame a tile.
+WHOLE_CASES = [  # rows, cols, n, m, stored
+    (2, 3, 2, 7, True),
+    (2, 3, 1, 53, True),
+    (4, 2, 3, 67, True),
+    (2, 3, 3, 7, True),
+    (2, 3, 2, 7, False),
+]
+
+
+@pytest.mark.parametrize(("rows", "cols", "n", "m", "stored"), WHOLE_CASES)
+def test_framer_sends_a_gemm_drams_results_in_one_frame(rows, cols, n, m, stored):
+    config = Config(rows=rows, cols=cols, link_bytes=16, act_depth=64, max_k=32,
+                    formats=("int8",), rx_fifo_words=64, dram_mib=2)
+    gemms = [(GEMM_TAG, "early", 0, 0), (GEMM_TAG2, "late", CRC, 1)]
+    frames, sent, identify, seen = run_framer(config, n, m, m * 7 + n, gemms, stored=stored)
+    check_frames(config, n, m, frames, sent, identify, seen, gemms, stored=stored)

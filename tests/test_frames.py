@@ -19,7 +19,7 @@ from systolica.host.frames import (
     identify_command,
     load_a_blocks_command,
     load_a_command,
-    result_tile,
+    result_tiles,
     tiled_vectors,
 )
 from systolica.protocol import (
@@ -243,7 +243,7 @@ def test_reader_splits_result_frames_fed_byte_by_byte():
     assert [(f.op, f.tag, f.payload_ok) for f in frames] == [(Op.RESULT, 42, True),
                                                             (Op.GEMM, 9, True)]
     assert len(frames[0].payload) == 2 * 16        # the rows' padding kept, the CRC word not
-    i, j, got = result_tile(frames[0], cfg)
+    ((i, j, got),) = result_tiles(frames[0], cfg)
     assert (i, j) == (1, 2)
     np.testing.assert_array_equal(got, block)
     assert reader.buffered == 0 and reader.bad_payloads == 0
