@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from systolica.protocol import Op, Status, line_errors
+from systolica.protocol import HEADER_BYTES, Op, Status, line_errors
 
 from . import gemm_plan
 from .block_formats import FORMATS
@@ -31,7 +31,9 @@ from .stored_weights import StoredWeights
 __all__ = ["Driver", "DriverStats", "RetriesExhausted", "StoredWeightsCorrupt"]
 
 # Error replies a retry can cure: the exchange was damaged or cut off on the way, not wrong.
-RETRIED_STATUSES = (Status.BAD_CRC, Status.ABORTED)
+# NOT_LOADED: the device no longer holds the activations the driver loaded before (reset, or a
+# LOAD_A cut off); the retry loads them again.
+RETRIED_STATUSES = (Status.BAD_CRC, Status.ABORTED, Status.NOT_LOADED)
 
 
 class RetriesExhausted(LinkError):
@@ -88,6 +90,7 @@ class Driver(DramCommands):
         self.stats = DriverStats()
         self.session = Session()
         self._in_doubt = False      # an exchange failed and no resync has succeeded since
+        self._loaded = None         # the LOAD_A (but its tag) whose A the device holds, if known
         self._longest_frame = 0     # bytes of the longest frame sent (`frame_fill`)
         self.config = None
         self._retrying("IDENTIFY", lambda _retry: self.identify())
@@ -162,6 +165,7 @@ class Driver(DramCommands):
 
     def identify(self):
         """Ask the device for its configuration (works before the link width is known)."""
+        self._loaded = None         # a new conversation: what the device holds is not known
         tag = self.session.identify()
         self._flush()
         reply = self._expect(Op.IDENTIFY, tag=tag)
@@ -305,7 +309,8 @@ class Driver(DramCommands):
         return out.view(np.float32)
 
     def _load_and_multiply(self, load_a, shape, pieces, gemm, *, stored=False):
-        """LOAD_A (``load_a(tag)`` its bytes, of ``shape``), then one GEMM per piece of one K
+        """LOAD_A (``load_a(tag)`` its bytes, of ``shape``; not sent when the device holds
+        them already from the last LOAD_A it took), then one GEMM per piece of one K
         pass (``gemm(tag, piece)`` its bytes; a `gemm_plan.Piece`, or with ``stored`` a
         `StoredGemm` and the bytes its GEMM_DRAM); yields ``(piece, result)``. Each exchange is
         tried again after a damaged, lost or aborted one, A loaded again first; a GEMM_DRAM's
@@ -313,16 +318,26 @@ class Driver(DramCommands):
         n = shape[0]
         name = "GEMM_DRAM" if stored else "GEMM"
 
-        def load(_retry=False):
+        def load(again=False):
+            """LOAD_A, unless the device already holds these activations from the last one it
+            took (the same input to q, k and v, or to gate and up) and ``again`` is False."""
             tag = self.session.next_tag()
-            self._send(load_a(tag), kind="act")
+            command = load_a(tag)
+            # The frame but for its tag (header byte 3) and the header's CRC, which covers it.
+            held = bytes(command[:3] + command[4:HEADER_BYTES - 4] + command[HEADER_BYTES:])
+            if held == self._loaded and not again:
+                self.stats.loads_skipped += 1
+                return
+            self._loaded = None
+            self._send(command, kind="act")
             self._expect(Op.LOAD_A, shape=shape, tag=tag)
+            self._loaded = held
 
         self._retrying(f"LOAD_A of A {shape}", load)
         for piece in pieces:
             def multiply(retry, piece=piece):
                 if retry:
-                    load()          # the device may have lost A (an aborted command)
+                    load(True)      # the device may have lost A (an aborted command)
                 tag = self.session.next_tag()
                 try:
                     return self._run_gemm(gemm(tag, piece), tag, n, piece.k, piece.m,

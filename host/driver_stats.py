@@ -20,6 +20,7 @@ class DriverStats:
     resyncs: int = 0             # conversations started over (`Driver.resync`)
     discarded_in: int = 0        # received bytes dropped by resyncs (unread or not a reply)
     retries: int = 0             # commands sent again after a damaged, lost or aborted exchange
+    loads_skipped: int = 0       # LOAD_As not sent: the device held those activations already
     stale_replies: int = 0       # replies to earlier commands (a tag sent before), dropped
     fill_bytes_out: int = 0      # zero bytes a resync sent to complete a cut-off frame (a
                                  # device without an idle abort; `frame_fill`)

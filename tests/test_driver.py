@@ -54,6 +54,29 @@ def test_gemms_are_bit_exact(driver):
     assert driver.stats.bytes_out > 0 and driver.stats.bytes_in > 0
 
 
+def test_the_same_activations_are_loaded_once(driver):
+    """GEMMs of the same A one after another (q, k and v of one input) send its LOAD_A once:
+    the device keeps A; another A, or a resync, loads again. Every result exact."""
+    rng = np.random.default_rng(11)
+    a, b = (rng.integers(-128, 128, (3, 40), dtype=np.int8) for _ in range(2))
+    ws = [rng.integers(-128, 128, (40, 5), dtype=np.int8) for _ in range(3)]
+    st = driver.stats
+
+    def run(x, w):
+        skipped, act = st.loads_skipped, st.act_bytes_out
+        np.testing.assert_array_equal(driver.gemm(x, w), x.astype(np.int64) @ w)
+        return st.loads_skipped - skipped, st.act_bytes_out - act > 0
+
+    # 4x4-small-buffers: K = 40 is two passes (max_k 32), each its own LOAD_A: never the same.
+    once = driver.config.max_k >= 40
+    assert run(a, ws[0]) == (0, True)
+    assert run(a, ws[1]) == ((1, False) if once else (0, True))
+    assert run(a, ws[2]) == ((1, False) if once else (0, True))
+    assert run(b, ws[0]) == (0, True)
+    driver.resync(0.01)
+    assert run(b, ws[1]) == (0, True)
+
+
 def test_extreme_values_over_long_k(driver):
     k = 1536
     a = np.full((3, k), -128, dtype=np.int8)

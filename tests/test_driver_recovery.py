@@ -218,3 +218,17 @@ def test_first_identify_is_retried():
     drv = Driver(PythonBoard(PY_CFG, tamper=_once(_flip_payload(Op.IDENTIFY))), timeout=1,
                  resync_quiet=0.01)
     assert drv.config == PY_CFG and drv.stats.retries == 1
+
+
+def test_a_device_that_lost_its_activations_gets_them_again():
+    """The driver skips a LOAD_A of the activations the device holds; if the device has lost
+    them meanwhile (reset), the GEMM's NOT_LOADED is tried again with A loaded first."""
+    board = PythonBoard(PY_CFG)
+    drv = Driver(board, timeout=1, resync_quiet=0.01)
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (2, 8), dtype=np.int8)
+    w = rng.integers(-128, 128, (8, 3), dtype=np.int8)
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    board.a = None                      # the device forgets A
+    np.testing.assert_array_equal(drv.gemm(a, w), a.astype(np.int64) @ w)
+    assert (drv.stats.loads_skipped, drv.stats.retries) == (1, 1)
