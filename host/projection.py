@@ -38,7 +38,7 @@ import numpy as np
 
 __all__ = ["FAST_LINK", "BoardProjection", "ResidentProjection", "decode_gemms", "load_run",
            "measure_board", "project_boards", "project_resident", "project_run", "projection_lines",
-           "resident_projection_lines", "run_figures", "save_run"]
+           "resident_projection_lines", "run_figures", "save_run", "sim_config"]
 
 CACHE = pathlib.Path(__file__).resolve().parent.parent / "build" / "projection"
 SIM_LINK_BYTES = 16
@@ -111,7 +111,7 @@ def measure_board(board, shapes, *, log=None):
     from .driver import Driver
     from .link import SimulatedBoardLink
 
-    cfg, path = _sim_config(board)
+    cfg, path = sim_config(board)
     if path.exists():
         cached = json.loads(path.read_text())
         if set(cached) >= {_key(*shape) for shape in shapes}:
@@ -206,18 +206,21 @@ def project_boards(model_file, boards=None, *, log=None, measure=True):
     return results
 
 
-def _sim_config(board):
+def sim_config(board):
     """The configuration the board's GEMMs are measured at, and its cache file."""
     from systolica.sim.board import build_key
 
     base = board.config
+    # row_hold (a result row stage for byte-wide links) cannot be built with a wide link; it
+    # only decides how a result row waits for the framer, which the board's UART paces anyway.
     cfg = dataclasses.replace(base, link_bytes=SIM_LINK_BYTES,
-                              rx_fifo_words=max(base.rx_fifo_words // SIM_LINK_BYTES, 64))
+                              rx_fifo_words=max(base.rx_fifo_words // SIM_LINK_BYTES, 64),
+                              row_hold=False)
     return cfg, CACHE / f"{board.name}-{build_key(cfg)}.json"
 
 
 def _cached(board, shapes):
-    _, path = _sim_config(board)
+    _, path = sim_config(board)
     if not path.exists():
         return False
     return set(json.loads(path.read_text())) >= {_key(*shape) for shape in shapes}

@@ -3,11 +3,13 @@ link combine into tokens/s."""
 
 import pytest
 
+from systolica.boards.catalog import BOARDS
 from systolica.boards.report import SMOLLM2_WEIGHTS_PER_TOKEN
 from systolica.host.dram_rate import DramRate
 from systolica.host.projection import (
     FAST_LINK,
     BoardProjection,
+    sim_config,
     decode_gemms,
     project_resident,
     resident_projection_lines,
@@ -54,3 +56,16 @@ def test_resident_projection_takes_the_largest_bound(cycles, dram_bytes, link_by
     assert p.bound(FAST_LINK[0]) == fast_bound
     lines = "\n".join(resident_projection_lines(p))
     assert f"bound by the {bound}" in lines and f"bound by the {fast_bound}" in lines
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_every_board_has_a_simulated_configuration_to_measure_at(name):
+    """Each catalog board's GEMMs are measured on its array behind a 16-byte link: that
+    configuration exists (the ULX3S-85F's row_hold, for byte-wide links only, is dropped) and
+    differs from the board's only in the link and what depends on it."""
+    board = BOARDS[name]
+    cfg, cache = sim_config(board)
+    assert cfg.link_bytes == 16 and cfg.rx_bytes >= 1024 and name in cache.name
+    same = ("rows", "cols", "act_depth", "max_k", "formats", "scale_share", "lane_weights",
+            "multiplier", "dram_mib")
+    assert all(getattr(cfg, f) == getattr(board.config, f) for f in same)
