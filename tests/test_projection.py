@@ -9,10 +9,10 @@ from systolica.host.dram_rate import DramRate
 from systolica.host.projection import (
     FAST_LINK,
     BoardProjection,
-    sim_config,
     decode_gemms,
     project_resident,
     resident_projection_lines,
+    sim_config,
 )
 
 
