@@ -121,8 +121,10 @@ BOARDS = {b.name: b for b in [
     # (as on ecpix5-85f) adds nothing to decode, whose weights pass at `cols` a cycle, and with
     # its 128 DSPs router2 did not route it (reports/build_history.md, Session 21). The 32-weight
     # lane words take 8 DP16KDs a column: an activation buffer of 8192 words (a prefill of up to
-    # 10 tokens at K = 1536 in one LOAD_A) leaves the design at 190 of the part's 208 (32768
-    # words needed 214).
+    # 10 tokens at K = 1536 in one LOAD_A) leaves the design at 188 of the part's 208 (32768
+    # words needed 214). Not routed yet: it placed at an estimated 69.9 MHz and router1 made
+    # little headway (reports/build_history.md, Session 22); 16-weight lane words would halve
+    # those block RAMs and their wide buses, still above the DRAM's rate of weights.
     DramBoard(
         name="ecpix5-85f-dram", loader="ecpix5", usb_uart=FT2232_UART,
         description="LambdaConcept ECPIX-5 85F with weights in its DDR3, 75 MHz "

@@ -22,7 +22,7 @@ SMALL = dict(act_depth=512, max_k=160, rx_fifo_words=32, abort_cycles=5000)
 
 INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the time
 
-# 1x1, 4x4, 7x5 and 8x4 carry every format; 8x8 and 2x8 int8 only (the 8x8 block path runs in
+# 1x1, 4x4, 2x4, 7x5 and 8x4 carry every format; 8x8 int8 only (the 8x8 block path runs in
 # the simulated board: tests/test_model.py, `systolica bench`). 7x5 shares one scale unit among
 # its 5 columns, with multipliers in logic: 35 dot products a block, more than a block's 32
 # cycles, so its block GEMMs run one block per `Config.block_period` (39) cycles. 8x4 shares one
@@ -30,20 +30,19 @@ INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the
 # back), and its buffers are in registered pieces and its lane memory in 8-weight words as on the
 # ECP5 boards; 7x5 has 16-weight lane words, the others the default 32 (a block a cycle).
 CONFIGS = {
-    "1x1": Config(rows=1, cols=1, link_bytes=1, **SMALL | {"rx_fifo_words": 64}),
+    # The 1-byte link with the ULX3S-85F int8 build's framer: result rows held in a `RowHold`
+    # and sent a byte at a time from there, headers loaded by the framer's state alone (the
+    # other 1-byte-link boards' framer runs in tests/test_framer.py and behind their pty).
+    "1x1": Config(rows=1, cols=1, link_bytes=1, row_hold=True, framer_state_loads=True,
+                  **SMALL | {"rx_fifo_words": 64}),
     "4x4": Config(rows=4, cols=4, link_bytes=4, scale_share=1, **SMALL),
     "8x8": Config(rows=8, cols=8, link_bytes=8, **SMALL, **INT8),
-    "2x8": Config(rows=2, cols=8, link_bytes=8, **SMALL, **INT8),
     # LOAD_A's vectors packed: 2-byte vectors, 4 to a link word (`protocol.act_lanes`).
     "2x4-packed": Config(rows=2, cols=4, link_bytes=8, scale_share=2, **SMALL),
     "7x5-wide": Config(rows=7, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
                        lane_weights=16, **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
                          buffer_piece_depth=128, lane_weights=8, **SMALL),
-    # The ULX3S-85F int8 build's framer: result rows held in a `RowHold` and sent a byte at a
-    # time from there, headers loaded by the framer's state alone.
-    "3x4-hold": Config(rows=3, cols=4, link_bytes=1, row_hold=True, framer_state_loads=True,
-                       **SMALL | {"rx_fifo_words": 64}, **INT8),
 }
 
 # (config, gemms as (N, K, M, A kind, W kind), idle, backpressure)
@@ -59,13 +58,12 @@ CASES = {
     "8x8-extremes": ("8x8", [(9, 129, 9, "min", "min"), (8, 129, 8, "max", "min"),
                              (7, 9, 7, "zeros", "random")], 0.0, 0.0),
     "8x8-stress": ("8x8", [(9, 9, 17, "random", "random")], 0.3, 0.7),
-    "2x8-random": ("2x8", [(7, 9, 9, "random", "random"), (1, 7, 64, "random", "random")],
-                   0.0, 0.0),
-    "2x8-stress": ("2x8", [(9, 7, 9, "random", "random")], 0.7, 0.3),
+    "2x4-packed-random": ("2x4-packed", [(7, 9, 9, "random", "random"),
+                                         (1, 7, 64, "random", "random")], 0.0, 0.0),
+    "2x4-packed-stress": ("2x4-packed", [(9, 7, 9, "random", "random")], 0.7, 0.3),
     "7x5-wide-link": ("7x5-wide", [(7, 9, 7, "random", "random"), (1, 1, 1, "min", "min")],
                       0.2, 0.2),
-    "3x4-hold-stress": ("3x4-hold", [(7, 9, 9, "random", "random"), (1, 33, 3, "max", "min")],
-                        0.3, 0.5),
+    "1x1-stress": ("1x1", [(3, 9, 4, "random", "random"), (1, 33, 2, "max", "min")], 0.3, 0.5),
     "8x4-pieces": ("8x4-shared", [(17, 160, 9, "random", "random"), (9, 1, 5, "max", "min")],
                    0.2, 0.3),
 }
@@ -127,7 +125,7 @@ def test_block_errors_leave_device_usable(config, tmp_path):
     run_cocotb(CONFIGS[config], "block_errors", dict(seed=4), tmp_path)
 
 
-@pytest.mark.parametrize("config", ["1x1", "4x4", "7x5-wide", "2x8"])
+@pytest.mark.parametrize("config", ["1x1", "4x4", "7x5-wide", "2x4-packed"])
 def test_protocol_errors_leave_device_usable(config, tmp_path):
     run_cocotb(CONFIGS[config], "protocol_errors", dict(seed=3), tmp_path)
 
@@ -135,7 +133,7 @@ def test_protocol_errors_leave_device_usable(config, tmp_path):
 def test_utilization_64x576x64_on_8x8(tmp_path, capsys):
     """MAC utilization with weights at full rate: N·K·M ÷ (R·C × reply cycles). Cycle counts are
     deterministic, so the 80 % target is checked, and the figure is printed."""
-    config = Config(**INT8)   # the simulated board's array and link: 8×8, 8 bytes
+    config = Config(**INT8)   # the simulated board's array and link: 2×16, 16 bytes
     report = tmp_path / "report.json"
     case = dict(gemms=[(64, 576, 64, "random", "random")], seed=5, report=str(report))
     run_cocotb(config, "gemms", case, tmp_path)
