@@ -11,6 +11,7 @@ from .control import CreditSignature, GemmControlSignature
 from .drain import ResultRow
 from .frame_layouts import Header, Reply
 from .reply_crc import CRC_AT, crc_states
+from .row_picker import RowPicker
 from .whole_frame import WholeFrame
 
 __all__ = ["Framer"]
@@ -75,7 +76,7 @@ class Framer(wiring.Component):
         # is loaded into it directly, with no register of its own (lb = 1: 130 fewer flip-flops).
         row_bits = 8 * lb * words(4 * cfg.cols)
         # `Config.row_hold`: a result row is not loaded into the shift register: its words are
-        # selected from ``results`` (held there by a `RowHold`) one at a time into the low word.
+        # picked from ``results`` (held there by a `RowHold`) one at a time into the low word.
         hold = cfg.row_hold
         out = Signal(max(0 if hold else row_bits, 8 * lb * words(len(identify)),
                          8 * protocol.HEADER_BYTES))
@@ -137,14 +138,24 @@ class Framer(wiring.Component):
 
             feed = crc_states(m, lb, out, idx, load)
 
-            sel = Signal(range(words(4 * cfg.cols) + 1))    # row_hold: the next row word
+            if hold:    # `RowPicker` brings each row word into the low word, in FETCH
+                m.submodules.picker = picker = RowPicker(cfg)
+                word = Signal.like(picker.word)         # the row word to fetch next
+                fetch = Signal(range(picker.latency + 1))
+                m.d.comb += [picker.row.eq(res.data.as_value()), picker.word.eq(word)]
+
+                def next_word(first):
+                    m.d.sync += [word.eq(0 if first else word + 1), fetch.eq(picker.latency)]
+                    m.next = "FETCH"
+
+                with m.State("FETCH"):
+                    m.d.sync += fetch.eq(fetch - 1)
+                    with m.If(fetch == 0):
+                        m.d.sync += out[:8 * lb].eq(picker.picked)
+                        m.next = "SEND"
 
             def load_row():
-                if hold:
-                    load(row[:8 * lb], 1, row_words)
-                    m.d.sync += sel.eq(1)
-                else:
-                    load(row, 1, row_words)
+                load(0 if hold else row, 1, row_words)
 
             with m.State("ROW"):
                 if flat:
@@ -152,7 +163,10 @@ class Framer(wiring.Component):
                 with m.If(self.results.valid):
                     if not flat:
                         load_row()
-                    m.next = "SEND"
+                    if hold:
+                        next_word(first=True)
+                    else:
+                        m.next = "SEND"
 
             if flat:
                 with m.State("IDENTIFY"):
@@ -165,9 +179,8 @@ class Framer(wiring.Component):
                     m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb)),
                                  at_last.eq(idx + 1 == last_idx)]
                     if hold:
-                        with m.If(source == 1):
-                            m.d.sync += [out[:8 * lb].eq(row.word_select(sel, 8 * lb)),
-                                         sel.eq(sel + 1)]
+                        with m.If((source == 1) & ~at_last):
+                            next_word(first=False)
                     feed(source, out[:8 * lb])
                     with m.If(at_last):
                         with m.Switch(source):
