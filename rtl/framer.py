@@ -34,14 +34,17 @@ class Framer(wiring.Component):
     tx : stream out of link words (byte 0 in the low bits), straight from flip-flops.
     reply : stream in of the decoder's `Reply`; its fields go into a header; an IDENTIFY reply
         with status 0 gets ``length`` 32 and the configuration as its payload.
-    results : stream in of `ResultRow`; a row is taken once its last word has been sent. A tile's
-        first row starts a RESULT frame (tag ``control.tag``, ``length`` = rows x the row's
-        padded bytes); its last row ends the frame (then its CRC word); ``end`` ends the GEMM.
+    results : stream in of `ResultRow`; a row is taken once its last word has been sent (with
+        `Config.row_hold` its words are picked from the payload, which must hold meanwhile, by
+        a `RowPicker`). A tile's first row starts a RESULT frame (tag ``control.tag``,
+        ``length`` = rows x the row's padded bytes); its last row ends the frame (then its CRC
+        word); ``end`` ends the GEMM. On a device with DRAM a GEMM_DRAM of N <= rows sends one
+        frame for all its tiles (`WholeFrame`).
     credit : the link adapter's credit exchange: ``credit_due`` asks for a CREDIT frame (arg0 =
         ``consumed``, tag 0); ``credit_sent`` says ``consumed`` was taken into its header.
     control : the decoder's command control: ``gemm_start`` starts the count, sets ``busy`` and
         clears the payload flag, ``payload_done`` sets it; ``m`` and ``tag`` go into the GEMM
-        reply, whose status is ``payload_status`` if not 0, else ``BAD_SCALE`` if
+        reply (``n``, ``m`` and ``stored`` into a whole frame's header and length), whose status is ``payload_status`` if not 0, else ``BAD_SCALE`` if
         ``bad_scale``, else 0.
     busy : out; set from ``gemm_start`` until the GEMM reply has been sent.
     bad_scale : in; the GEMM met an inf/NaN block scale.
