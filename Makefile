@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOARD  ?= icebreaker
 
-.PHONY: all setup test lint demo bench quality flips fuzz formal bitstream bitstreams dsp-packing clean distclean help
+.PHONY: all setup test lint demo bench quality flips fuzz formal board-sims bitstream bitstreams dsp-packing clean distclean help
 
 all: test
 
@@ -18,6 +18,7 @@ help:
 	@echo "make flips   every single-bit flip of a small GEMM exchange on the simulated board"
 	@echo "make fuzz    10,000 malformed frames at the device (cocotb), each burst then checked"
 	@echo "make formal  formal checks (SymbiYosys and Yices from PyPI) at their long depths"
+	@echo "make board-sims   the boards' simulated builds behind a pty, the largest (ECPIX-5) too"
 	@echo "make bitstream BOARD=icebreaker   one board's bitstream and report"
 	@echo "make bitstreams   every board; regenerates reports/boards.md and reports/roofline.png"
 	@echo "make dsp-packing   ULX3S-85F study: int8 PEs vs two 4-bit-weight products per DSP"
@@ -58,6 +59,9 @@ flips: setup
 # 5,000 malformed frames on each of two configurations (1-byte and 4-byte links), one a worker.
 fuzz: setup
 	SYSTOLICA_FUZZ_FRAMES=5000 $(PY) -m pytest -n 2 -rA tests/test_fuzz.py
+
+board-sims: setup
+	SYSTOLICA_ALL_BOARDS=1 $(PY) -m pytest -n 2 -rA tests/test_boards.py -k simulated
 
 formal: setup
 	$(PY) -m systolica.sim.formal

@@ -3,6 +3,7 @@ checked against its targets), and the simulated board at the iCEBreaker's and th
 configurations behind a serial link."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -121,7 +122,13 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
     gemm_over_pty(BOARDS["icebreaker"].config, 6, 40, 9, seed=3)
 
 
-@pytest.mark.parametrize("name", ["ulx3s-25f", "ecpix5-85f"])
+# The ECPIX-5's 8x16 every-format build (ulx3s-85f-gguf's too) is the largest simulator build
+# here: it runs with `make board-sims` (SYSTOLICA_ALL_BOARDS=1), the ULX3S-25F's in `make test`.
+ALL_BOARDS = os.environ.get("SYSTOLICA_ALL_BOARDS", "0") not in ("", "0")
+
+
+@pytest.mark.parametrize("name", ["ulx3s-25f", pytest.param("ecpix5-85f", marks=pytest.mark.skipif(
+    not ALL_BOARDS, reason="the 8x16 every-format simulator build: make board-sims"))])
 def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
     """The ECP5 bitstreams that carry every format, simulated behind the serial link, buffers in
     registered pieces: the ULX3S-25F's 4×6 array, one scale unit in logic for its 6 columns;
