@@ -1,6 +1,6 @@
 """A skid buffer: a two-entry register stage that cuts a stream's ready path as well as its data."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,16 +36,21 @@ class SkidBuffer(wiring.Component):
         skid = Signal.like(self.o.payload)
         m.d.comb += self.i.ready.eq(~skid_valid)
 
+        # Each register's enable is made of this stage's own flip-flops and ``o.ready`` only,
+        # never of ``i.valid``: a wide payload register whose enable came from the producer's
+        # handshake logic was the ULX3S-85F's critical path (reports/build_history.md). A
+        # register loads whenever it may; ``o.valid`` and ``skid_valid`` say whether what it
+        # holds is a beat.
         main_free = ~self.o.valid | self.o.ready       # the main entry is empty or leaves now
         with m.If(main_free):
-            with m.If(skid_valid):
-                # The skid entry moves up; i.ready is low this cycle, so nothing arrives.
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += self.o.valid.eq(self.i.valid)
-                with m.If(self.i.valid):
-                    m.d.sync += self.o.payload.eq(self.i.payload)
+            # The skid entry moves up if it is full (i.ready is low then, so nothing arrives),
+            # else the arriving beat, if any, goes straight to the main entry.
+            m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid),
+                         self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)),
+                         skid_valid.eq(0)]
         with m.Elif(self.i.valid & ~skid_valid):
             # The main entry is held: the arriving beat waits in the skid entry.
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         return m
