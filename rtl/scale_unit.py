@@ -187,6 +187,25 @@ class ScaleUnit(wiring.Component):
         ]
         return item_valid, item_col, item
 
+    def _write_bank(self, m, tag_done):
+        """The output bank a result written now goes to: ``out_wr``, but the other one from the
+        cycle after this unit wrote a tile's last result until ``out_wr`` has changed. The
+        stage changes ``out_wr`` two cycles after that write (through its registered
+        ``final``), and with ``rows × cols`` = 32 items a block and blocks back to back (K = 32
+        tiles) the next tile's first result comes the cycle right after: it went to the bank
+        still waiting for the drain (found by tests/test_dram_gemm.py's pair sums)."""
+        tile_end = (tag_done.valid & tag_done.last & (tag_done.row == self._rows - 1)
+                    & (tag_done.col == self._cols - 1))
+        pending = Signal()          # this unit's tile is done, out_wr has not changed yet
+        out_wr_q = Signal()
+        changed = self.out_wr != out_wr_q
+        m.d.sync += out_wr_q.eq(self.out_wr)
+        with m.If(tile_end):
+            m.d.sync += pending.eq(1)
+        with m.Elif(changed):
+            m.d.sync += pending.eq(0)
+        return self.out_wr ^ (pending & ~changed)
+
     def elaborate(self, platform):
         m = Module()
         u = self._units
@@ -244,12 +263,13 @@ class ScaleUnit(wiring.Component):
         acc_wr = acc.write_port()
         m.d.comb += [acc_rd.addr.eq(Cat(tag_read.col[:col_bits], tag_read.row)),
                      acc_wr.addr.eq(Cat(tag_done.col[:col_bits], tag_done.row))]
+        write_bank = self._write_bank(m, tag_done)
         outs = []
         for g in range(cols):
             m.submodules[f"out_{g}"] = out = Memory(shape=32, depth=2 * rows, init=[])
             out_rd, out_wr = out.read_port(domain="comb"), out.write_port()
             m.d.comb += [out_rd.addr.eq(self.out_row + self.out_rd * rows),
-                         out_wr.addr.eq(tag_done.row + self.out_wr * rows),
+                         out_wr.addr.eq(tag_done.row + write_bank * rows),
                          self.out[g].eq(out_rd.data)]
             outs.append(out_wr)
 

@@ -97,11 +97,17 @@ def test_scale_unit_matches_model(rows, cols, offset, tiles, blocks, period, mul
         await ctx.tick().repeat(dut.latency + rows * cols + 4)
 
     async def collect(ctx):
+        # Each result read as it is written; the banks change as `ScaleStage` changes them.
+        bank = 0
         async for _, _, final, row, col in ctx.tick().sample(dut.final, dut.final_row,
                                                               dut.final_col):
             if final:
+                ctx.set(dut.out_rd, bank)
                 ctx.set(dut.out_row, row)
                 got.append(((row, col), ctx.get(dut.out[col])))
+                if (row, col) == (rows - 1, cols - 1):
+                    bank ^= 1
+                    ctx.set(dut.out_wr, bank)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -124,3 +130,72 @@ def test_scale_unit_matches_model(rows, cols, offset, tiles, blocks, period, mul
 def test_scale_unit_rejects_an_unknown_multiplier():
     with pytest.raises(ValueError, match="multiplier must be one of"):
         ScaleUnit(4, 2, 21, multiplier="dsp")
+
+
+# (rows, cols): one unit's items of a block fill the 32 cycles between blocks exactly, or not.
+BANK_CASES = [(2, 16), (4, 8), (4, 6), (1, 1)]
+
+
+@pytest.mark.parametrize(("rows", "cols"), BANK_CASES)
+def test_each_tile_stays_in_its_bank_until_drained(rows, cols):
+    """One-block tiles (K = 32) back to back, ``out_wr`` changed as the scale stage changes it
+    (two cycles after a tile's last result), each tile read from its bank a few cycles after
+    the next tile's first results were written: nothing of the next tile is in it."""
+    dut = ScaleUnit(rows, cols, 21, offset_term=False)
+    rng = np.random.default_rng(rows * cols)
+    tiles = 5
+    blocks = [{"dw": [int(h) for h in random_halves(rng, cols)],
+               "dx": [int(h) for h in random_halves(rng, rows)],
+               "p": rng.integers(-520192, 520193, (rows, cols)).tolist()} for _ in range(tiles)]
+    got = []
+
+    async def feed(ctx):
+        for n, blk in enumerate(blocks):
+            which = n % 2
+            ctx.set(dut.block, which)
+            ctx.set(dut.first[which], 1)
+            ctx.set(dut.last[which], 1)
+            for g in range(cols):
+                ctx.set(dut.dw[which][g], blk["dw"][g])
+            for r in range(rows):
+                ctx.set(dut.dx[which][r], blk["dx"][r])
+            for cycle in range(32):
+                for g in range(cols):
+                    r = cycle - g
+                    ctx.set(dut.valid[g], 0 <= r < rows)
+                    if 0 <= r < rows:
+                        ctx.set(dut.row[g], r)
+                        ctx.set(dut.partial[g], blk["p"][r][g])
+                await ctx.tick()
+        await ctx.tick().repeat(dut.latency + 40)
+
+    async def stage(ctx):
+        bank, reads = 0, []        # reads: (cycle due, bank) of finished tiles
+        cycle = 0
+        async for _, _, final, row, col in ctx.tick().sample(dut.final, dut.final_row,
+                                                              dut.final_col):
+            cycle += 1
+            if final and row == rows - 1 and col == cols - 1:
+                reads.append((cycle + 4, bank))
+                bank ^= 1
+                ctx.set(dut.out_wr, bank)       # a cycle after final, as ScaleStage does
+            while reads and reads[0][0] <= cycle:
+                _, which = reads.pop(0)
+                ctx.set(dut.out_rd, which)
+                tile = []
+                for r in range(rows):
+                    ctx.set(dut.out_row, r)
+                    tile.append([ctx.get(dut.out[g]) for g in range(cols)])
+                got.append(tile)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(stage, background=True)
+    sim.run()
+    assert len(got) == tiles
+    for t, blk in enumerate(blocks):
+        want = [[int(f32_add(np.uint32(0), f32_mul(int_to_f32(blk["p"][r][g]), f32_mul(
+            f16_to_f32(blk["dw"][g]), f16_to_f32(blk["dx"][r])))))    # +0 ⊕ t: -0 is +0
+                 for g in range(cols)] for r in range(rows)]
+        assert got[t] == want, f"tile {t}"
