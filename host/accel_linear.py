@@ -17,6 +17,9 @@ import time
 
 import numpy as np
 
+from systolica.fp32_model import f32_add
+from systolica.protocol import Feature
+
 from . import block_formats
 from .quant import quantize_activations, quantize_weights
 
@@ -78,6 +81,7 @@ class LinearRecord:
     float_seconds: float = 0.0         # the float reference and its comparison
     stored_bytes: int = 0     # the weights' stored payloads in the device's DRAM (0: streamed)
     dram_bytes: int = 0       # bytes its GEMM_DRAMs read from the DRAM (payloads, CRC words)
+    pair_sum: bool = False    # the device added the two terms' results (`protocol.PAIR_SUM`)
 
 
 def _record(tensor, x_shape, m, exact, max_err, cosine, stats, before, wall, **seconds):
@@ -166,7 +170,11 @@ class BlockLinear:
     resident : mapping, optional
         Tensor name → `stored_weights.StoredWeights`: weights already in the device's DRAM
         (`resident_weights.upload`), multiplied with GEMM_DRAMs instead of streamed; a tensor
-        not in it streams. The bit-exact check still uses the file's blocks.
+        not in it streams. The bit-exact check still uses the file's blocks. With two terms
+        on a device that reports `protocol.Feature.PAIR_SUM`, a resident tensor's GEMM_DRAMs
+        have the device add each activation's two term results (`Driver.gemm_blocks`'
+        ``pair_sum``), so only the sums cross the link; the check then compares them with
+        ``f32_add`` of the two terms' reference results (``pair_sum`` in the `LinearRecord`).
     """
 
     def __init__(self, driver, model_file, *, float_check=True, defer_check=False,
@@ -179,10 +187,15 @@ class BlockLinear:
             raise ValueError(f"terms must be 1 or 2, not {terms!r}")
         self.terms = terms
         self.resident = dict(resident or {})
+        # Resident tensors' two terms are added on the device where it can (`protocol.PAIR_SUM`).
+        self.pair_sum = bool(self.resident) and terms == 2 and (
+            Feature.PAIR_SUM in driver.config.features)
         where = "resident in the device's DRAM" if self.resident else "as in the file"
+        two = ""
+        if terms == 2:
+            two = ", two terms each" + (" summed on the device" if self.pair_sum else "")
         self.name = (f"accelerator (native GGUF blocks: weights {where}, activations int8 "
-                     f"in 32-blocks{', two terms each' if terms == 2 else ''}, scales applied on "
-                     "the device in binary32)")
+                     f"in 32-blocks{two}, scales applied on the device in binary32)")
         self.records = []
         self._pool = None
         self._pending = []
@@ -203,19 +216,25 @@ class BlockLinear:
         stats = self.driver.stats
         before = (stats.device_cycles, stats.bytes_out, stats.bytes_in)
         stored = self.resident.get(tensor)
+        pair = stored is not None and self.pair_sum
         dram_bytes = 0
         if stored is not None:      # each row block of the activations reads them all
-            n_step = self.driver.plan(xq.shape[0], xq.shape[1], stored.m, fmt)[0]
+            n_step = self.driver.plan(xq.shape[0], xq.shape[1], stored.m, fmt, pair_sum=pair)[0]
             dram_bytes = -(-xq.shape[0] // n_step) * stored.size
         t1 = time.perf_counter()
-        y_rows = self.driver.gemm_blocks(xq, xd, raw if stored is None else stored, fmt)
-        y = y_rows[:x.shape[0]]
-        for t in range(1, self.terms):
-            y = y + y_rows[t * x.shape[0]:(t + 1) * x.shape[0]]
+        if pair:        # each row's two terms side by side (rows 2t, 2t+1); the device adds them
+            order = np.arange(xq.shape[0]).reshape(2, -1).T.ravel()
+            y = y_rows = self.driver.gemm_blocks(xq[order], xd[order], stored, fmt,
+                                                 pair_sum=True)
+        else:
+            y_rows = self.driver.gemm_blocks(xq, xd, raw if stored is None else stored, fmt)
+            y = y_rows[:x.shape[0]]
+            for t in range(1, self.terms):
+                y = y + y_rows[t * x.shape[0]:(t + 1) * x.shape[0]]
         t2 = time.perf_counter()
         exact = None
         if self._pool is None and self.exact_check:
-            exact = _bit_exact(y_rows, xq, xd, raw, fmt)
+            exact = _bit_exact(y_rows, xq, xd, raw, fmt, pair_sum=pair)
         t3 = time.perf_counter()
         max_err = cosine = float("nan")
         if self.float_check:
@@ -226,7 +245,7 @@ class BlockLinear:
                                     stats, before, t2 - t1, quantize_seconds=t1 - t0,
                                     exact_seconds=t3 - t2, float_seconds=t4 - t3,
                                     stored_bytes=0 if stored is None else stored.size,
-                                    dram_bytes=dram_bytes))
+                                    dram_bytes=dram_bytes, pair_sum=pair))
         if self._pool is not None and self.exact_check:
             self._pending.append(self._pool.submit(self._check, self.records[-1], y_rows, xq,
                                                    xd, raw, fmt))
@@ -235,7 +254,7 @@ class BlockLinear:
     @staticmethod
     def _check(record, y, xq, xd, raw, fmt):
         started = time.perf_counter()
-        record.exact = _bit_exact(y, xq, xd, raw, fmt)
+        record.exact = _bit_exact(y, xq, xd, raw, fmt, pair_sum=record.pair_sum)
         record.exact_seconds = time.perf_counter() - started
 
     def settle(self):
@@ -245,6 +264,12 @@ class BlockLinear:
             future.result()
 
 
-def _bit_exact(y, xq, xd, raw, fmt):
-    return bool(np.array_equal(y.view(np.uint32),
-                               block_formats.block_gemm_reference(xq, xd, raw, fmt)))
+def _bit_exact(y, xq, xd, raw, fmt, *, pair_sum=False):
+    """Whether the device's ``y`` is bit for bit the block model's result of the term rows
+    ``xq``, ``xd`` (rows t·N + r of term t); with ``pair_sum``, ``y`` (N rows) is the device's
+    sums of the two terms' results, compared with their `fp32_model.f32_add`."""
+    want = block_formats.block_gemm_reference(xq, xd, raw, fmt)
+    if pair_sum:
+        n = want.shape[0] // 2
+        want = f32_add(want[:n], want[n:])
+    return bool(np.array_equal(y.view(np.uint32), want))

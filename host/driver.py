@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from systolica.protocol import HEADER_BYTES, Op, Status, line_errors
+from systolica.protocol import HEADER_BYTES, Feature, Op, Status, line_errors
 
 from . import gemm_plan
 from .block_formats import FORMATS
@@ -199,11 +199,11 @@ class Driver(DramCommands):
         self.stats.discarded_in += dropped
         return self.identify()
 
-    def _run_gemm(self, command, tag, n, k, m, kind="weights"):
+    def _run_gemm(self, command, tag, n, k, m, kind="weights", *, pair_sum=False):
         """Send one GEMM (or GEMM_DRAM) command (sent with ``tag``); collect its result tiles
-        and its cycles."""
+        (with ``pair_sum``, a GEMM_DRAM's (n/2, m) pair sums) and its cycles."""
         self._send(command, kind=kind)
-        result = self.session.gemm_result(n, m, tag)
+        result = self.session.gemm_result(n, m, tag, pair_sum=pair_sum)
         while not result.add(self._next_reply(tag)):
             pass
         self.stats.device_cycles += result.cycles
@@ -211,10 +211,12 @@ class Driver(DramCommands):
         self.stats.macs += n * k * m
         return result.out
 
-    def plan(self, n, k, m, fmt=None):
+    def plan(self, n, k, m, fmt=None, *, pair_sum=False):
         """How a (n×k)·(k×m) GEMM is split (`gemm_plan.plan`, with this driver's
-        ``max_payload``): (rows per LOAD_A, K per pass, M per GEMM)."""
-        return gemm_plan.plan(self.config, n, k, m, fmt, max_payload=self.max_payload)
+        ``max_payload``): (rows per LOAD_A, K per pass, M per GEMM); with ``pair_sum``
+        (`gemm_blocks`'), the rows per LOAD_A are even."""
+        return gemm_plan.plan(self.config, n, k, m, fmt, max_payload=self.max_payload,
+                              pair_sum=pair_sum)
 
     def gemm(self, a, w):
         """C = A·W for int8 A (N×K) and W (K×M), exactly, as int64 (N×M).
@@ -257,7 +259,7 @@ class Driver(DramCommands):
                     out[r0:r0 + rows, p.c0:p.c0 + p.m] += block
         return out
 
-    def gemm_blocks(self, xq, xd, raw, fmt=None):
+    def gemm_blocks(self, xq, xd, raw, fmt=None, *, pair_sum=False):
         """C = X·Wᵀ with GGUF block weights, on the device's block datapath.
 
         Parameters
@@ -270,13 +272,28 @@ class Driver(DramCommands):
             that fails its CRC check raises `StoredWeightsCorrupt`).
         fmt : str or BlockFormat ("q8_0", "q4_0", "q4_1"); with stored weights, optional (if
             given, it must be theirs).
+        pair_sum : bool
+            Have the device add each pair of rows: rows 2t and 2t+1 of ``xq`` are the two int8
+            terms of one activation row t (`block_formats.quantize_activation_terms`, its rows
+            interleaved), and the device sends only the binary32 sum of their results
+            (`systolica.fp32_model.f32_add`; `protocol.PAIR_SUM`), half the result bytes.
+            Needs stored weights, a device whose IDENTIFY reports `Feature.PAIR_SUM` and an
+            even N (else ValueError, nothing sent); the row blocks are then even.
 
         Returns the binary32 results (N, M) as float32, bit-exactly what
-        `block_formats.block_gemm_reference` computes. N beyond the activation buffer is split
+        `block_formats.block_gemm_reference` computes; with ``pair_sum``, (N/2, M): row t is
+        ``f32_add`` of the reference's rows 2t and 2t+1. N beyond the activation buffer is split
         into row blocks; K must fit the device (``max_k``): block sums are not split along K.
         """
         cfg = self.config
         stored = isinstance(raw, StoredWeights)
+        if pair_sum:
+            if not stored:
+                raise ValueError("pair_sum needs weights stored in the device's DRAM (a "
+                                 "StoredWeights): only a GEMM_DRAM sends pair sums")
+            if Feature.PAIR_SUM not in cfg.features:
+                raise ValueError(f"pair_sum: the device ({cfg.label()}) does not add pair sums "
+                                 "(its IDENTIFY reports no Feature.PAIR_SUM)")
         if stored:
             check_block_activations(xq, xd)
             if raw.fmt == "int8":
@@ -291,28 +308,33 @@ class Driver(DramCommands):
             m = raw.shape[0]
             pieces = gemm_plan.pieces(cfg, xq.shape[1], m, fmt, max_payload=self.max_payload)
         n, k = xq.shape
-        n_step = self.plan(n, k, m, fmt)[0]
-        out = np.zeros((n, m), dtype=np.uint32)
+        if pair_sum and n % 2:
+            raise ValueError(f"pair_sum needs an even number of rows in xq (two terms each), "
+                             f"not N = {n}")
+        n_step = self.plan(n, k, m, fmt, pair_sum=pair_sum)[0]
+        half = 2 if pair_sum else 1          # rows sent per output row
+        out = np.zeros((n // half, m), dtype=np.uint32)
         for r0 in range(0, n, n_step):
             rows = min(n_step, n - r0)
 
             def command(tag, p, rows=rows):
                 if stored:
-                    return p.command(rows, tag=tag)
+                    return p.command(rows, tag=tag, pair_sum=pair_sum)
                 return gemm_blocks_command(raw[p.c0:p.c0 + p.m], fmt, rows, cfg, tag=tag)
 
             for p, block in self._load_and_multiply(
                     lambda tag, r0=r0, rows=rows: load_a_blocks_command(
                         xq[r0:r0 + rows], xd[r0:r0 + rows], cfg, tag=tag),
-                    (rows, k), pieces, command, stored=stored):
-                out[r0:r0 + rows, p.c0:p.c0 + p.m] = block.astype(np.uint32)
+                    (rows, k), pieces, command, stored=stored, pair_sum=pair_sum):
+                out[r0 // half:(r0 + rows) // half, p.c0:p.c0 + p.m] = block.astype(np.uint32)
         return out.view(np.float32)
 
-    def _load_and_multiply(self, load_a, shape, pieces, gemm, *, stored=False):
+    def _load_and_multiply(self, load_a, shape, pieces, gemm, *, stored=False, pair_sum=False):
         """LOAD_A (``load_a(tag)`` its bytes, of ``shape``; not sent when the device holds
         them already from the last LOAD_A it took), then one GEMM per piece of one K
         pass (``gemm(tag, piece)`` its bytes; a `gemm_plan.Piece`, or with ``stored`` a
-        `StoredGemm` and the bytes its GEMM_DRAM); yields ``(piece, result)``. Each exchange is
+        `StoredGemm` and the bytes its GEMM_DRAM, with ``pair_sum`` one that sets
+        `protocol.PAIR_SUM`); yields ``(piece, result)``. Each exchange is
         tried again after a damaged, lost or aborted one, A loaded again first; a GEMM_DRAM's
         ``BAD_CRC`` (its stored payload's, not the link's) raises `StoredWeightsCorrupt`."""
         n = shape[0]
@@ -341,7 +363,8 @@ class Driver(DramCommands):
                 tag = self.session.next_tag()
                 try:
                     return self._run_gemm(gemm(tag, piece), tag, n, piece.k, piece.m,
-                                          kind=None if stored else "weights")
+                                          kind=None if stored else "weights",
+                                          pair_sum=pair_sum)
                 except DeviceError as exc:
                     if stored and exc.status == Status.BAD_CRC:
                         raise StoredWeightsCorrupt(exc, piece) from None

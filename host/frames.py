@@ -32,6 +32,7 @@ __all__ = [
     "identify_command",
     "load_a_blocks_command",
     "load_a_command",
+    "result_tile_rows",
     "result_tiles",
     "tiled_vectors",
     "write_dram_command",
@@ -206,11 +207,24 @@ def gemm_dram_command(n, k, arg2, address, length, *, tag=0):
     return pack_header(Op.GEMM_DRAM, n, k, arg2, tag=tag, info=length, arg3=address)
 
 
-def result_tiles(frame, config):
+def result_tile_rows(config, *, pair_sum=False):
+    """Output rows one row tile's RESULT frame holds: ``config.rows``, or with ``pair_sum`` (a
+    GEMM_DRAM with `protocol.PAIR_SUM`: each output row the sum of result rows 2t and 2t+1)
+    half as many."""
+    return config.rows // 2 if pair_sum else config.rows
+
+
+def result_tiles(frame, config, *, pair_sum=False):
     """Decode a RESULT frame to ``(i, j, block)`` tuples, block an int32 (rows, cols) array: one
-    tile, or a GEMM_DRAM's whole frame's every column tile (`protocol.result_bytes`)."""
+    tile, or a GEMM_DRAM's whole frame's every column tile (`protocol.result_bytes`). Row r of
+    block ``(i, j)`` is output row ``i * result_tile_rows(config, pair_sum=pair_sum) + r``;
+    with ``pair_sum`` a frame of more rows than a tile's pair sums raises `ProtocolError`."""
     i, j, shape = frame.args
     rows, cols = shape & 0xFFFF, shape >> 16
+    if rows > result_tile_rows(config, pair_sum=pair_sum):
+        raise ProtocolError(f"a RESULT of {rows} rows where a row tile has "
+                            f"{result_tile_rows(config, pair_sum=pair_sum)}"
+                            f"{' pair sums' if pair_sum else ''}: {frame.args}")
     payload = np.frombuffer(frame.payload, dtype=np.uint8)
     tiles, at = [], 0
     for c0 in range(0, cols, config.cols):
@@ -227,16 +241,24 @@ class GemmResult:
     array, then the GEMM reply with its device cycles. `add` returns True once the GEMM reply
     has come.
 
+    With ``pair_sum`` (a GEMM_DRAM of ``n`` rows with `protocol.PAIR_SUM`; ``n`` even) the
+    device sends the binary32 sums of result rows 2t and 2t+1: the output is (n/2, m), a row
+    tile's RESULT holds ``rows / 2`` of its rows (`result_tiles`).
+
     A reply with another tag raises `ProtocolError`; a RESULT whose payload CRC failed,
     `CorruptReply`; an error reply, or a GEMM reply whose status is not OK (``BAD_CRC``: a
     weight payload arrived damaged and every RESULT of the GEMM is void), `DeviceError`.
     """
 
-    def __init__(self, n, m, config, tag):
+    def __init__(self, n, m, config, tag, *, pair_sum=False):
+        if pair_sum and n % 2:
+            raise ValueError(f"pair sums need an even number of rows, not n = {n}")
         self.config = config
         self.tag = tag
-        self.out = np.zeros((n, m), dtype=np.int64)
-        self._seen = np.zeros((n, m), dtype=np.int32)
+        self.pair_sum = pair_sum
+        rows = n // 2 if pair_sum else n
+        self.out = np.zeros((rows, m), dtype=np.int64)
+        self._seen = np.zeros((rows, m), dtype=np.int32)
         self.cycles = None
 
     def add(self, frame):
@@ -256,9 +278,15 @@ class GemmResult:
         if not frame.payload_ok:
             raise CorruptReply(f"RESULT {frame.args[:2]} of GEMM tag {self.tag}: payload CRC "
                                "wrong")
-        for i, j, block in result_tiles(frame, self.config):
-            rows = slice(i * self.config.rows, i * self.config.rows + block.shape[0])
-            cols = slice(j * self.config.cols, j * self.config.cols + block.shape[1])
+        tile_rows = result_tile_rows(self.config, pair_sum=self.pair_sum)
+        for i, j, block in result_tiles(frame, self.config, pair_sum=self.pair_sum):
+            r0, c0 = i * tile_rows, j * self.config.cols
+            if r0 + block.shape[0] > self.out.shape[0] or c0 + block.shape[1] > self.out.shape[1]:
+                raise ProtocolError(f"RESULT tile {i},{j} of {block.shape[0]}x{block.shape[1]} "
+                                    f"lies outside the {self.out.shape[0]}x{self.out.shape[1]} "
+                                    "output")
+            rows = slice(r0, r0 + block.shape[0])
+            cols = slice(c0, c0 + block.shape[1])
             self.out[rows, cols] = block
             self._seen[rows, cols] += 1
         return False

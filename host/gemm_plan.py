@@ -18,11 +18,13 @@ class Piece(NamedTuple):
     m: int
 
 
-def plan(config, n, k, m, fmt=None, *, max_payload=None):
+def plan(config, n, k, m, fmt=None, *, max_payload=None, pair_sum=False):
     """(rows per LOAD_A, K per pass, M per GEMM) for a (n×k)·(k×m) GEMM on a device of
     ``config``; ``fmt`` is the weights' `BlockFormat` (None: int8). With ``max_payload``, a
     LOAD_A or GEMM carries at most about that many payload bytes: whole row (column) tiles if
-    one fits, else part of one, at least one row (column)."""
+    one fits, else part of one, at least one row (column). With ``pair_sum`` (GEMM_DRAMs whose
+    device adds rows 2t and 2t+1: `protocol.PAIR_SUM`) the rows per LOAD_A are even, at least
+    two, so no pair is cut."""
     k_step = min(k, config.max_k)
     tiles = max(config.act_depth // k_step, 1)
     n_step = min(n, tiles * config.rows, 0xFFFF)
@@ -32,6 +34,8 @@ def plan(config, n, k, m, fmt=None, *, max_payload=None):
                                   lambda r: activation_bytes(config, r, k_step, fmt)))
         m_step = min(m_step, _fit(config.cols, max_payload,
                                   lambda c: weight_bytes(config, c, k_step, fmt)))
+    if pair_sum:
+        n_step = max(n_step - n_step % 2, 2)
     return n_step, k_step, m_step
 
 

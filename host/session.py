@@ -148,10 +148,11 @@ class Session:
             raise ProtocolError(f"{_name(op)} reply says {frame.args[:2]}, sent {shape}")
         return frame
 
-    def gemm_result(self, n, m, tag):
-        """The collector of the replies to the GEMM sent with ``tag``: feed it each reply until
-        its ``add`` is True."""
-        return GemmResult(n, m, self.config, tag)
+    def gemm_result(self, n, m, tag, *, pair_sum=False):
+        """The collector of the replies to the GEMM sent with ``tag`` (with ``pair_sum``, a
+        GEMM_DRAM of n rows that sets `protocol.PAIR_SUM`: n/2 rows of sums): feed it each reply
+        until its ``add`` is True."""
+        return GemmResult(n, m, self.config, tag, pair_sum=pair_sum)
 
 
 def _name(op):

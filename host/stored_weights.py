@@ -15,7 +15,9 @@ builds each piece's payload with the code that builds a GEMM frame for the link
 back to back from one address; the `StoredWeights` it returns lists the pieces (`StoredGemm`:
 which weights, the command's K and arg2, where the payload is and its length). `Driver.gemm` and
 `Driver.gemm_blocks` take a `StoredWeights` in place of the weights and send each piece's
-GEMM_DRAM where they would have sent its GEMM, for every row block of the activations.
+GEMM_DRAM where they would have sent its GEMM, for every row block of the activations. A
+block-format GEMM_DRAM may set `protocol.PAIR_SUM` (`StoredGemm.command`'s ``pair_sum``): the
+device then sends the sums of result rows 2t and 2t+1, not the rows.
 
 The payloads depend on the device's configuration (its link width pads the vectors and sizes
 the CRC word, its ``cols`` cuts the column tiles, its ``max_k`` the K passes): stored weights
@@ -27,7 +29,13 @@ import dataclasses
 import numpy as np
 
 from systolica.config import Config
-from systolica.protocol import DRAM_WORD_BYTES, HEADER_BYTES, pad_to_words, unpack_header
+from systolica.protocol import (
+    DRAM_WORD_BYTES,
+    HEADER_BYTES,
+    PAIR_SUM,
+    pad_to_words,
+    unpack_header,
+)
 
 from . import gemm_plan
 from .frames import gemm_blocks_command, gemm_command, gemm_dram_command
@@ -87,9 +95,19 @@ class StoredGemm:
     address: int
     length: int
 
-    def command(self, n, *, tag=0):
-        """The GEMM_DRAM that multiplies the loaded (n×k) activations by these weights."""
-        return gemm_dram_command(n, self.k, self.arg2, self.address, self.length, tag=tag)
+    def command(self, n, *, tag=0, pair_sum=False):
+        """The GEMM_DRAM that multiplies the loaded (n×k) activations by these weights; with
+        ``pair_sum``, its arg2 sets `protocol.PAIR_SUM`: the device sends the sums of result
+        rows 2t and 2t+1 (block formats only, ``n`` even; the device must report
+        `protocol.Feature.PAIR_SUM`)."""
+        arg2 = self.arg2
+        if pair_sum:
+            if not self.arg2 >> 24:
+                raise ValueError("pair_sum needs weights in a block format, not int8")
+            if n % 2:
+                raise ValueError(f"pair_sum needs an even number of activation rows, not n = {n}")
+            arg2 |= PAIR_SUM
+        return gemm_dram_command(n, self.k, arg2, self.address, self.length, tag=tag)
 
 
 @dataclasses.dataclass(frozen=True)

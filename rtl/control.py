@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
-from systolica.protocol import LINE_COUNT_BITS
+from systolica.protocol import LINE_COUNT_BITS, Feature
 
 __all__ = ["CrcPortSignature", "CreditSignature", "GemmControlSignature",
            "LineErrorsSignature", "UnpackerControlSignature", "crc_processor"]
@@ -32,6 +32,8 @@ class GemmControlSignature(wiring.Signature):
         command's strobe.
     stored : (devices with DRAM) at ``gemm_start``: the GEMM is a GEMM_DRAM (its weights come
         from the DRAM, not the link).
+    pair : (devices with pair sums, `protocol.Feature`) the GEMM's result rows leave as sums of
+        two (`PairSum`); holds like the sizes.
     """
 
     def __init__(self, config):
@@ -47,6 +49,7 @@ class GemmControlSignature(wiring.Signature):
             "payload_status": Out(4),
             **({"fmt": Out(2), "act_blocks": Out(1)} if config.block_formats else {}),
             **({"stored": Out(1)} if config.dram_mib else {}),
+            **({"pair": Out(1)} if Feature.PAIR_SUM in config.features else {}),
         })
 
 

@@ -123,7 +123,7 @@ class Framer(wiring.Component):
             m.submodules.whole = whole = WholeFrame(cfg)
             ctl = self.control
             m.d.comb += [whole.start.eq(ctl.gemm_start), whole.stored.eq(ctl.stored),
-                         whole.n.eq(ctl.n), whole.m.eq(ctl.m)]
+                         whole.n.eq(self._n_out()), whole.m.eq(ctl.m)]
         send_header, header = self._header_sender(m, load, after)
         res = self.results.payload
         row, row_words = self._result_row(m, row_bits)
@@ -283,6 +283,13 @@ class Framer(wiring.Component):
         row_words = ((res.cols << 2) + lb - 1) >> log_lb
         return row, row_words
 
+    def _n_out(self):
+        """The rows of results the GEMM sends: N, or N/2 with pair sums (`PairSum`)."""
+        ctl = self.control
+        if "pair" not in ctl.signature.members:
+            return ctl.n
+        return Mux(ctl.pair, ctl.n >> 1, ctl.n)
+
     def _choose_frame(self, m, send_header, row_words, cycles, done_pending, checked, whole):
         """In the idle state: starts the next frame's header, in priority order: CREDIT, a
         decoder reply, a RESULT frame, the GEMM reply (once both ``done_pending`` and
@@ -309,7 +316,7 @@ class Framer(wiring.Component):
         else:
             result_valid = self.results.valid & (~whole.on | whole.ready)
             fields = [Mux(whole.on, w, t) for w, t in
-                      zip((0, 0, Cat(ctl.n, ctl.m), whole.length), tile, strict=True)]
+                      zip((0, 0, Cat(self._n_out(), ctl.m), whole.length), tile, strict=True)]
         with m.Elif(result_valid):
             i, j, shape, length = fields
             send_header(Op.RESULT | REPLY, 0, ctl.tag, i, j, shape, length=length, then=1)

@@ -5,7 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica import protocol
-from systolica.protocol import Op
+from systolica.protocol import Feature, Op
 
 from .frame_layouts import Header
 
@@ -21,7 +21,8 @@ class Verdict(data.Struct):
     is_gemm: 1
     n_ok: 1             # 1 <= N (arg0) <= 65535
     k_ok: 1             # 1 <= K (arg1) <= max_k
-    m_ok: 1             # 1 <= M (arg2's low 24 bits) <= 65535
+    m_ok: 1             # 1 <= M (arg2's low 24 bits) <= 65535; on a device with pair sums
+                        # bit 23 may be `protocol.PAIR_SUM` instead (a block GEMM_DRAM, N even)
     matches_loaded: 1   # an A of this N and K is loaded
     a_fmt_ok: 1         # LOAD_A's activation format (arg2) is one this device carries
     a_k32: 1            # K is a multiple of 32
@@ -92,6 +93,16 @@ class HeaderCheck(wiring.Component):
             self._dram_checks(m)       # after the common checks: its bad_header, is_gemm win
         return m
 
+    def _pair_check(self, gemm_dram):
+        """With pair sums, M's check lets `protocol.PAIR_SUM` through on a block-format
+        GEMM_DRAM of even N."""
+        if Feature.PAIR_SUM not in self._config.features:
+            return []
+        hdr, v = self.header, self.verdict
+        pair_ok = gemm_dram & (hdr.arg0[0] == 0) & (hdr.arg2[24:] != 0)
+        return [v.m_ok.eq((hdr.arg2[:16] != 0) & (hdr.arg2[16:23] == 0)
+                          & (~hdr.arg2[23] | pair_ok))]
+
     def _dram_checks(self, m):
         """The checks that differ with DRAM: GEMM_DRAM carries ``info`` and ``arg3``, WRITE_DRAM
         no arg1 or arg2, DRAM_CHECK no arg2; the DRAM commands' ranges (33-bit sums: nothing
@@ -117,6 +128,7 @@ class HeaderCheck(wiring.Component):
                          & (hdr.info != 0) & (hdr.length == 0)
                          & (hdr.arg3 + hdr.info + crc_bytes <= size)),
             d.is_check.eq(check),
+            *self._pair_check(gemm_dram),
             d.check_ok.eq(((hdr.arg0 & align) == 0) & ((hdr.arg1 & align) == 0)
                           & (hdr.arg1 != 0) & (hdr.length == 0)
                           & (hdr.arg0 + hdr.arg1 + crc_bytes <= size)),

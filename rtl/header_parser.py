@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from systolica import protocol
-from systolica.protocol import Status
+from systolica.protocol import Feature, Status
 
 from .command import CommandSignature
 from .control import CrcPortSignature, LineErrorsSignature
@@ -44,6 +44,7 @@ class HeaderParser(wiring.Component):
     n, k, k_last, m : the current command's sizes (LOAD_A sets N and K, GEMM sets M), for the
         engine and the framer; valid from the cycle after the command is handed on.
     fmt, act_blocks : (block formats) the GEMM's weight format; the loaded A is in 32-blocks.
+    pair : (devices with pair sums) the GEMM is a GEMM_DRAM with `protocol.PAIR_SUM`.
     busy : in; while set (a GEMM still computing or replying) no header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
@@ -76,6 +77,7 @@ class HeaderParser(wiring.Component):
             "abort": In(1),
             "aborted": In(1),
             **({"fmt": Out(2), "act_blocks": Out(1)} if cfg.block_formats else {}),
+            **({"pair": Out(1)} if Feature.PAIR_SUM in cfg.features else {}),
             **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
             **(dram_parser_ports(cfg) if cfg.dram_mib else {}),
         })
@@ -284,6 +286,8 @@ class HeaderParser(wiring.Component):
                 m.d.sync += self.m.eq(hdr.arg2[:16])
                 if blocks:
                     m.d.sync += self.fmt.eq(hdr.arg2[24:26])
+                if Feature.PAIR_SUM in cfg.features:     # only a GEMM_DRAM's passes the check
+                    m.d.sync += self.pair.eq(hdr.arg2[23])
                 hand_on(m)
                 if dram:
                     dram.gemm_accepted(m)

@@ -4,6 +4,8 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from systolica.protocol import Feature
+
 from .block_unpacker import BlockUnpacker
 from .control import LineErrorsSignature
 from .decoder import CommandDecoder
@@ -11,6 +13,7 @@ from .dram_access import DramAccess, dram_addr_width, native_port_signature
 from .engine import GemmEngine
 from .framer import Framer
 from .link_adapter import LinkAdapter
+from .pair_sum import PairSum
 from .row_hold import RowHold
 from .skid_buffer import SkidBuffer
 
@@ -64,6 +67,13 @@ class Accelerator(wiring.Component):
         connect(m, decoder.wgt, engine.wgt)
         connect(m, decoder.reply, framer.reply)
         connect(m, wiring.flipped(self.line_errors), decoder.line_errors)
+        results = engine.results
+        if Feature.PAIR_SUM in cfg.features:
+            # A GEMM_DRAM's rows in pairs, added (`protocol`'s pair sums).
+            m.submodules.pair_sum = pair_sum = PairSum(cfg)
+            connect(m, engine.results, pair_sum.i)
+            m.d.comb += pair_sum.pair.eq(decoder.control.pair)
+            results = pair_sum.o
         if cfg.block_formats or cfg.row_hold:
             # Result rows through a register stage (timing: in a block build a row is read from
             # the scale units' output memories, and from there into the framer's shift register
@@ -71,10 +81,10 @@ class Accelerator(wiring.Component):
             # `Config.row_hold` it is a `RowHold`, whose wide register the framer never enables.
             stage_kind = RowHold if cfg.row_hold else SkidBuffer
             m.submodules.result_stage = stage = stage_kind(engine.results.payload.shape())
-            connect(m, engine.results, stage.i)
+            connect(m, results, stage.i)
             connect(m, stage.o, framer.results)
         else:
-            connect(m, engine.results, framer.results)
+            connect(m, results, framer.results)
         connect(m, decoder.control, engine.control, framer.control)
         connect(m, adapter.credit, framer.credit)
         m.d.comb += [

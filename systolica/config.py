@@ -4,7 +4,7 @@ the host tiles for."""
 import dataclasses
 import struct
 
-from systolica.protocol import DRAM_WORD_BYTES, MAX_LINK_BYTES, Format
+from systolica.protocol import DRAM_WORD_BYTES, MAX_LINK_BYTES, Feature, Format
 
 __all__ = ["FORMAT_NAMES", "IDENTIFY_BYTES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
 
@@ -240,6 +240,13 @@ class Config:
         return sum(1 << Format[f.upper()] for f in self.formats)
 
     @property
+    def features(self):
+        """`protocol.Feature`s of this device (IDENTIFY): pair sums on a device with DRAM, a
+        block format and an even number of rows."""
+        pair = bool(self.dram_mib and self.block_formats and self.rows % 2 == 0)
+        return Feature.PAIR_SUM if pair else Feature(0)
+
+    @property
     def rx_bytes(self):
         """Receive buffer the device advertises: the host never has more bytes in flight."""
         return self.rx_fifo_words * self.link_bytes
@@ -254,7 +261,7 @@ class Config:
         """The IDENTIFY reply payload (32 bytes) describing this configuration."""
         return struct.pack(_IDENTIFY_FORMAT, PROTOCOL_VERSION, self.rows, self.cols,
                            self.a_width, self.w_width, self.acc_width, self.link_bytes,
-                           self.format_mask, 0, self.act_depth, self.max_k, self.rx_bytes,
+                           self.format_mask, self.features, self.act_depth, self.max_k, self.rx_bytes,
                            self.dram_mib, self.abort_cycles)
 
     @classmethod
@@ -263,16 +270,22 @@ class Config:
         if len(payload) != struct.calcsize(_IDENTIFY_FORMAT):
             raise ValueError(f"IDENTIFY payload must be {struct.calcsize(_IDENTIFY_FORMAT)} "
                              f"bytes, not {len(payload)}")
-        (version, rows, cols, a_width, w_width, acc_width, link_bytes, mask, _, act_depth, max_k,
-         rx_bytes, dram_mib, abort_cycles) = struct.unpack(_IDENTIFY_FORMAT, payload)
+        (version, rows, cols, a_width, w_width, acc_width, link_bytes, mask, features,
+         act_depth, max_k, rx_bytes, dram_mib, abort_cycles) = struct.unpack(_IDENTIFY_FORMAT,
+                                                                             payload)
         if version != PROTOCOL_VERSION:
             raise ValueError(f"device speaks protocol version {version}, "
                              f"host speaks {PROTOCOL_VERSION}")
-        return cls(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=act_depth,
-                   max_k=max_k, rx_fifo_words=rx_bytes // link_bytes, a_width=a_width,
-                   w_width=w_width, acc_width=acc_width, abort_cycles=abort_cycles,
-                   dram_mib=dram_mib,
-                   formats=tuple(f for f in FORMAT_NAMES if mask >> Format[f.upper()] & 1))
+        config = cls(rows=rows, cols=cols, link_bytes=link_bytes, act_depth=act_depth,
+                     max_k=max_k, rx_fifo_words=rx_bytes // link_bytes, a_width=a_width,
+                     w_width=w_width, acc_width=acc_width, abort_cycles=abort_cycles,
+                     dram_mib=dram_mib,
+                     formats=tuple(f for f in FORMAT_NAMES if mask >> Format[f.upper()] & 1))
+        if features != config.features:
+            # A device built before a feature (or a model of one) must not be sent it.
+            raise ValueError(f"device reports features 0x{features:04x}, but a device of its "
+                             f"configuration has 0x{int(config.features):04x}: rebuild it")
+        return config
 
     def label(self):
         """A short name for build directories and test ids."""

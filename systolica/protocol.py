@@ -145,6 +145,15 @@ Commands and replies
     while a frame is under way and a GEMM's weights need credit to arrive.) A stored payload shorter than the GEMM takes is made up with
     zero words (its CRC fails); one longer is read to its end and dropped. A rejected GEMM_DRAM
     gets an error reply with op ``GEMM_DRAM | REPLY``.
+    *Pair sums*: on a device whose IDENTIFY sets `Feature.PAIR_SUM`, a GEMM_DRAM in a block
+    format may set ``PAIR_SUM`` in arg2 (bit 23; M stays bits 0-15). The device then adds the
+    binary32 results of rows 2t and 2t+1 of each row tile (`systolica.fp32_model.f32_add`:
+    round to nearest even, flush-to-zero) and sends only the sums: a row tile's RESULT frame
+    has half its rows (row r of tile i is output row ``i * rows / 2 + r``), a whole frame's
+    arg2 says N/2, and the GEMM reply's arg2 is still M. The host puts an activation's two int8
+    terms in rows 2t and 2t+1, so the terms' sum, not each term, crosses the link. N must be
+    even (else ``BAD_LENGTH``, as is the flag on a device without the feature, on a GEMM or
+    on int8 weights).
 ``DRAM_CHECK`` arg0 = byte address, arg1 = length (devices with DRAM)
     The device reads ``length`` bytes from the address and the CRC word after them (what a
     WRITE_DRAM of a payload followed by its CRC word stored, such as a stored GEMM payload) and
@@ -155,7 +164,7 @@ Commands and replies
     CRC read back from the device, without reading the bytes back over the link.
 ``RESULT`` (device only) arg0 = i, arg1 = j, arg2 = rows_valid | cols_valid << 16
     Payload: ``rows_valid`` vectors, each ``cols_valid`` int32 or binary32 (little-endian) of
-    C[i*rows + r, ...], then the CRC word; a GEMM_DRAM's whole frame (``cols_valid`` = M, up to
+    C[i*rows + r, ...] (of pair sums: C[i*rows/2 + r, ...]), then the CRC word; a GEMM_DRAM's whole frame (``cols_valid`` = M, up to
     65535) has such vectors for each column tile in turn (`result_bytes`).
 ``GEMM`` reply: arg0, arg1 = device cycles (low, high 32 bits) from the GEMM header being accepted
     to the last RESULT word being sent; arg2 = M.
@@ -180,7 +189,9 @@ __all__ = [
     "MAGIC",
     "MAX_LINK_BYTES",
     "MAX_WRITE_DRAM",
+    "PAIR_SUM",
     "REPLY",
+    "Feature",
     "Format",
     "Header",
     "Op",
@@ -234,6 +245,16 @@ class Status(enum.IntEnum):
     BAD_FORMAT = 6     # a weight or activation format this device does not carry
     BAD_CRC = 7        # a payload's CRC word is wrong: nothing loaded, or a GEMM's results void
     ABORTED = 8        # the command's frame stopped arriving: dropped after the idle timeout
+
+
+# GEMM_DRAM's arg2 flag: send the sums of result rows 2t and 2t+1, not the rows (above).
+PAIR_SUM = 1 << 23
+
+
+class Feature(enum.IntFlag):
+    """What a device can do beyond its formats and sizes (IDENTIFY's ``features``)."""
+
+    PAIR_SUM = 1    # GEMM_DRAM's ``PAIR_SUM`` flag
 
 
 class Format(enum.IntEnum):

@@ -1,26 +1,34 @@
 """A device in plain Python behind a `Link`, for testing the host without a simulator build.
 
-It speaks protocol v2 as `systolica.protocol` writes it down, for int8 only: it checks every
-header's CRC and ``length`` and every payload's CRC word, answers IDENTIFY, LOAD_A and GEMM (with
-numpy) with the command's tag, and sends a CREDIT frame after each write for everything it has
-taken. ``tamper(op, reply)`` may change each reply frame's bytes on its way out (op without the
-reply bit; CREDIT frames are not tampered with); ``gemm_status`` is the GEMM replies' status.
-With ``config.dram_mib`` it has that much DRAM (``dram``, a bytearray) and answers WRITE_DRAM
-and GEMM_DRAM too, checking their ranges (``BAD_LENGTH``) and a stored payload's CRC word
-(``BAD_CRC`` in the GEMM reply); without, they get ``BAD_OPCODE``.
+It speaks protocol v2 as `systolica.protocol` writes it down: it checks every header's CRC and
+``length`` and every payload's CRC word, answers IDENTIFY (``config.identify_payload()``, its
+features included), LOAD_A and GEMM (int8 with numpy; the block formats the config carries with
+`block_formats.block_gemm_reference`) with the command's tag, and sends a CREDIT frame after each
+write for everything it has taken. ``tamper(op, reply)`` may change each reply frame's bytes on
+its way out (op without the reply bit; CREDIT frames are not tampered with); ``gemm_status`` is
+the GEMM replies' status. With ``config.dram_mib`` it has that much DRAM (``dram``, a bytearray)
+and answers WRITE_DRAM and GEMM_DRAM too, checking their ranges (``BAD_LENGTH``) and a stored
+payload's CRC word (``BAD_CRC`` in the GEMM reply), and a block-format GEMM_DRAM's
+``PAIR_SUM`` (the sums of result rows 2t and 2t+1, `fp32_model.f32_add`; ``BAD_LENGTH`` on a
+GEMM, on int8, with an odd N or without `Feature.PAIR_SUM`); without DRAM, they get
+``BAD_OPCODE``.
 """
 
 import numpy as np
-from fuzz_model import decode_load
+from fuzz_model import block_scales_bad, decode_gemm, decode_load, format_of, inf_nan
 
 from systolica import protocol
+from systolica.fp32_model import f32_add
+from systolica.host.block_formats import BLOCK, block_gemm_reference
 from systolica.host.link import Link, LinkTimeout
 from systolica.protocol import (
     DRAM_WORD_BYTES,
     HEADER_BYTES,
     MAGIC,
     MAX_WRITE_DRAM,
+    PAIR_SUM,
     REPLY,
+    Feature,
     Op,
     Status,
     crc_word_bytes,
@@ -39,7 +47,8 @@ class PythonBoard(Link):
         self.gemm_status = gemm_status
         self.commands = []          # (op, tag) of every command taken, in order
         self.received = 0           # bytes taken in all
-        self.a = None
+        self.a = None               # int8 A (int64), or block activations (xq, xd)
+        self.a_shape = None
         self.dram = bytearray(config.dram_mib << 20)
         self._in = bytearray()
         self._out = bytearray()
@@ -122,10 +131,23 @@ class PythonBoard(Link):
         return out
 
     def _load_a(self, head, payload):
-        n, k = head.arg0, head.arg1
-        assert head.arg2 == 0, "this board is int8 only"
-        self.a = decode_load(payload, (n, k, 0), self.config).astype(np.int64)
-        self._reply(Op.LOAD_A, n, k, tag=head.tag)
+        n, k, blocks = head.arg0, head.arg1, head.arg2
+        self.a = self.a_shape = None
+        if blocks not in (0, 1) or (blocks and not self.config.block_formats):
+            self._reply(Op.LOAD_A, n, tag=head.tag, status=Status.BAD_FORMAT)
+        elif blocks and k % BLOCK:
+            self._reply(Op.LOAD_A, n, tag=head.tag, status=Status.BAD_LENGTH)
+        elif blocks:
+            xq, xd = decode_load(payload, (n, k, 1), self.config)
+            if inf_nan(xd):
+                self._reply(Op.LOAD_A, n, tag=head.tag, status=Status.BAD_SCALE)
+                return
+            self.a, self.a_shape = (xq, xd), (n, k)
+            self._reply(Op.LOAD_A, n, k, tag=head.tag)
+        else:
+            self.a = decode_load(payload, (n, k, 0), self.config).astype(np.int64)
+            self.a_shape = (n, k)
+            self._reply(Op.LOAD_A, n, k, tag=head.tag)
 
     def _write_dram(self, head, payload):
         address, size = head.arg0, head.length
@@ -166,22 +188,46 @@ class PythonBoard(Link):
         self._gemm(head, stored[:head.info], Status.OK if ok else Status.BAD_CRC,
                    op=Op.GEMM_DRAM)
 
+    def _pair_sum_ok(self, n, code):
+        """Whether a GEMM_DRAM of ``n`` rows in format ``code`` may set ``PAIR_SUM``."""
+        return Feature.PAIR_SUM in self.config.features and code != 0 and n % 2 == 0
+
     def _gemm(self, head, payload, status=None, op=Op.GEMM):
         cfg = self.config
-        n, k, m = head.arg0, head.arg1, head.arg2
-        if self.a is None or self.a.shape != (n, k):
+        n, k, arg2 = head.arg0, head.arg1, head.arg2
+        pair = op == Op.GEMM_DRAM and bool(arg2 & PAIR_SUM)
+        m, code = arg2 & 0xFFFFFF & ~(PAIR_SUM if pair else 0), arg2 >> 24
+        if not 1 <= m <= 0xFFFF or (pair and not self._pair_sum_ok(n, code)):
+            self._reply(op, n, tag=head.tag, status=Status.BAD_LENGTH)
+            return
+        if self.a is None or self.a_shape != (n, k):
             self._reply(op, n, tag=head.tag, status=Status.NOT_LOADED)
             return
-        w = self._vectors(payload, -(-m // cfg.cols), cfg.cols, m, k).astype(np.int64)
-        c = (self.a @ w).astype("<i4")
-        tiles = [(i, j, c[i:i + cfg.rows, j:j + cfg.cols])
-                 for j in range(0, m, cfg.cols) for i in range(0, n, cfg.rows)]
+        blocks = isinstance(self.a, tuple)
+        if not cfg.format_mask >> code & 1 or (code != 0) != blocks:
+            self._reply(op, n, tag=head.tag, status=Status.BAD_FORMAT)
+            return
+        if blocks:
+            raw = decode_gemm(payload, (n, k, m | code << 24), cfg)
+            if block_scales_bad(raw, code):
+                status = Status.BAD_SCALE if status is None else status
+                c = np.zeros((n, m), dtype="<u4")        # void results
+            else:
+                c = block_gemm_reference(*self.a, raw, format_of(code)).astype("<u4")
+        else:
+            w = self._vectors(payload, -(-m // cfg.cols), cfg.cols, m, k).astype(np.int64)
+            c = (self.a @ w).astype("<i4")
+        tile_rows = cfg.rows
+        if pair:        # rows 2t and 2t+1 of each row tile (rows is even: the pairs align)
+            c, tile_rows = f32_add(c[0::2], c[1::2]).astype("<u4"), cfg.rows // 2
+        tiles = [(i, j, c[i:i + tile_rows, j:j + cfg.cols])
+                 for j in range(0, m, cfg.cols) for i in range(0, c.shape[0], tile_rows)]
         if op == Op.GEMM_DRAM and n <= cfg.rows:      # a whole frame (`protocol`)
             tiles = [(0, 0, c)]
         for i, j, block in tiles:
             rows = b"".join(protocol.pad_to_words(r[c0:c0 + cfg.cols].tobytes(), cfg.link_bytes)
                             for c0 in range(0, block.shape[1], cfg.cols) for r in block)
-            self._reply(Op.RESULT, i // cfg.rows, j // cfg.cols,
+            self._reply(Op.RESULT, i // tile_rows, j // cfg.cols,
                         block.shape[0] | block.shape[1] << 16, payload=rows, tag=head.tag)
         self._reply(Op.GEMM, 1234, 0, m, tag=head.tag,
                     status=self.gemm_status if status is None else status)

@@ -1,18 +1,22 @@
 """The host's side of weights resident in DRAM, against a device in plain Python (`python_board`
 with DRAM; no build needed): WRITE_DRAM pieces, the stored GEMM payloads' layout (each piece's
 bytes are exactly those of the GEMM frame the driver would stream), GEMM_DRAM replays across K
-passes and row blocks, a corrupt stored payload, retries, and every bad input refused before
-anything is sent. The same on the simulated board's RTL: tests/test_dram_gemm.py."""
+passes and row blocks, a corrupt stored payload, retries, every bad input refused before
+anything is sent, and block GEMM_DRAMs whose device adds each pair of rows (`protocol.PAIR_SUM`).
+The same on the simulated board's RTL: tests/test_dram_gemm.py."""
 
 import dataclasses
 
 import numpy as np
 import pytest
+from block_data import random_activations, random_blocks
 from link_recorder import Recorder, result_frames
 from python_board import PythonBoard
 
 from systolica.config import Config
+from systolica.fp32_model import f32_add
 from systolica.host import stored_weights
+from systolica.host.block_formats import FORMATS, block_gemm_reference
 from systolica.host.driver import Driver, StoredWeightsCorrupt
 from systolica.host.frames import DeviceError, gemm_command
 from systolica.host.stored_weights import StoredGemm
@@ -20,6 +24,7 @@ from systolica.protocol import (
     DRAM_WORD_BYTES,
     HEADER_BYTES,
     MAX_WRITE_DRAM,
+    PAIR_SUM,
     REPLY,
     Op,
     Status,
@@ -31,6 +36,10 @@ from systolica.protocol import (
 CFG = Config(rows=2, cols=3, link_bytes=16, act_depth=64, max_k=32, rx_fifo_words=64,
              formats=("int8",), dram_mib=4)
 DRAM_BYTES = CFG.dram_mib << 20
+# Block formats, four rows (pair sums: two a row tile), K = 64 at most four row tiles a LOAD_A.
+PAIR_CFG = Config(rows=4, cols=3, link_bytes=16, act_depth=256, max_k=64, rx_fifo_words=64,
+                  dram_mib=4)
+NO_PAIR_CFG = Config(**{**PAIR_CFG.__dict__, "rows": 3, "act_depth": 192})  # odd rows: no pairs
 
 
 def _frames(data):
@@ -231,3 +240,59 @@ def test_a_write_dram_whose_reply_says_bad_crc_is_written_again():
     assert board.dram[64:364] == b"abc" * 100
     assert drv.stats.retries == 1
     assert [op for op, _ in board.commands].count(Op.WRITE_DRAM) == 2
+
+
+# --- pair sums: the device adds rows 2t and 2t+1 -------------------------------------------
+
+def _tiles(blocks, i_tiles, j_tiles):
+    """Expected RESULT frames (i, j, rows, cols): ``i_tiles`` rows and ``j_tiles`` columns of each
+    row tile and column tile, j-major, for each of ``blocks`` (row blocks) in turn."""
+    return [(i, j, r, c) for _ in range(blocks) for j, c in enumerate(j_tiles)
+            for i, r in enumerate(i_tiles)]
+
+
+@pytest.mark.parametrize(("fmt", "n", "k", "m", "max_payload", "results"), [
+    ("q8_0", 2, 32, 7, None, [(0, 0, 1, 7)]),           # a decode step: one whole frame
+    ("q4_1", 4, 64, 6, None, [(0, 0, 2, 6)]),           # a full row tile, whole frame
+    ("q4_0", 10, 32, 8, None, _tiles(1, [2, 2, 1], [3, 3, 2])),   # row tiles 4 4 2, M partial
+    ("q4_1", 22, 64, 2, None, _tiles(1, [2, 2, 2, 2], [2]) + _tiles(1, [2, 1], [2])),  # 16 + 6
+    ("q8_0", 6, 32, 4, 100, [(0, 0, 1, 4)] * 3),        # a row a LOAD_A would cut pairs: two
+])
+def test_pair_sums_are_the_f32_sums_of_each_row_pair(fmt, n, k, m, max_payload, results):
+    drv, _ = _driver(PAIR_CFG)
+    drv.max_payload = max_payload
+    rng = np.random.default_rng(n * m)
+    xq, xd = random_activations(rng, n, k)
+    raw = random_blocks(FORMATS[fmt], m, k // 32, rng)
+    stored = drv.store_gemm_weights(raw, fmt, address=4096)
+    written, read = len(drv.link.sent), len(drv.link.received)
+    got = drv.gemm_blocks(xq, xd, stored, pair_sum=True)
+    want = block_gemm_reference(xq, xd, raw, fmt)
+    assert got.dtype == np.float32 and got.shape == (n // 2, m)
+    np.testing.assert_array_equal(got.view(np.uint32), f32_add(want[0::2], want[1::2]))
+    assert result_frames(drv.link.received[read:], PAIR_CFG) == results
+    gemms = [h for h, _ in _frames(drv.link.sent[written:]) if h.op == Op.GEMM_DRAM]
+    assert gemms and all(h.arg2 == stored.pieces[0].arg2 | PAIR_SUM and h.arg0 % 2 == 0 for h in gemms)
+    # Without pair sums the same stored weights give every row, as the reference does.
+    np.testing.assert_array_equal(drv.gemm_blocks(xq, xd, stored).view(np.uint32), want)
+
+
+def _pair_operands(rows):
+    rng = np.random.default_rng(rows)
+    return (*random_activations(rng, rows, 32), random_blocks(FORMATS["q8_0"], 5, 1, rng))
+
+
+@pytest.mark.parametrize(("config", "rows", "streamed", "match"), [
+    (PAIR_CFG, 3, False, "pair_sum needs an even number of rows in xq .* not N = 3"),
+    (PAIR_CFG, 2, True, "pair_sum needs weights stored in the device's DRAM"),
+    (NO_PAIR_CFG, 2, False, "pair_sum: the device .* does not add pair sums"),
+])
+def test_pair_sums_asked_wrongly_raise_before_anything_is_sent(config, rows, streamed, match):
+    drv, _ = _driver(config)
+    xq, xd, raw = _pair_operands(rows)
+    stored = drv.store_gemm_weights(raw, "q8_0")
+    sent = len(drv.link.sent)
+    with pytest.raises(ValueError, match=match):
+        drv.gemm_blocks(xq, xd, raw if streamed else stored, "q8_0", pair_sum=True)
+    assert len(drv.link.sent) == sent
+    drv.gemm_blocks(xq, xd, raw if streamed else stored, "q8_0")      # the operands are fine

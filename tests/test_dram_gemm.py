@@ -22,12 +22,22 @@ from link_recorder import Recorder, result_frames
 
 from systolica import cli
 from systolica.config import Config
+from systolica.fp32_model import f32_add
 from systolica.host.block_formats import FORMATS, block_gemm_reference
 from systolica.host.driver import Driver, StoredWeightsCorrupt
 from systolica.host.frames import DeviceError, dram_check_command, write_dram_command
 from systolica.host.link import SimulatedBoardLink
 from systolica.host.stored_weights import StoredGemm, layout
-from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, crc_word, pack_header
+from systolica.protocol import (
+    DRAM_WORD_BYTES,
+    MAX_WRITE_DRAM,
+    PAIR_SUM,
+    Format,
+    Op,
+    Status,
+    crc_word,
+    pack_header,
+)
 from systolica.rtl.accelerator_dram import AcceleratorWithDram
 from systolica.sim import board, verilog
 
@@ -63,6 +73,8 @@ CASES = {
     "q8_0": ("q8_0", 3, 64, 40, 16 << 20),
     "q4_0": ("q4_0", 2, 96, 33, 17 << 20),
     "q4_1": ("q4_1", 4, 576, 48, 18 << 20),
+    # one-block tiles back to back: a tile's results stay in their bank (`ScaleUnit`)
+    "q4_0-one-block": ("q4_0", 2, 32, 40, 19 << 20),
     "q4_1-decode": ("q4_1", 1, 1536, 64, 100 << 20),
     # 1.3 MB stored (two WRITE_DRAMs), read for longer than the idle abort's 65536 cycles
     "q4_1-longer-than-the-idle-abort": ("q4_1", 1, 2048, 1024, 120 << 20),
@@ -117,6 +129,34 @@ def test_gemm_from_dram_is_exact_and_equals_the_streamed_gemm(driver, name, caps
         print(f"\n{name}: {n}x{k}x{m} in {len(stored.pieces)} GEMM_DRAMs ({stored.size} B "
               f"stored at 0x{address:x}): {dram_cycles} cycles from DRAM ({link_bytes} B on "
               f"the link), {link_cycles} streamed")
+
+
+# name: (format, N (two terms a row: N/2 results), K, M)
+PAIR_CASES = {
+    "q4_1-decode": ("q4_1", 2, 576, 200),        # one whole frame a GEMM_DRAM
+    "q8_0-prefill": ("q8_0", 6, 64, 40),         # three row tiles of one sum each
+    "q4_0-row-blocks": ("q4_0", 10, 32, 17),
+}
+
+
+@pytest.mark.parametrize("name", list(PAIR_CASES))
+def test_pair_sums_are_the_binary32_sums_of_the_rows(driver, name):
+    """A GEMM_DRAM with `protocol.PAIR_SUM`: the device adds rows 2t and 2t+1 (`PairSum`),
+    bit-exactly `fp32_model.f32_add` of the block model's two rows; half the rows come back,
+    a decode step's still in one frame."""
+    fmt, n, k, m = PAIR_CASES[name]
+    (xq, xd), raw, want = _operands(fmt, n, k, m, seed=len(name) + 50)
+    stored = driver.store_gemm_weights(raw, fmt, address=60 << 20)
+    read = len(driver.link.received)
+    got = driver.gemm_blocks(xq, xd, stored, pair_sum=True).view(np.uint32)
+    np.testing.assert_array_equal(got, f32_add(want[0::2], want[1::2]))
+    results = result_frames(driver.link.received[read:], CFG)
+    if n <= CFG.rows:
+        assert results == [(0, 0, n // 2, m)] * len(stored.pieces)
+    else:
+        assert {r[2] for r in results} == {CFG.rows // 2}
+    # Without the flag the same GEMM sends both rows.
+    np.testing.assert_array_equal(driver.gemm_blocks(xq, xd, stored).view(np.uint32), want)
 
 
 @pytest.mark.parametrize(("fmt", "where"), [("int8", "first"), ("int8", "crc"), ("q4_1", "last")])
@@ -174,6 +214,9 @@ def _rejected_gemm_dram(address, length):
     return run
 
 
+PAIR_Q4_1 = 4 | Format.Q4_1 << 24 | PAIR_SUM     # arg2: M = 4, Q4_1, pair sums
+
+
 def _raw(op, frame):
     def run(driver):
         tag = driver.session.next_tag()
@@ -199,6 +242,12 @@ def _raw(op, frame):
      Status.BAD_LENGTH),                                                   # misaligned
     (_raw(Op.DRAM_CHECK, lambda tag: pack_header(Op.DRAM_CHECK, 0, 16, 1, tag=tag)),
      Op.DRAM_CHECK, Status.BAD_CHECK),
+    # Pair sums: N odd, or on a GEMM (weights on the link)
+    (_raw(Op.GEMM_DRAM, lambda tag: pack_header(Op.GEMM_DRAM, 3, 32, PAIR_Q4_1, tag=tag,
+                                                info=16, arg3=0)), Op.GEMM_DRAM,
+     Status.BAD_LENGTH),
+    (_raw(Op.GEMM, lambda tag: pack_header(Op.GEMM, 2, 32, PAIR_Q4_1, tag=tag)), Op.GEMM,
+     Status.BAD_LENGTH),
 ])
 def test_the_device_refuses_dram_commands_out_of_range(driver, run, op, status):
     with pytest.raises(DeviceError) as info:

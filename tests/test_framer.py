@@ -66,10 +66,11 @@ def result_rows(rng, config, n, m):
     return rows
 
 
-def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3, stored=False):
+def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3, stored=False, pair=False):
     """Runs the framer through IDENTIFY, LOAD_A and ``gemms``: (tag, payload_done "early" or
     "late", payload_status, bad_scale) each, GEMM_DRAMs if ``stored`` (a device with DRAM);
-    returns the frames read and what the benches saw."""
+    returns the frames read and what the benches saw. With ``pair`` (pair sums), the GEMMs'
+    N is 2n (the rows the framer gets are their n sums)."""
     rng = np.random.default_rng(seed)
     dut = Framer(config)
     identify = config.identify_payload()
@@ -104,9 +105,11 @@ def run_framer(config, n, m, seed, gemms, p_idle=0.3, p_stall=0.3, stored=False)
             while ctx.get(dut.busy):         # the decoder waits for the GEMM before
                 await ctx.tick()
             ctx.set(dut.control.m, m)
-            ctx.set(dut.control.n, n)
+            ctx.set(dut.control.n, 2 * n if pair else n)
             if config.dram_mib:
                 ctx.set(dut.control.stored, stored)
+            if "pair" in dut.control.signature.members:
+                ctx.set(dut.control.pair, pair)
             ctx.set(dut.control.tag, tag)
             ctx.set(dut.control.payload_status, 0)
             ctx.set(dut.bad_scale, bad_scale)
@@ -290,3 +293,16 @@ def test_framer_sends_a_gemm_drams_results_in_one_frame(rows, cols, n, m, stored
     gemms = [(GEMM_TAG, "early", 0, 0), (GEMM_TAG2, "late", CRC, 1)]
     frames, sent, identify, seen = run_framer(config, n, m, m * 7 + n, gemms, stored=stored)
     check_frames(config, n, m, frames, sent, identify, seen, gemms, stored=stored)
+
+
+@pytest.mark.parametrize(("rows", "cols", "n", "m"), [(2, 3, 1, 7), (4, 2, 2, 67)])
+def test_a_whole_frame_of_pair_sums_says_half_the_rows(rows, cols, n, m):
+    """With pair sums (`PairSum`) a GEMM_DRAM of N = 2n sends n rows: the whole frame's header
+    and length say n."""
+    config = Config(rows=rows, cols=cols, link_bytes=16, act_depth=64, max_k=32,
+                    formats=("int8", "q8_0"), rx_fifo_words=64, dram_mib=2)
+    assert protocol.Feature.PAIR_SUM in config.features
+    gemms = [(GEMM_TAG, "early", 0, 0), (GEMM_TAG2, "late", 0, 0)]
+    frames, sent, identify, seen = run_framer(config, n, m, m + n, gemms, stored=True,
+                                              pair=True)
+    check_frames(config, n, m, frames, sent, identify, seen, gemms, stored=True)

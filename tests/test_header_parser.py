@@ -12,7 +12,9 @@ from systolica.protocol import (
     DRAM_WORD_BYTES,
     MAGIC,
     MAX_WRITE_DRAM,
+    PAIR_SUM,
     REPLY,
+    Format,
     Op,
     Status,
     crc_word,
@@ -129,6 +131,8 @@ def run_parser(config, table, seed):
                                                        dut.router.cmd.payload)
             if valid:
                 store = config.dram_mib and cmd.store
+                if "pair" in dut.signature.members and not cmd.load and not store:
+                    got.append(("pair", ctx.get(dut.pair)))
                 got.append(("store", cmd.words) if store else (cmd.load, cmd.size, cmd.k_last))
                 ctx.set(dut.router.cmd.ready, 0)
                 ctx.set(dut.router.bad_crc, 0)       # held from done until the next command
@@ -247,4 +251,33 @@ def test_a_device_without_dram_knows_no_dram_command():
               [(op | REPLY, Status.BAD_OPCODE, 3, 16, 0, 0)])
              for op in (Op.WRITE_DRAM, Op.GEMM_DRAM)]
     got, _ = run_parser(config, table, seed=6)
+    assert got == [want for _, wants in table for want in wants]
+
+
+def test_header_parser_takes_pair_sums_only_where_the_protocol_allows_them():
+    """`protocol.PAIR_SUM` on a block GEMM_DRAM of even N sets ``pair``; on a GEMM, on int8
+    weights, with N odd, or another bit of arg2's third byte set, BAD_LENGTH."""
+    config = Config(rows=2, cols=2, link_bytes=16, act_depth=64, max_k=32,
+                    formats=("int8", "q4_1"), rx_fifo_words=64, dram_mib=2)
+    lb, words = config.link_bytes, 1 + config.link_bytes // DRAM_WORD_BYTES
+    q4_1 = 3 | Format.Q4_1 << 24
+
+    def gemm_dram(n, arg2, tag):
+        return pack_header(Op.GEMM_DRAM, n, 32, arg2, tag=tag, info=lb, arg3=0)
+
+    def refused(op, n, tag):
+        return [(op | REPLY, Status.BAD_LENGTH, tag, n, 0, 0)]
+
+    table = [
+        (pack_header(Op.LOAD_A, 4, 32, 1, tag=1), [(1, 4, 31), (Op.LOAD_A | REPLY, 0, 1, 4, 32, 0)]),
+        (gemm_dram(4, q4_1 | PAIR_SUM, 2), [("read", 0, words), ("pair", 1), (0, 3, 31)]),
+        (gemm_dram(4, q4_1, 3), [("read", 0, words), ("pair", 0), (0, 3, 31)]),
+        (pack_header(Op.GEMM, 4, 32, q4_1 | PAIR_SUM, tag=4), refused(Op.GEMM, 4, 4)),
+        (gemm_dram(4, 3 | PAIR_SUM, 5), refused(Op.GEMM_DRAM, 4, 5)),
+        (gemm_dram(4, q4_1 | 1 << 16, 6), refused(Op.GEMM_DRAM, 4, 6)),
+        (pack_header(Op.LOAD_A, 3, 32, 1, tag=7), [(1, 3, 31), (Op.LOAD_A | REPLY, 0, 7, 3, 32, 0)]),
+        (gemm_dram(3, q4_1 | PAIR_SUM, 8), refused(Op.GEMM_DRAM, 3, 8)),
+        (gemm_dram(3, q4_1, 9), [("read", 0, words), ("pair", 0), (0, 3, 31)]),
+    ]
+    got, _ = run_parser(config, table, seed=8)
     assert got == [want for _, wants in table for want in wants]

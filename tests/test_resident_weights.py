@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from link_recorder import Recorder, result_frames
 from python_board import PythonBoard
 
 from systolica.config import Config
@@ -165,6 +166,37 @@ def test_upload_refuses_a_placement_for_another_device(model_file):
     with pytest.raises(ValueError, match="the placement is for a device of"):
         upload(driver, model_file, _layer0(model_file), show_progress=False)
     assert driver.stats.dram_bytes_out == 0
+
+
+@pytest.mark.parametrize("defer_check", [False, True])
+def test_resident_linears_have_the_device_add_the_two_terms(model_file, defer_check):
+    """`BlockLinear` with layer 0 resident on a device that adds pairs (`protocol.PAIR_SUM`),
+    for a decode step and a prefill of three tokens: each result is the streamed path's,
+    checked bit-exact against the block model's term sums, and one row of sums a token (not
+    two rows of terms) comes back."""
+    placement = _layer0(model_file)
+    link = Recorder(PythonBoard(PY_CFG))
+    driver = Driver(link, timeout=1)
+    resident = upload(driver, model_file, placement, show_progress=False)
+    linear = BlockLinear(driver, model_file, float_check=False, defer_check=defer_check,
+                         resident=resident.weights)
+    streamed = BlockLinear(driver, model_file, float_check=False)
+    assert linear.pair_sum and "two terms each summed on the device" in linear.name
+    rng = np.random.default_rng(5)
+    for name, tokens in itertools.product(placement.weights, (1, 3)):
+        m, k = model_file.tensor_shape(name)
+        x = rng.standard_normal((tokens, k)).astype(np.float32)
+        read = len(link.received)
+        y = linear(x, name)
+        results = result_frames(link.received[read:], PY_CFG)
+        np.testing.assert_array_equal(y, streamed(x, name))
+        linear.settle()
+        record, plain = linear.records[-1], streamed.records[-1]
+        assert record.pair_sum and record.exact and record.n == 2 * tokens
+        assert not plain.pair_sum and plain.exact
+        assert sum(r * c for _, _, r, c in results) == tokens * m
+    commands = [op for op, _ in link.link.commands]
+    assert commands.count(Op.GEMM_DRAM) == 2 * placement.pieces
 
 
 def test_open_accelerator_refuses_resident_weights_without_dram(model_file):
