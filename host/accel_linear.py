@@ -9,7 +9,9 @@
 
 Both are called as ``linear(x, tensor_name)`` (see `systolica.host.llama`), for a layer's weights
 and for the LM head alike, and compare the float result with the float reference (gguf.quants
-dequantization) on the same input (`BlockLinear` optionally: its ``float_check``).
+dequantization) on the same input (`BlockLinear` optionally: its ``float_check``). `BlockLinear`
+can also have the device send only the largest result of one row (``argmax``: an LM head's
+greedy token without its logits).
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ import time
 
 import numpy as np
 
-from systolica.fp32_model import f32_add
+from systolica.fp32_model import f32_add, f32_order_key
 from systolica.protocol import Feature
 
 from . import block_formats
@@ -82,6 +84,7 @@ class LinearRecord:
     stored_bytes: int = 0     # the weights' stored payloads in the device's DRAM (0: streamed)
     dram_bytes: int = 0       # bytes its GEMM_DRAMs read from the DRAM (payloads, CRC words)
     pair_sum: bool = False    # the device added the two terms' results (`protocol.PAIR_SUM`)
+    argmax: bool = False      # only the largest result's column and value came back
 
 
 def _record(tensor, x_shape, m, exact, max_err, cosine, stats, before, wall, **seconds):
@@ -175,6 +178,8 @@ class BlockLinear:
         have the device add each activation's two term results (`Driver.gemm_blocks`'
         ``pair_sum``), so only the sums cross the link; the check then compares them with
         ``f32_add`` of the two terms' reference results (``pair_sum`` in the `LinearRecord`).
+        `argmax` has the device find the largest result of one row of a resident tensor
+        (`can_argmax`).
     """
 
     def __init__(self, driver, model_file, *, float_check=True, defer_check=False,
@@ -251,10 +256,65 @@ class BlockLinear:
                                                    xd, raw, fmt))
         return y
 
+    def can_argmax(self, tensor):
+        """Whether `argmax` can run for ``tensor``: it is resident, the device reports
+        `protocol.Feature.ARGMAX`, and an activation row's results come back as one row (one
+        term, or two that the device adds: ``pair_sum``)."""
+        return (tensor in self.resident and Feature.ARGMAX in self.driver.config.features
+                and (self.terms == 1 or self.pair_sum))
+
+    def argmax(self, x, tensor):
+        """``(column, value)`` of the largest of ``x · Wᵀ`` for one activation row ``x`` (1, K),
+        found by the device (`Driver.argmax_blocks`): the row's results do not cross the link.
+
+        ``x`` is quantized, and its terms interleaved, exactly as `__call__` does it, so the
+        row the device compares is the one `__call__` would return, bit for bit: ``column`` is
+        its first largest (as numbers, -0 equal to +0), ``value`` (np.float32) that result.
+        The call is recorded (``argmax`` in its `LinearRecord`; no float comparison: max error
+        and cosine are nan) and checked: ``exact`` says whether both are the block model's
+        (deferred like `__call__`'s with ``defer_check``). ValueError unless `can_argmax`
+        and ``x`` is one row.
+        """
+        if not self.can_argmax(tensor):
+            raise ValueError(f"argmax of {tensor}: it needs the tensor resident in the device's "
+                             "DRAM, a device that reports Feature.ARGMAX, and one term per "
+                             "activation or two summed on the device (can_argmax)")
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] != 1:
+            raise ValueError(f"x must be one activation row, shape (1, K), not {x.shape}")
+        fmt = self.format_of(tensor)
+        raw = self.model_file.raw(tensor)
+        stored = self.resident[tensor]
+        t0 = time.perf_counter()
+        xq, xd = block_formats.quantize_activation_terms(x, self.terms)
+        stats = self.driver.stats
+        before = (stats.device_cycles, stats.bytes_out, stats.bytes_in)
+        pair = self.pair_sum          # two terms: the device adds them (`can_argmax`)
+        t1 = time.perf_counter()
+        order = np.arange(xq.shape[0]).reshape(2, -1).T.ravel() if pair else slice(None)
+        column, value = self.driver.argmax_blocks(xq[order], xd[order], stored, pair_sum=pair)
+        t2 = time.perf_counter()
+        found = (column, int(np.float32(value).view(np.uint32)))
+        exact = None
+        if self._pool is None and self.exact_check:
+            exact = _argmax_exact(found, xq, xd, raw, fmt, pair_sum=pair)
+        t3 = time.perf_counter()
+        self.weights += raw.shape[0] * xq.shape[1]
+        self.records.append(_record(tensor, xq.shape, raw.shape[0], exact, float("nan"),
+                                    float("nan"), stats, before, t2 - t1,
+                                    quantize_seconds=t1 - t0, exact_seconds=t3 - t2,
+                                    stored_bytes=stored.size, dram_bytes=stored.size,
+                                    pair_sum=pair, argmax=True))
+        if self._pool is not None and self.exact_check:
+            self._pending.append(self._pool.submit(self._check, self.records[-1], found, xq,
+                                                   xd, raw, fmt))
+        return column, value
+
     @staticmethod
     def _check(record, y, xq, xd, raw, fmt):
         started = time.perf_counter()
-        record.exact = _bit_exact(y, xq, xd, raw, fmt, pair_sum=record.pair_sum)
+        check = _argmax_exact if record.argmax else _bit_exact
+        record.exact = check(y, xq, xd, raw, fmt, pair_sum=record.pair_sum)
         record.exact_seconds = time.perf_counter() - started
 
     def settle(self):
@@ -264,12 +324,27 @@ class BlockLinear:
             future.result()
 
 
-def _bit_exact(y, xq, xd, raw, fmt, *, pair_sum=False):
-    """Whether the device's ``y`` is bit for bit the block model's result of the term rows
-    ``xq``, ``xd`` (rows t·N + r of term t); with ``pair_sum``, ``y`` (N rows) is the device's
-    sums of the two terms' results, compared with their `fp32_model.f32_add`."""
+def _reference_rows(xq, xd, raw, fmt, pair_sum):
+    """The block model's binary32 patterns of the term rows ``xq``, ``xd`` (rows t·N + r of
+    term t); with ``pair_sum``, the `fp32_model.f32_add` of the two terms' (N rows)."""
     want = block_formats.block_gemm_reference(xq, xd, raw, fmt)
     if pair_sum:
         n = want.shape[0] // 2
         want = f32_add(want[:n], want[n:])
-    return bool(np.array_equal(y.view(np.uint32), want))
+    return want
+
+
+def _bit_exact(y, xq, xd, raw, fmt, *, pair_sum=False):
+    """Whether the device's ``y`` is bit for bit the block model's result of the term rows
+    ``xq``, ``xd`` (rows t·N + r of term t); with ``pair_sum``, ``y`` (N rows) is the device's
+    sums of the two terms' results, compared with their `fp32_model.f32_add`."""
+    return bool(np.array_equal(y.view(np.uint32), _reference_rows(xq, xd, raw, fmt, pair_sum)))
+
+
+def _argmax_exact(found, xq, xd, raw, fmt, *, pair_sum=False):
+    """Whether the device's ``found`` (column, binary32 pattern) is the block model's one
+    result row's largest (`fp32_model.f32_order_key`: -0 equal to +0; the first of equal ones)
+    and its pattern; the row as `_bit_exact` computes it."""
+    (want,) = _reference_rows(xq, xd, raw, fmt, pair_sum)
+    column = int(np.argmax(f32_order_key(want)))
+    return found == (column, int(want[column]))

@@ -245,20 +245,33 @@ class GemmResult:
     device sends the binary32 sums of result rows 2t and 2t+1: the output is (n/2, m), a row
     tile's RESULT holds ``rows / 2`` of its rows (`result_tiles`).
 
+    With ``argmax`` (a GEMM_DRAM with `protocol.ARGMAX` whose results are one row: ``n`` 1, or
+    2 with ``pair_sum``) the device sends one RESULT frame of arguments (0, 0, 1 | 2 << 16)
+    whose row is the column of the largest result and its binary32 pattern: the output
+    (``out``, once the GEMM reply has come) is that ``(column, bits)``, two ints. No RESULT,
+    a second one, other arguments or a column beyond ``m`` raise `ProtocolError`.
+
     A reply with another tag raises `ProtocolError`; a RESULT whose payload CRC failed,
     `CorruptReply`; an error reply, or a GEMM reply whose status is not OK (``BAD_CRC``: a
     weight payload arrived damaged and every RESULT of the GEMM is void), `DeviceError`.
     """
 
-    def __init__(self, n, m, config, tag, *, pair_sum=False):
+    def __init__(self, n, m, config, tag, *, pair_sum=False, argmax=False):
         if pair_sum and n % 2:
             raise ValueError(f"pair sums need an even number of rows, not n = {n}")
+        rows = n // 2 if pair_sum else n
+        if argmax and rows != 1:
+            raise ValueError(f"argmax needs results of one row, not {rows} (n = {n}"
+                             f"{', pair sums' if pair_sum else ''})")
         self.config = config
         self.tag = tag
         self.pair_sum = pair_sum
-        rows = n // 2 if pair_sum else n
-        self.out = np.zeros((rows, m), dtype=np.int64)
-        self._seen = np.zeros((rows, m), dtype=np.int32)
+        self.argmax = argmax
+        self.m = m
+        self.out = self._seen = None
+        if not argmax:
+            self.out = np.zeros((rows, m), dtype=np.int64)
+            self._seen = np.zeros((rows, m), dtype=np.int32)
         self.cycles = None
 
     def add(self, frame):
@@ -268,7 +281,10 @@ class GemmResult:
         if frame.status:
             raise DeviceError(frame.op, frame.status, frame.args[0])
         if frame.op == Op.GEMM:
-            if not (self._seen == 1).all():
+            if self.argmax and self.out is None:
+                raise ProtocolError(f"the GEMM reply of tag {self.tag} came without the argmax "
+                                    "RESULT")
+            if not self.argmax and not (self._seen == 1).all():
                 raise ProtocolError("the device's RESULT tiles did not cover the output exactly "
                                     f"once (counts {np.unique(self._seen).tolist()})")
             self.cycles = frame.args[0] | frame.args[1] << 32
@@ -278,6 +294,9 @@ class GemmResult:
         if not frame.payload_ok:
             raise CorruptReply(f"RESULT {frame.args[:2]} of GEMM tag {self.tag}: payload CRC "
                                "wrong")
+        if self.argmax:
+            self.out = self._argmax(frame)
+            return False
         tile_rows = result_tile_rows(self.config, pair_sum=self.pair_sum)
         for i, j, block in result_tiles(frame, self.config, pair_sum=self.pair_sum):
             r0, c0 = i * tile_rows, j * self.config.cols
@@ -290,3 +309,17 @@ class GemmResult:
             self.out[rows, cols] = block
             self._seen[rows, cols] += 1
         return False
+
+    def _argmax(self, frame):
+        """(column, bits) of an argmax RESULT ``frame`` (the first one: else `ProtocolError`)."""
+        if self.out is not None:
+            raise ProtocolError(f"a second argmax RESULT of GEMM tag {self.tag}: {frame.args}")
+        if tuple(frame.args) != (0, 0, 1 | 2 << 16):
+            raise ProtocolError(f"an argmax RESULT must have arguments (0, 0, 1 | 2 << 16), not "
+                                f"{frame.args}")
+        row = np.concatenate([block[0] for _, _, block in result_tiles(frame, self.config)])
+        column, bits = (int(v) for v in row.view(np.uint32))
+        if column >= self.m:
+            raise ProtocolError(f"the argmax RESULT of GEMM tag {self.tag} says column {column}, "
+                                f"beyond M = {self.m}")
+        return column, bits

@@ -7,8 +7,10 @@ accelerator each step can also run the float model (its own cache, fed the token
 accelerator path chose) and compare the last position's logits; every step's device cycles,
 link bytes and where the wall time went are collected in the result. On a device with DRAM the
 weights are uploaded there once (`resident_weights`) and multiplied from there; each step then
-also counts the DRAM bytes its GEMMs read. The per-step figures and the printed summary are in
-`generation_summary`.
+also counts the DRAM bytes its GEMMs read, and with ``device_argmax`` the device finds each
+step's greedy token itself (`BlockLinear.argmax` on the LM head): the logits never cross the
+link, and the check compares tokens instead of logits. The per-step figures and the printed
+summary are in `generation_summary`.
 """
 
 import concurrent.futures
@@ -18,10 +20,12 @@ import time
 
 import numpy as np
 
+from systolica.protocol import Feature
+
 from .accel_linear import DEFAULT_TERMS, BlockLinear, block_format, compare
 from .driver import Driver
 from .generation_summary import is_large_linear, step_figures
-from .llama import FloatLinear, LlamaModel, context_length
+from .llama import FloatLinear, LlamaModel, context_length, head_tensor
 from .sampling import Sampler
 from .text_stream import TextStream, token_bytes
 from .timed_link import TimedLink
@@ -30,6 +34,8 @@ __all__ = [
     "AcceleratorBackend",
     "GenerationResult",
     "Prompt",
+    "argmax_device_problem",
+    "check_device_argmax",
     "generate",
     "open_accelerator",
     "prepare_prompt",
@@ -99,7 +105,7 @@ def linear_formats(model_file):
 
 
 def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS, resident=None,
-                     show_progress=None):
+                     show_progress=None, device_argmax=False):
     """Wrap ``link`` in a `TimedLink`, open a `Driver` on it (IDENTIFY) and a `BlockLinear`
     (``terms`` int8 terms per activation) without its per-call float reference (the per-step
     check compares with the float model).
@@ -107,9 +113,10 @@ def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS, res
     ``resident``: None (the default) uploads the weights to the device's DRAM when its
     IDENTIFY reports DRAM (`resident_weights.upload`, progress bars on stderr with
     ``show_progress``) and streams them otherwise; False always streams them; True requires
-    DRAM (ValueError without). ValueError if the model does not fit the DRAM,
-    `resident_weights.ResidentWeightsCorrupt` if the DRAM does not keep them; the driver is
-    closed then."""
+    DRAM (ValueError without). With ``device_argmax`` (`generate`'s), ValueError before the
+    upload unless the device can find the greedy token (`argmax_device_problem`). ValueError if
+    the model does not fit the DRAM, `resident_weights.ResidentWeightsCorrupt` if the DRAM does
+    not keep them; the driver is closed then."""
     from .resident_weights import upload
 
     timed = TimedLink(link)
@@ -126,6 +133,10 @@ def open_accelerator(link, model_file, *, timeout=30.0, terms=DEFAULT_TERMS, res
         if resident and not driver.config.dram_mib:
             raise ValueError("resident weights need a device with DRAM; this one's IDENTIFY "
                              "reports none (dram_mib = 0)")
+        if device_argmax:
+            problem = argmax_device_problem(driver.config, terms, resident)
+            if problem:
+                raise ValueError(f"the greedy token on the device (device argmax): {problem}")
         stored = None
         if resident or (resident is None and driver.config.dram_mib):
             stored = upload(driver, model_file, show_progress=show_progress)
@@ -151,15 +162,18 @@ class GenerationResult:
     backend: str
     wall: float                   # the whole generation, check included
     large_linears: tuple = ()     # the weights counted as large linears (resident only)
+    device_argmax: bool = False   # the device found each greedy token: no logits came back
 
     @property
     def cosines(self):
-        """Per-step cosine of the last-position logits with the float model's (checked)."""
+        """Per-step cosine of the last-position logits with the float model's (checked, and
+        the logits came back: not with ``device_argmax``)."""
         return [s.cosine for s in self.steps if s.cosine is not None]
 
     @property
     def checked(self):
-        return bool(self.cosines)
+        """Whether each step was compared with the float model (its greedy token at least)."""
+        return any(s.float_argmax is not None for s in self.steps)
 
 
 class _TimedLinear:
@@ -176,14 +190,58 @@ class _TimedLinear:
         finally:
             self.seconds += time.perf_counter() - started
 
+    def argmax(self, x, tensor):
+        started = time.perf_counter()
+        try:
+            return self.linear.argmax(x, tensor)
+        finally:
+            self.seconds += time.perf_counter() - started
+
 
 def _check_tokens(tokens):
     if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
         raise ValueError(f"tokens must be a positive integer, not {tokens!r}")
 
 
+def argmax_device_problem(config, terms, resident=None):
+    """Why a device of ``config`` cannot find an LM head's greedy token with ``terms`` int8
+    terms per activation and the weights ``resident`` as `open_accelerator` takes it (False:
+    streamed), or None."""
+    if resident is False:
+        return "it needs the LM head resident in the device's DRAM, not streamed"
+    if not config.dram_mib:
+        return "it needs the weights resident in the device's DRAM; this device has none"
+    if Feature.ARGMAX not in config.features:
+        return (f"the device ({config.label()}) does not find the argmax (its IDENTIFY reports "
+                "no Feature.ARGMAX)")
+    if terms == 2 and Feature.PAIR_SUM not in config.features:
+        return (f"with two activation terms the device must add them, and this one "
+                f"({config.label()}) does not (no Feature.PAIR_SUM): use one term")
+    return None
+
+
+def check_device_argmax(model_file, linear, sampler):
+    """ValueError unless ``linear`` can find the LM head's greedy token on the device
+    (`BlockLinear.can_argmax`: the head resident, a device that reports
+    `protocol.Feature.ARGMAX`) and ``sampler`` is greedy."""
+    if sampler is not None and not sampler.greedy:
+        raise ValueError(f"the device's argmax is the greedy token: it does not go with "
+                         f"sampling ({sampler!r})")
+    head = head_tensor(model_file)
+    if not hasattr(linear, "can_argmax"):
+        why = "the linears are not on a device"
+    elif head not in linear.resident:
+        why = "the LM head is not resident in the device's DRAM"
+    elif not linear.can_argmax(head):
+        why = ("the device does not report Feature.ARGMAX, or two activation terms that it "
+               "does not add (Feature.PAIR_SUM)")
+    else:
+        return
+    raise ValueError(f"the device cannot find the greedy token: {why}")
+
+
 def generate(model_file, prompt, *, linear=None, tokens=16, sampler=None, check=False,
-             driver=None, link=None, write=None):
+             driver=None, link=None, write=None, device_argmax=False):
     """Generate up to ``tokens`` tokens after ``prompt``.
 
     Parameters
@@ -205,12 +263,20 @@ def generate(model_file, prompt, *, linear=None, tokens=16, sampler=None, check=
         The accelerator path's, for each step's device and link figures.
     write : callable, optional
         ``write(text)`` as whole characters are decoded (e.g. ``sys.stdout.write``).
+    device_argmax : bool
+        Greedy tokens found on the device: at every step the final hidden state of the last
+        position goes to ``linear.argmax`` for the LM head (`BlockLinear.argmax`), whose
+        column is the token; no logits come back, so the check compares each step's token
+        with the float model's greedy token (no cosine). Needs a greedy ``sampler`` and a
+        ``linear`` that can (`check_device_argmax`: ValueError before anything runs).
 
     Returns
     -------
     GenerationResult
     """
     _check_tokens(tokens)
+    if device_argmax:
+        check_device_argmax(model_file, linear, sampler)
     sampler = sampler or Sampler()
     started = time.perf_counter()
     base = linear or FloatLinear(model_file)
@@ -234,13 +300,18 @@ def generate(model_file, prompt, *, linear=None, tokens=16, sampler=None, check=
         t0 = time.perf_counter()
         if check:       # the float model's step runs on a worker thread beside the device's
             ref_step = pool.submit(_timed_forward, reference, list(feed), ref_cache)
-        logits = model.forward(feed, cache)[-1]
-        token = sampler(logits)
+        if device_argmax:       # the LM head's largest column, found on the device
+            logits = None
+            token = timed.argmax(model.final_hidden(feed, cache), model.head_tensor)[0]
+        else:
+            logits = model.forward(feed, cache)[-1]
+            token = sampler(logits)
         wall = time.perf_counter() - t0
         check_seconds = cosine = float_argmax = None
         if check:
             ref_logits, check_seconds = ref_step.result()
-            cosine = compare(logits, ref_logits)[1]
+            if logits is not None:
+                cosine = compare(logits, ref_logits)[1]
             float_argmax = int(np.argmax(ref_logits))
         if hasattr(base, "settle"):       # deferred bit-exact checks of this step's GEMMs
             base.settle()
@@ -250,7 +321,8 @@ def generate(model_file, prompt, *, linear=None, tokens=16, sampler=None, check=
                             link_seconds=(link.total_seconds - before_link) if link else 0.0,
                             new_records=records[before_records:] if records is not None else [],
                             stats=stats, before=before_stats)
-        step.argmax = int(np.argmax(logits))
+        step.argmax = int(token) if logits is None else int(np.argmax(logits))
+        step.device_argmax = logits is None
         if check:
             step.check_seconds = check_seconds
             step.cosine = cosine
@@ -287,8 +359,10 @@ def generate(model_file, prompt, *, linear=None, tokens=16, sampler=None, check=
     return GenerationResult(
         prompt_ids=list(prompt.ids), ids=out, text=stream.text, stop_reason=stop_reason,
         steps=steps, divergence=divergence if check else None, all_exact=all_exact,
-        backend=getattr(base, "name", type(base).__name__),
-        wall=time.perf_counter() - started, large_linears=tuple(large))
+        backend=getattr(base, "name", type(base).__name__)
+        + ("; the LM head's greedy token found on the device (argmax)" if device_argmax else ""),
+        wall=time.perf_counter() - started, large_linears=tuple(large),
+        device_argmax=device_argmax)
 
 
 def _timed_forward(model, feed, cache):

@@ -43,6 +43,7 @@ class StepFigures:
     cosine: float | None = None   # last-position logits vs the float model's
     argmax: int = -1              # the generating path's greedy token
     float_argmax: int | None = None
+    device_argmax: bool = False   # the device found ``argmax``: the logits did not come back
 
 
 def is_large_linear(record):
@@ -121,11 +122,25 @@ def summary_lines(result, dram_rate=None):
              f"(stopped: {result.stop_reason})", f"linears: {result.backend}"]
     if result.checked:
         cos = result.cosines
-        listed = " ".join(f"{c:.5f}" for c in cos) if len(cos) <= 16 else f"mean {_mean(cos):.5f}"
+        if cos:
+            listed = (" ".join(f"{c:.5f}" for c in cos) if len(cos) <= 16
+                      else f"mean {_mean(cos):.5f}")
+            lines.append(f"vs the float model: logits cosine per step (min {min(cos):.7f}, "
+                         f"1 - min = {1 - min(cos):.1e}): {listed}")
+        by_device = [s for s in steps if s.device_argmax and s.float_argmax is not None]
+        if by_device:
+            same = ["yes" if s.argmax == s.float_argmax else "no" for s in by_device]
+            lines.append(
+                f"vs the float model: the device found the greedy token itself (LM head "
+                f"argmax), so no logits were sent and there is no cosine for "
+                f"{'those' if cos else 'any'} {len(by_device)} steps; its token equals the "
+                f"float model's greedy token at {same.count('yes')} of them"
+                + (f" (per step: {' '.join(same)})" if len(same) <= 16 else ""))
         where = "none" if result.divergence is None else f"step {result.divergence}"
-        lines.append(f"vs the float model: logits cosine per step (min {min(cos):.7f}, "
-                     f"1 - min = {1 - min(cos):.1e}): {listed}")
         lines.append(f"first step whose greedy token differs from the float model's: {where}")
+    elif any(s.device_argmax for s in steps):
+        lines.append("the device found the greedy token itself (LM head argmax): no logits "
+                     "were sent")
     per_token = _mean(s.wall for s in decode)
     line = f"wall: prefill {prefill.wall:.2f} s ({prefill.tokens} tokens)"
     if decode:

@@ -176,6 +176,13 @@ class LlamaModel:
         new position with ``last_only=False`` (the LM head is the largest weight: it runs on the
         rows asked for only).
         """
+        return self.linear(self.final_hidden(token_ids, cache, last_only=last_only),
+                           self.head_tensor)
+
+    def final_hidden(self, token_ids, cache, *, last_only=True):
+        """`forward` up to the LM head: the hidden states after the final norm, float32
+        (1, d_model) of the last new position, or of every new position with
+        ``last_only=False``; the LM head's input (``head_tensor``)."""
         x = self.embed(token_ids)
         start = cache.length
         cache.reserve(start + x.shape[0])
@@ -184,8 +191,7 @@ class LlamaModel:
         cache.advance(x.shape[0])
         if last_only:
             x = x[-1:]
-        x = rms_norm(x, self.file.dequantized("output_norm.weight"), self.p.norm_eps)
-        return self.linear(x, self.head_tensor)
+        return rms_norm(x, self.file.dequantized("output_norm.weight"), self.p.norm_eps)
 
     def logits(self, token_ids):
         """Logits of every position of ``token_ids`` (a fresh cache: no history)."""

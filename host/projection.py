@@ -316,7 +316,10 @@ def run_figures(result):
     def mean(values):
         return sum(values) / len(steps)
 
-    return {"what": "per decode token" if result.steps[1:] else "of the prefill",
+    what = "per decode token" if result.steps[1:] else "of the prefill"
+    if getattr(result, "device_argmax", False):
+        what += " (the LM head's greedy token found on the device, no logits on the link)"
+    return {"what": what,
             "steps": len(steps),
             "cycles": mean(s.device_cycles for s in steps),
             "dram_bytes": mean(s.dram_bytes for s in steps),

@@ -148,11 +148,12 @@ class Session:
             raise ProtocolError(f"{_name(op)} reply says {frame.args[:2]}, sent {shape}")
         return frame
 
-    def gemm_result(self, n, m, tag, *, pair_sum=False):
+    def gemm_result(self, n, m, tag, *, pair_sum=False, argmax=False):
         """The collector of the replies to the GEMM sent with ``tag`` (with ``pair_sum``, a
-        GEMM_DRAM of n rows that sets `protocol.PAIR_SUM`: n/2 rows of sums): feed it each reply
-        until its ``add`` is True."""
-        return GemmResult(n, m, self.config, tag, pair_sum=pair_sum)
+        GEMM_DRAM of n rows that sets `protocol.PAIR_SUM`: n/2 rows of sums; with ``argmax``,
+        one that sets `protocol.ARGMAX`: the largest result's column and binary32 pattern):
+        feed it each reply until its ``add`` is True."""
+        return GemmResult(n, m, self.config, tag, pair_sum=pair_sum, argmax=argmax)
 
 
 def _name(op):

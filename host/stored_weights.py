@@ -17,7 +17,9 @@ which weights, the command's K and arg2, where the payload is and its length). `
 `Driver.gemm_blocks` take a `StoredWeights` in place of the weights and send each piece's
 GEMM_DRAM where they would have sent its GEMM, for every row block of the activations. A
 block-format GEMM_DRAM may set `protocol.PAIR_SUM` (`StoredGemm.command`'s ``pair_sum``): the
-device then sends the sums of result rows 2t and 2t+1, not the rows.
+device then sends the sums of result rows 2t and 2t+1, not the rows; one whose results are one
+row may set `protocol.ARGMAX` (``argmax``): the device then sends only the largest result's
+column and value.
 
 The payloads depend on the device's configuration (its link width pads the vectors and sizes
 the CRC word, its ``cols`` cuts the column tiles, its ``max_k`` the K passes): stored weights
@@ -30,6 +32,7 @@ import numpy as np
 
 from systolica.config import Config
 from systolica.protocol import (
+    ARGMAX,
     DRAM_WORD_BYTES,
     HEADER_BYTES,
     PAIR_SUM,
@@ -95,18 +98,27 @@ class StoredGemm:
     address: int
     length: int
 
-    def command(self, n, *, tag=0, pair_sum=False):
+    def command(self, n, *, tag=0, pair_sum=False, argmax=False):
         """The GEMM_DRAM that multiplies the loaded (n×k) activations by these weights; with
         ``pair_sum``, its arg2 sets `protocol.PAIR_SUM`: the device sends the sums of result
         rows 2t and 2t+1 (block formats only, ``n`` even; the device must report
-        `protocol.Feature.PAIR_SUM`)."""
+        `protocol.Feature.PAIR_SUM`); with ``argmax``, `protocol.ARGMAX`: the device sends the
+        column of the largest result and its value instead of the row (block formats only,
+        results of one row: ``n`` 1, or 2 with ``pair_sum``; the device must report
+        `protocol.Feature.ARGMAX`)."""
         arg2 = self.arg2
+        if (pair_sum or argmax) and not self.arg2 >> 24:
+            raise ValueError(f"{'pair_sum' if pair_sum else 'argmax'} needs weights in a block "
+                             "format, not int8")
         if pair_sum:
-            if not self.arg2 >> 24:
-                raise ValueError("pair_sum needs weights in a block format, not int8")
             if n % 2:
                 raise ValueError(f"pair_sum needs an even number of activation rows, not n = {n}")
             arg2 |= PAIR_SUM
+        if argmax:
+            if n != (2 if pair_sum else 1):
+                raise ValueError(f"argmax needs results of one row: n = 1 (2 with pair_sum), "
+                                 f"not n = {n}")
+            arg2 |= ARGMAX
         return gemm_dram_command(n, self.k, arg2, self.address, self.length, tag=tag)
 
 

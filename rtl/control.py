@@ -34,6 +34,8 @@ class GemmControlSignature(wiring.Signature):
         from the DRAM, not the link).
     pair : (devices with pair sums, `protocol.Feature`) the GEMM's result rows leave as sums of
         two (`PairSum`); holds like the sizes.
+    argmax : (devices with argmax) the GEMM's results leave as their largest's column and value
+        (`ArgMax`); holds like the sizes.
     """
 
     def __init__(self, config):
@@ -50,6 +52,7 @@ class GemmControlSignature(wiring.Signature):
             **({"fmt": Out(2), "act_blocks": Out(1)} if config.block_formats else {}),
             **({"stored": Out(1)} if config.dram_mib else {}),
             **({"pair": Out(1)} if Feature.PAIR_SUM in config.features else {}),
+            **({"argmax": Out(1)} if Feature.ARGMAX in config.features else {}),
         })
 
 

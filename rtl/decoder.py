@@ -119,7 +119,8 @@ class CommandDecoder(wiring.Component):
             self.control.tag.eq(parser.tag),
             self.control.n.eq(parser.n), self.control.k.eq(parser.k),
             self.control.k_last.eq(parser.k_last), self.control.m.eq(parser.m),
-            *([self.control.pair.eq(parser.pair)] if "pair" in parser.signature.members else []),
+            *(getattr(self.control, flag).eq(getattr(parser, flag)) for flag in ("pair", "argmax")
+              if flag in parser.signature.members),
             self.idle.eq(parser.idle),
             parser.busy.eq(self.busy), parser.consumed.eq(self.consumed),
         ]

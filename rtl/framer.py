@@ -122,7 +122,9 @@ class Framer(wiring.Component):
         if cfg.dram_mib:
             m.submodules.whole = whole = WholeFrame(cfg)
             ctl = self.control
-            m.d.comb += [whole.start.eq(ctl.gemm_start), whole.stored.eq(ctl.stored),
+            # An argmax's one row is a frame of its own, not a whole frame.
+            stored = ctl.stored & ~ctl.argmax if "argmax" in ctl.signature.members else ctl.stored
+            m.d.comb += [whole.start.eq(ctl.gemm_start), whole.stored.eq(stored),
                          whole.n.eq(self._n_out()), whole.m.eq(ctl.m)]
         send_header, header = self._header_sender(m, load, after)
         res = self.results.payload

@@ -1,6 +1,6 @@
 """Header check: what a whole received header asks for, and whether this device can do it."""
 
-from amaranth.hdl import Const, Module
+from amaranth.hdl import Const, Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,8 +21,8 @@ class Verdict(data.Struct):
     is_gemm: 1
     n_ok: 1             # 1 <= N (arg0) <= 65535
     k_ok: 1             # 1 <= K (arg1) <= max_k
-    m_ok: 1             # 1 <= M (arg2's low 24 bits) <= 65535; on a device with pair sums
-                        # bit 23 may be `protocol.PAIR_SUM` instead (a block GEMM_DRAM, N even)
+    m_ok: 1             # 1 <= M (arg2's low 24 bits) <= 65535; bits 23 and 22 may be
+                        # `protocol.PAIR_SUM` and `protocol.ARGMAX` where they are allowed
     matches_loaded: 1   # an A of this N and K is loaded
     a_fmt_ok: 1         # LOAD_A's activation format (arg2) is one this device carries
     a_k32: 1            # K is a multiple of 32
@@ -93,15 +93,20 @@ class HeaderCheck(wiring.Component):
             self._dram_checks(m)       # after the common checks: its bad_header, is_gemm win
         return m
 
-    def _pair_check(self, gemm_dram):
-        """With pair sums, M's check lets `protocol.PAIR_SUM` through on a block-format
-        GEMM_DRAM of even N."""
-        if Feature.PAIR_SUM not in self._config.features:
+    def _flag_checks(self, gemm_dram):
+        """With pair sums or argmax, M's check lets their flags through on a block-format
+        GEMM_DRAM: `protocol.PAIR_SUM` with N even, `protocol.ARGMAX` with one result row."""
+        features = self._config.features
+        if not features:
             return []
         hdr, v = self.header, self.verdict
-        pair_ok = gemm_dram & (hdr.arg0[0] == 0) & (hdr.arg2[24:] != 0)
-        return [v.m_ok.eq((hdr.arg2[:16] != 0) & (hdr.arg2[16:23] == 0)
-                          & (~hdr.arg2[23] | pair_ok))]
+        pair, argmax, n = hdr.arg2[23], hdr.arg2[22], hdr.arg0
+        blocks = gemm_dram & (hdr.arg2[24:] != 0)
+        pair_ok = blocks & (n[0] == 0) if Feature.PAIR_SUM in features else 0
+        one_row = Mux(pair, n == 2, n == 1)
+        argmax_ok = blocks & one_row if Feature.ARGMAX in features else 0
+        return [v.m_ok.eq((hdr.arg2[:16] != 0) & (hdr.arg2[16:22] == 0)
+                          & (~pair | pair_ok) & (~argmax | argmax_ok))]
 
     def _dram_checks(self, m):
         """The checks that differ with DRAM: GEMM_DRAM carries ``info`` and ``arg3``, WRITE_DRAM
@@ -128,7 +133,7 @@ class HeaderCheck(wiring.Component):
                          & (hdr.info != 0) & (hdr.length == 0)
                          & (hdr.arg3 + hdr.info + crc_bytes <= size)),
             d.is_check.eq(check),
-            *self._pair_check(gemm_dram),
+            *self._flag_checks(gemm_dram),
             d.check_ok.eq(((hdr.arg0 & align) == 0) & ((hdr.arg1 & align) == 0)
                           & (hdr.arg1 != 0) & (hdr.length == 0)
                           & (hdr.arg0 + hdr.arg1 + crc_bytes <= size)),

@@ -44,7 +44,8 @@ class HeaderParser(wiring.Component):
     n, k, k_last, m : the current command's sizes (LOAD_A sets N and K, GEMM sets M), for the
         engine and the framer; valid from the cycle after the command is handed on.
     fmt, act_blocks : (block formats) the GEMM's weight format; the loaded A is in 32-blocks.
-    pair : (devices with pair sums) the GEMM is a GEMM_DRAM with `protocol.PAIR_SUM`.
+    pair, argmax : (devices with pair sums, argmax) the GEMM is a GEMM_DRAM with
+        `protocol.PAIR_SUM`, `protocol.ARGMAX`.
     busy : in; while set (a GEMM still computing or replying) no header is parsed.
     idle : out; waiting for a header on a word boundary.
     consumed : in; the link adapter's count of received bytes (reported by IDENTIFY).
@@ -78,6 +79,7 @@ class HeaderParser(wiring.Component):
             "aborted": In(1),
             **({"fmt": Out(2), "act_blocks": Out(1)} if cfg.block_formats else {}),
             **({"pair": Out(1)} if Feature.PAIR_SUM in cfg.features else {}),
+            **({"argmax": Out(1)} if Feature.ARGMAX in cfg.features else {}),
             **({"crc": Out(CrcPortSignature(8 * cfg.link_bytes))} if shared_crc else {}),
             **(dram_parser_ports(cfg) if cfg.dram_mib else {}),
         })
@@ -286,8 +288,11 @@ class HeaderParser(wiring.Component):
                 m.d.sync += self.m.eq(hdr.arg2[:16])
                 if blocks:
                     m.d.sync += self.fmt.eq(hdr.arg2[24:26])
-                if Feature.PAIR_SUM in cfg.features:     # only a GEMM_DRAM's passes the check
+                # The flags pass the check on a GEMM_DRAM only.
+                if Feature.PAIR_SUM in cfg.features:
                     m.d.sync += self.pair.eq(hdr.arg2[23])
+                if Feature.ARGMAX in cfg.features:
+                    m.d.sync += self.argmax.eq(hdr.arg2[22])
                 hand_on(m)
                 if dram:
                     dram.gemm_accepted(m)

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out, connect
 
 from systolica.protocol import Feature
 
+from .argmax import ArgMax
 from .block_unpacker import BlockUnpacker
 from .control import LineErrorsSignature
 from .decoder import CommandDecoder
@@ -71,9 +72,15 @@ class Accelerator(wiring.Component):
         if Feature.PAIR_SUM in cfg.features:
             # A GEMM_DRAM's rows in pairs, added (`protocol`'s pair sums).
             m.submodules.pair_sum = pair_sum = PairSum(cfg)
-            connect(m, engine.results, pair_sum.i)
+            connect(m, results, pair_sum.i)
             m.d.comb += pair_sum.pair.eq(decoder.control.pair)
             results = pair_sum.o
+        if Feature.ARGMAX in cfg.features:
+            # A one-row GEMM_DRAM's largest result (`protocol`'s argmax).
+            m.submodules.argmax = argmax = ArgMax(cfg)
+            connect(m, results, argmax.i)
+            m.d.comb += argmax.argmax.eq(decoder.control.argmax)
+            results = argmax.o
         if cfg.block_formats or cfg.row_hold:
             # Result rows through a register stage (timing: in a block build a row is read from
             # the scale units' output memories, and from there into the framer's shift register

@@ -241,10 +241,11 @@ class Config:
 
     @property
     def features(self):
-        """`protocol.Feature`s of this device (IDENTIFY): pair sums on a device with DRAM, a
-        block format and an even number of rows."""
-        pair = bool(self.dram_mib and self.block_formats and self.rows % 2 == 0)
-        return Feature.PAIR_SUM if pair else Feature(0)
+        """`protocol.Feature`s of this device (IDENTIFY): on a device with DRAM and a block
+        format, argmax, and pair sums if its number of rows is even."""
+        if not (self.dram_mib and self.block_formats):
+            return Feature(0)
+        return Feature.ARGMAX | (Feature.PAIR_SUM if self.rows % 2 == 0 else Feature(0))
 
     @property
     def rx_bytes(self):

