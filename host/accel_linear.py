@@ -25,8 +25,8 @@ from systolica.protocol import Feature
 from . import block_formats
 from .quant import quantize_activations, quantize_weights
 
-__all__ = ["DEFAULT_TERMS", "AcceleratorLinear", "BlockLinear", "LinearRecord", "block_format",
-           "compare", "split_tensor_name"]
+__all__ = ["DEFAULT_TERMS", "AcceleratorLinear", "BlockLinear", "LinearRecord", "bit_exact",
+           "block_format", "compare", "split_tensor_name"]
 
 # Int8 terms per activation on the block datapath (see `BlockLinear`): two keep the logits within
 # cosine 0.9999 of the float model where one term's rounding noise alone costs up to 0.995.
@@ -239,7 +239,7 @@ class BlockLinear:
         t2 = time.perf_counter()
         exact = None
         if self._pool is None and self.exact_check:
-            exact = _bit_exact(y_rows, xq, xd, raw, fmt, pair_sum=pair)
+            exact = bit_exact(y_rows, xq, xd, raw, fmt, pair_sum=pair)
         t3 = time.perf_counter()
         max_err = cosine = float("nan")
         if self.float_check:
@@ -313,7 +313,7 @@ class BlockLinear:
     @staticmethod
     def _check(record, y, xq, xd, raw, fmt):
         started = time.perf_counter()
-        check = _argmax_exact if record.argmax else _bit_exact
+        check = _argmax_exact if record.argmax else bit_exact
         record.exact = check(y, xq, xd, raw, fmt, pair_sum=record.pair_sum)
         record.exact_seconds = time.perf_counter() - started
 
@@ -334,7 +334,7 @@ def _reference_rows(xq, xd, raw, fmt, pair_sum):
     return want
 
 
-def _bit_exact(y, xq, xd, raw, fmt, *, pair_sum=False):
+def bit_exact(y, xq, xd, raw, fmt, *, pair_sum=False):
     """Whether the device's ``y`` is bit for bit the block model's result of the term rows
     ``xq``, ``xd`` (rows t·N + r of term t); with ``pair_sum``, ``y`` (N rows) is the device's
     sums of the two terms' results, compared with their `fp32_model.f32_add`."""
@@ -344,7 +344,7 @@ def _bit_exact(y, xq, xd, raw, fmt, *, pair_sum=False):
 def _argmax_exact(found, xq, xd, raw, fmt, *, pair_sum=False):
     """Whether the device's ``found`` (column, binary32 pattern) is the block model's one
     result row's largest (`fp32_model.f32_order_key`: -0 equal to +0; the first of equal ones)
-    and its pattern; the row as `_bit_exact` computes it."""
+    and its pattern; the row as `bit_exact` computes it."""
     (want,) = _reference_rows(xq, xd, raw, fmt, pair_sum)
     column = int(np.argmax(f32_order_key(want)))
     return found == (column, int(want[column]))

@@ -11,7 +11,7 @@ from python_board import PythonBoard
 from systolica.config import Config
 from systolica.fp32_model import f32_add
 from systolica.host import gemm_plan, stored_weights
-from systolica.host.accel_linear import _bit_exact
+from systolica.host.accel_linear import bit_exact
 from systolica.host.block_formats import FORMATS, block_gemm_reference
 from systolica.host.frame_reader import FrameReader
 from systolica.host.frames import (
@@ -147,7 +147,7 @@ def _flip_one_bit(y):
 def test_the_bit_exact_check_of_pair_sums_compares_with_the_terms_sum(device, exact):
     xq, xd, raw, want = _terms()
     y = device(want).astype(np.uint32).view(np.float32)
-    assert _bit_exact(y, xq, xd, raw, "q4_1", pair_sum=True) is exact
+    assert bit_exact(y, xq, xd, raw, "q4_1", pair_sum=True) is exact
 
 
 # --- the Python board's rejections --------------------------------------------------------------
