@@ -6,7 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .buffer_memory import BufferMemory
-from .scale_unit import ACT_SUM_WIDTH
+from .scale_items import ACT_SUM_WIDTH
 
 __all__ = ["ActBlock", "ActivationBuffer"]
 

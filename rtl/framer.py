@@ -9,8 +9,10 @@ from systolica.protocol import REPLY, Op, Status
 
 from .control import CreditSignature, GemmControlSignature
 from .drain import ResultRow
-from .frame_layouts import Header, Reply
-from .reply_crc import CRC_AT, crc_states
+from .frame_layouts import Reply
+from .gemm_cycles import count_cycles
+from .header_sender import header_sender
+from .reply_crc import crc_states
 from .row_picker import RowPicker
 from .whole_frame import WholeFrame
 
@@ -117,7 +119,7 @@ class Framer(wiring.Component):
                     else:
                         load_identify()
 
-        cycles, counting, done_pending, checked = self._count_cycles(m)
+        cycles, counting, done_pending, checked = count_cycles(m, self.control, self.busy)
         whole = None
         if cfg.dram_mib:
             m.submodules.whole = whole = WholeFrame(cfg)
@@ -126,8 +128,7 @@ class Framer(wiring.Component):
             stored = ctl.stored & ~ctl.argmax if "argmax" in ctl.signature.members else ctl.stored
             m.d.comb += [whole.start.eq(ctl.gemm_start), whole.stored.eq(stored),
                          whole.n.eq(self._n_out()), whole.m.eq(ctl.m)]
-        send_header, header = self._header_sender(m, load, after)
-        res = self.results.payload
+        send_header, header = header_sender(m, cfg, load, after)
         row, row_words = self._result_row(m, row_bits)
         serial = lb <= 4
         payload_end = "CRC" if serial else "CRC_END"
@@ -143,21 +144,7 @@ class Framer(wiring.Component):
 
             feed = crc_states(m, lb, out, idx, load)
 
-            if hold:    # `RowPicker` brings each row word into the low word, in FETCH
-                m.submodules.picker = picker = RowPicker(cfg)
-                word = Signal.like(picker.word)         # the row word to fetch next
-                fetch = Signal(range(picker.latency + 1))
-                m.d.comb += [picker.row.eq(res.data.as_value()), picker.word.eq(word)]
-
-                def next_word(first):
-                    m.d.sync += [word.eq(0 if first else word + 1), fetch.eq(picker.latency)]
-                    m.next = "FETCH"
-
-                with m.State("FETCH"):
-                    m.d.sync += fetch.eq(fetch - 1)
-                    with m.If(fetch == 0):
-                        m.d.sync += out[:8 * lb].eq(picker.picked)
-                        m.next = "SEND"
+            next_word = self._fetch_state(m, out) if hold else None
 
             def load_row():
                 load(0 if hold else row, 1, row_words)
@@ -178,96 +165,72 @@ class Framer(wiring.Component):
                     load_identify()
                     m.next = "SEND"
 
-            with m.State("SEND"):
-                m.d.comb += self.tx.valid.eq(1)
-                with m.If(self.tx.ready):
-                    m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb)),
-                                 at_last.eq(idx + 1 == last_idx)]
-                    if hold:
-                        with m.If((source == 1) & ~at_last):
-                            next_word(first=False)
-                    feed(source, out[:8 * lb])
-                    with m.If(at_last):
-                        with m.Switch(source):
-                            with m.Case(0):          # the header (serial: its bytes 0-27)
-                                if serial:
-                                    m.next = "CRC"
-                                else:
-                                    go_after()
-                            with m.Case(1):          # a result row done: take it
-                                m.d.comb += self.results.ready.eq(1)
-                                with m.If(res.end):
-                                    m.d.sync += [counting.eq(0), done_pending.eq(1)]
-                                frame_ends = res.last
-                                if whole is not None:   # a whole frame ends with the GEMM
-                                    frame_ends &= ~whole.on | res.end
-                                with m.If(frame_ends):
-                                    m.d.sync += after.eq(0)
-                                    m.next = payload_end
-                                with m.Else():
-                                    m.next = "ROW"
-                            with m.Case(2):
-                                m.d.sync += after.eq(0)
-                                m.next = payload_end
-                            with m.Case(3):          # a CRC word
-                                go_after()
+            self._send_state(m, out, idx, last_idx, at_last, source, after, feed, next_word,
+                             go_after, counting, done_pending, whole, payload_end)
         return m
 
-    def _count_cycles(self, m):
-        """The GEMM's cycle count and flags; ``busy`` is set at ``gemm_start``. Returns ``cycles``
-        (device cycles since ``gemm_start`` while ``counting``), ``counting`` (set at
-        ``gemm_start``, cleared by the caller at the last RESULT word's handshake),
-        ``done_pending`` (the last RESULT has been sent: set and cleared by the caller) and
-        ``checked`` (the payload's CRC word has been checked: cleared at ``gemm_start``, set at
-        ``payload_done``)."""
-        cycles = Signal(48)
-        counting, done_pending, checked = Signal(), Signal(), Signal()
-        with m.If(self.control.gemm_start):
-            m.d.sync += [cycles.eq(0), counting.eq(1), self.busy.eq(1), checked.eq(0)]
-        with m.Else():
-            with m.If(counting):
-                m.d.sync += cycles.eq(cycles + 1)
-            with m.If(self.control.payload_done):
-                m.d.sync += checked.eq(1)
-        return cycles, counting, done_pending, checked
-
-    def _header_sender(self, m, load, after):
-        """``send_header``: called in a state of the FSM, it loads a header (CRC 0) into the shift
-        register and goes to SEND (serial mode) or HEAD (wide mode: its CRC first). Its arguments
-        are the header's fields and ``then``: where the FSM goes once the header is sent (0 idle,
-        1 rows, 2 identify). With `Config.framer_state_loads`, ``send_header`` only chooses the
-        fields of one shared header, and ``header``, called first in the state, loads it
-        whatever is chosen (zeros when nothing is); else ``header`` is None."""
+    def _fetch_state(self, m, out):
+        """FETCH (`Config.row_hold`): a `RowPicker` brings each row word into the shift
+        register's low word. Returns ``next_word(first)``, which goes to FETCH for the next."""
         lb = self._config.link_bytes
-        serial = lb <= 4
-        nwords = (CRC_AT if serial else protocol.HEADER_BYTES) // lb
-        shared = None
-        if self._config.framer_state_loads:
-            shared = Signal(Header)     # its magic, arg3 and crc are constants in `header`
+        m.submodules.picker = picker = RowPicker(self._config)
+        word = Signal.like(picker.word)         # the row word to fetch next
+        fetch = Signal(range(picker.latency + 1))
+        m.d.comb += [picker.row.eq(self.results.payload.data.as_value()), picker.word.eq(word)]
 
-        def send_header(op, status=0, tag=0, arg0=0, arg1=0, arg2=0, length=0, info=0, then=0):
-            if shared is None:
-                fields = Signal(Header)
-                m.d.comb += fields.magic.eq(protocol.MAGIC)
-            else:
-                fields = shared
-            for name, value in dict(op=op, status=status, tag=tag, arg0=arg0, arg1=arg1,
-                                    arg2=arg2, length=length, info=info).items():
-                m.d.comb += fields[name].eq(value)
-            m.d.sync += after.eq(then)
-            if shared is None:
-                load(fields, 0, nwords)
-            m.next = "SEND" if serial else "HEAD"
+        def next_word(first):
+            m.d.sync += [word.eq(0 if first else word + 1), fetch.eq(picker.latency)]
+            m.next = "FETCH"
 
-        def header():
-            # The constants are in the loaded value, not driven into ``shared``: Yosys writes a
-            # constant comb drive as an `always @*` with no inputs, which a Verilator build of
-            # the device with `Config.row_hold` never ran (the magic byte left as 0).
-            fields, zeros_at = shared.as_value(), Header.as_shape()["arg3"].offset
-            load(Cat(Const(protocol.MAGIC, 8), fields[8:zeros_at],
-                     Const(0, len(fields) - zeros_at)), 0, nwords)
+        with m.State("FETCH"):
+            m.d.sync += fetch.eq(fetch - 1)
+            with m.If(fetch == 0):
+                m.d.sync += out[:8 * lb].eq(picker.picked)
+                m.next = "SEND"
+        return next_word
 
-        return send_header, (None if shared is None else header)
+    def _send_state(self, m, out, idx, last_idx, at_last, source, after, feed, next_word,
+                    go_after, counting, done_pending, whole, payload_end):
+        """SEND: the shift register's low word leaves; at its last word the frame goes on by
+        ``source``: a header to its CRC (serial) or what follows it, a result row taken (the
+        frame's or the GEMM's end), the identify payload to its CRC word, a CRC word to what
+        follows the frame."""
+        lb = self._config.link_bytes
+        hold, serial = self._config.row_hold, lb <= 4
+        res = self.results.payload
+        with m.State("SEND"):
+            m.d.comb += self.tx.valid.eq(1)
+            with m.If(self.tx.ready):
+                m.d.sync += [idx.eq(idx + 1), out.eq(out >> (8 * lb)),
+                             at_last.eq(idx + 1 == last_idx)]
+                if hold:
+                    with m.If((source == 1) & ~at_last):
+                        next_word(first=False)
+                feed(source, out[:8 * lb])
+                with m.If(at_last):
+                    with m.Switch(source):
+                        with m.Case(0):          # the header (serial: its bytes 0-27)
+                            if serial:
+                                m.next = "CRC"
+                            else:
+                                go_after()
+                        with m.Case(1):          # a result row done: take it
+                            m.d.comb += self.results.ready.eq(1)
+                            with m.If(res.end):
+                                m.d.sync += [counting.eq(0), done_pending.eq(1)]
+                            frame_ends = res.last
+                            if whole is not None:   # a whole frame ends with the GEMM
+                                frame_ends &= ~whole.on | res.end
+                            with m.If(frame_ends):
+                                m.d.sync += after.eq(0)
+                                m.next = payload_end
+                            with m.Else():
+                                m.next = "ROW"
+                        with m.Case(2):
+                            m.d.sync += after.eq(0)
+                            m.next = payload_end
+                        with m.Case(3):          # a CRC word
+                            go_after()
 
     def _result_row(self, m, row_bits):
         """The result row on ``results`` as ``row_bits`` bits (``row``: its int32 sums, column 0

@@ -11,6 +11,7 @@ from .command import CommandSignature
 from .control import CrcPortSignature, LineErrorsSignature
 from .frame_layouts import Reply
 from .header_check import HeaderCheck
+from .header_decision import command_out, decide
 from .header_parser_dram import DramStates, dram_parser_ports
 from .header_window import HeaderWindow
 from .load_size_check import LoadSizeCheck
@@ -120,22 +121,9 @@ class HeaderParser(wiring.Component):
         m.d.comb += [size.n.eq(hdr.arg0), size.k.eq(hdr.arg1)]
 
         cmd = self.router.cmd
-        self._command_out(m, v, hdr, a_blocks)
+        command_out(self, m, cfg, self._check_dram, v, hdr, a_blocks)
         dram = DramStates(self, check.dram, hdr) if cfg.dram_mib else None
-        m.d.comb += [
-            self.reply.payload.op.eq(hdr.op | protocol.REPLY),
-            self.reply.payload.status.eq(reply_status),
-            self.reply.payload.tag.eq(self.tag),
-            self.reply.payload.arg0.eq(Mux(reply_identify, len(cfg.identify_payload()),
-                                           hdr.arg0)),
-            self.reply.payload.arg1.eq(Mux(reply_identify, lb,
-                                           Mux(reply_loaded, hdr.arg1, 0))),
-            self.reply.payload.arg2.eq(Mux(reply_identify, self.consumed, 0)),
-            self.reply.payload.info.eq(Mux(reply_identify, Cat(self.line_errors.framing,
-                                                               self.line_errors.overruns), 0)),
-            window.rx.payload.eq(self.rx.payload),
-            window.rx.valid.eq(self.rx.valid),
-        ]
+        self._reply_fields(m, window, hdr, reply_status, reply_identify, reply_loaded)
 
         def send_reply(m, status, *, identify=False, loaded=False, skip=True):
             """Reply (to the header in the window); then, for a header that is not followed
@@ -152,28 +140,13 @@ class HeaderParser(wiring.Component):
 
         with m.FSM():
             with m.State("HEADER"):
-                m.d.comb += [
-                    self.idle.eq(window.idle),
-                    window.hunting.eq(~self.busy),
-                    self.rx.ready.eq(window.rx.ready),
-                    window.take.eq(1),
-                    window.clear.eq(self.abort),
-                ]
-                with m.If(window.found):
-                    m.d.sync += [
-                        self.tag.eq(hdr.tag),
-                        skip_left.eq((hdr.length >> _log2(lb)) + protocol.words(
-                            protocol.crc_word_bytes(lb), lb)),
-                        skip_ok.eq((hdr.length != 0) & (hdr.length[:_log2(lb)] == 0)
-                                   if lb > 1 else hdr.length != 0),
-                    ]
-                    m.next = "VALIDATE"
+                self._header_state(m, window, hdr, skip_left, skip_ok)
 
             with m.State("VALIDATE"):
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
-                self._decide(m, v, hdr, size, send_reply, hand_on, dram)
+                decide(self, m, cfg, v, hdr, size, send_reply, hand_on, dram)
 
             with m.State("SIZE_LOAD_A"):
                 with m.If(size.over):
@@ -228,26 +201,46 @@ class HeaderParser(wiring.Component):
                 self._skip(m, skip_left)
         return m
 
-    def _command_out(self, m, v, hdr, a_blocks):
-        """The command the router is handed, from the header and its verdict ``v``."""
-        cmd = self.router.cmd
-        size = Mux(v.is_load, hdr.arg0[:16], hdr.arg2[:16])
-        if self._config.dram_mib:       # WRITE_DRAM, DRAM_CHECK: their words, less one
-            d, lb = self._check_dram, self._config.link_bytes
-            words = Mux(d.is_write, hdr.length >> _log2(lb), hdr.arg1 >> _log2(lb))
-            m.d.comb += [cmd.payload.store.eq(d.is_write | d.is_check),
-                         cmd.payload.words.eq(words - 1)]
+    def _reply_fields(self, m, window, hdr, reply_status, reply_identify, reply_loaded):
+        """The reply's fields, from the header in the window and what was kept of the decision
+        (its status, and whether it is IDENTIFY's or LOAD_A's OK reply); and the window's
+        input."""
+        cfg, lb = self._config, self._config.link_bytes
         m.d.comb += [
-            cmd.payload.load.eq(v.is_load),
-            cmd.payload.size.eq(size),
-            cmd.payload.k_last.eq(hdr.arg1 - 1),
+            self.reply.payload.op.eq(hdr.op | protocol.REPLY),
+            self.reply.payload.status.eq(reply_status),
+            self.reply.payload.tag.eq(self.tag),
+            self.reply.payload.arg0.eq(Mux(reply_identify, len(cfg.identify_payload()),
+                                           hdr.arg0)),
+            self.reply.payload.arg1.eq(Mux(reply_identify, lb,
+                                           Mux(reply_loaded, hdr.arg1, 0))),
+            self.reply.payload.arg2.eq(Mux(reply_identify, self.consumed, 0)),
+            self.reply.payload.info.eq(Mux(reply_identify, Cat(self.line_errors.framing,
+                                                               self.line_errors.overruns), 0)),
+            window.rx.payload.eq(self.rx.payload),
+            window.rx.valid.eq(self.rx.valid),
         ]
-        if self._config.block_formats:
-            m.d.comb += [
-                self.act_blocks.eq(a_blocks),
-                cmd.payload.blocks.eq(Mux(v.is_load, v.load_blocks, a_blocks)),
-                cmd.payload.fmt.eq(Mux(v.is_load, 0, hdr.arg2[24:26])),
+
+    def _header_state(self, m, window, hdr, skip_left, skip_ok):
+        """HEADER: the window hunts for a header (not while a GEMM's replies are under way);
+        a found one's tag and the length to skip if it is rejected are kept."""
+        lb = self._config.link_bytes
+        m.d.comb += [
+            self.idle.eq(window.idle),
+            window.hunting.eq(~self.busy),
+            self.rx.ready.eq(window.rx.ready),
+            window.take.eq(1),
+            window.clear.eq(self.abort),
+        ]
+        with m.If(window.found):
+            m.d.sync += [
+                self.tag.eq(hdr.tag),
+                skip_left.eq((hdr.length >> _log2(lb)) + protocol.words(
+                    protocol.crc_word_bytes(lb), lb)),
+                skip_ok.eq((hdr.length != 0) & (hdr.length[:_log2(lb)] == 0)
+                           if lb > 1 else hdr.length != 0),
             ]
+            m.next = "VALIDATE"
 
     def _skip(self, m, skip_left):
         """SKIP: a rejected header's payload and its CRC word (``skip_left`` words) go by, not
@@ -258,45 +251,3 @@ class HeaderParser(wiring.Component):
         with m.If((self.rx.valid & (skip_left == 1)) | self.abort):
             m.next = "HEADER"
 
-    def _decide(self, m, v, hdr, size, send_reply, hand_on, dram):
-        """DECIDE: the reply a bad or unsupported header gets, IDENTIFY's, or the command's way
-        on (LOAD_A to its size check, GEMM to the router), from the `Verdict` ``v``."""
-        cfg = self._config
-        blocks = bool(cfg.block_formats)
-        with m.If(v.bad_header):
-            send_reply(m, Status.BAD_CHECK)
-        with m.Elif(v.is_identify):
-            send_reply(m, Status.OK, identify=True)
-        with m.Elif(v.is_load):
-            with m.If(~v.a_fmt_ok):
-                send_reply(m, Status.BAD_FORMAT)
-            with m.Elif(~v.n_ok | ~v.k_ok | (v.load_blocks & ~v.a_k32)):
-                send_reply(m, Status.BAD_LENGTH)
-            with m.Else():
-                m.d.comb += size.start.eq(1)
-                m.next = "SIZE_LOAD_A"
-        with m.Elif(v.is_gemm):
-            with m.If(~v.n_ok | ~v.k_ok | ~v.m_ok):
-                send_reply(m, Status.BAD_LENGTH)
-            with m.Elif(~v.matches_loaded):
-                send_reply(m, Status.NOT_LOADED)
-            with m.Elif(~v.w_fmt_ok):
-                send_reply(m, Status.BAD_FORMAT)
-            if dram:
-                dram.decide_gemm(m, send_reply)
-            with m.Else():
-                m.d.sync += self.m.eq(hdr.arg2[:16])
-                if blocks:
-                    m.d.sync += self.fmt.eq(hdr.arg2[24:26])
-                # The flags pass the check on a GEMM_DRAM only.
-                if Feature.PAIR_SUM in cfg.features:
-                    m.d.sync += self.pair.eq(hdr.arg2[23])
-                if Feature.ARGMAX in cfg.features:
-                    m.d.sync += self.argmax.eq(hdr.arg2[22])
-                hand_on(m)
-                if dram:
-                    dram.gemm_accepted(m)
-        if dram:
-            dram.decide_commands(m, send_reply)
-        with m.Else():
-            send_reply(m, Status.BAD_OPCODE)

@@ -8,14 +8,11 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.config import SCALE_MULTIPLIERS
 
-from .column_turns import ColumnTurns
 from .delay import delay
 from .fp32 import Fp16ToFp32, Fp32Add, Fp32Multiply, IntToFp32
-from .mux_tree import mux_tree
+from .scale_items import ACT_SUM_WIDTH, look_up, select_item
 
 __all__ = ["MULTIPLIERS", "ScaleUnit"]
-
-ACT_SUM_WIDTH = 13   # |Σ x| over a 32-block of int8 in [-127, 127] is at most 4064
 
 # How the unit's binary32 multipliers form their partial products: see `Config.scale_multiplier`.
 MULTIPLIERS = SCALE_MULTIPLIERS
@@ -139,54 +136,6 @@ class ScaleUnit(wiring.Component):
                                             max(a_bits, b_bits) <= 12)
         return "lut" if lut else "infer"
 
-    def _select_item(self, m):
-        """One queued item a cycle from the columns: (valid, column, queued item)."""
-        cols = self._cols
-        offered = []
-        for g in range(cols):
-            item = Signal(self.queued_layout, name=f"offered_{g}")
-            m.d.comb += [item.row.eq(self.row[g]), item.partial.eq(self.partial[g]),
-                         item.set.eq(self.block)]
-            offered.append(item)
-        if cols == 1:
-            return self.valid[0], 0, offered[0]
-        m.submodules.turns = turns = ColumnTurns(self._rows, cols, self.queued_layout)
-        m.d.comb += turns.valid.eq(self.valid)
-        m.d.comb += [turns.item[g].eq(offered[g]) for g in range(cols)]
-        return turns.out_valid, turns.out_col, turns.out_item
-
-    def _look_up(self, m, valid, col, queued):
-        """The item with its block's scales from its scale set, into registers."""
-        item_valid = Signal()
-        item_col = Signal(range(self._cols))
-        item = Signal(data.StructLayout({
-            "row": range(self._rows), "partial": signed(self._partial_width),
-            "act_sum": signed(ACT_SUM_WIDTH), "dw": 16, "mw": 16, "dx": 16,
-            "first": 1, "last": 1,
-        }))
-        which = queued.set
-
-        def pick(sel, sets):
-            """``sets[which][sel]``."""
-            if len(sets[0]) == 1:
-                return Mux(which, sets[1][0], sets[0][0])
-            return Mux(which, mux_tree(sel, sets[1]), mux_tree(sel, sets[0]))
-
-        rows = range(self._rows)
-        cols = range(self._cols)
-        m.d.sync += [
-            item_valid.eq(valid), item_col.eq(col),
-            item.row.eq(queued.row), item.partial.eq(queued.partial),
-            item.first.eq(pick(None, [[self.first[s]] for s in range(2)])),
-            item.last.eq(pick(None, [[self.last[s]] for s in range(2)])),
-            item.dw.eq(pick(col, [[self.dw[s][g] for g in cols] for s in range(2)])),
-            item.mw.eq(pick(col, [[self.mw[s][g] for g in cols] for s in range(2)])),
-            item.dx.eq(pick(queued.row, [[self.dx[s][r] for r in rows] for s in range(2)])),
-            item.act_sum.eq(pick(queued.row, [[self.act_sum[s][r] for r in rows]
-                                              for s in range(2)])),
-        ]
-        return item_valid, item_col, item
-
     def _write_bank(self, m, tag_done):
         """The output bank a result written now goes to: ``out_wr``, but the other one from the
         cycle after this unit wrote a tile's last result until ``out_wr`` has changed. The
@@ -210,7 +159,8 @@ class ScaleUnit(wiring.Component):
         m = Module()
         u = self._units
         rows, cols = self._rows, self._cols
-        valid, col, item = self._look_up(m, *self._select_item(m))
+        valid, col, item = look_up(self, m, rows, cols, self._partial_width,
+                                   *select_item(self, m, rows, cols))
 
         def unit(name, component):
             m.submodules[name] = component
