@@ -2,10 +2,27 @@
 GEMM weights stored there once (`stored_weights`) for GEMM_DRAMs to multiply; and
 `StoredWeightsCorrupt`, what a GEMM_DRAM whose stored payload fails its CRC check raises."""
 
-from systolica.protocol import DRAM_WORD_BYTES, MAX_WRITE_DRAM, Op, Status, crc_word_bytes
+import numpy as np
 
-from .frames import DeviceError, ProtocolError, dram_check_command, write_dram_command
-from .stored_weights import check_dram_range, layout
+from systolica.fp32_model import f32_order_key
+from systolica.protocol import (
+    DRAM_WORD_BYTES,
+    MAX_WRITE_DRAM,
+    Feature,
+    Op,
+    Status,
+    crc_word_bytes,
+)
+
+from .frames import (
+    DeviceError,
+    ProtocolError,
+    dram_check_command,
+    load_a_blocks_command,
+    write_dram_command,
+)
+from .operands import check_block_activations
+from .stored_weights import StoredWeights, check_dram_range, layout
 
 __all__ = ["DramCommands", "StoredWeightsCorrupt"]
 
@@ -27,8 +44,8 @@ class StoredWeightsCorrupt(DeviceError):
 
 class DramCommands:
     """The `Driver`'s commands for a device with DRAM (``config.dram_mib``), which `Driver`
-    inherits: they use its ``config``, ``max_payload``, ``session``, ``_send``, ``_expect`` and
-    ``_retrying``."""
+    inherits: they use its ``config``, ``max_payload``, ``session``, ``_send``, ``_expect``,
+    ``_retrying`` and (`argmax_blocks`) ``_load_and_multiply``."""
 
     def write_dram(self, address, data):
         """Store ``data`` (bytes-like) in the device's DRAM from byte ``address`` on, padded
@@ -118,3 +135,59 @@ class DramCommands:
         if stored.config != self.config:
             raise ValueError(f"the weights were stored for a device of {stored.config.label()}, "
                              f"this one is {self.config.label()}")
+
+    def argmax_blocks(self, xq, xd, stored, *, pair_sum=False):
+        """The column of the largest result of one row of X·Wᵀ with block weights stored in the
+        device's DRAM, and that result; only those cross the link (`protocol.ARGMAX`).
+
+        Parameters
+        ----------
+        xq, xd : as `gemm_blocks` takes them, of one row (two with ``pair_sum``: the two int8
+            terms of one activation row, which the device adds, `gemm_blocks`' ``pair_sum``).
+        stored : `StoredWeights` in a block format (`store_gemm_weights`), of one K pass (K at
+            most ``max_k``).
+        pair_sum : bool
+            The device adds the two rows' results first (`protocol.PAIR_SUM`).
+
+        Returns ``(column, value)``: an int and the binary32 result as np.float32. Results are
+        compared as numbers, -0 equal to +0 (`systolica.fp32_model.f32_order_key`), and the
+        first (lowest column) of equal ones wins: `gemm_blocks`' row (its pair sums with
+        ``pair_sum``), bit for bit, and its argmax so compared. One GEMM_DRAM per stored piece
+        (column range), each answered with its piece's largest; the host keeps the largest of
+        those. ValueError (nothing sent) unless the device reports `Feature.ARGMAX` (and
+        `Feature.PAIR_SUM` with ``pair_sum``) and the operands are as above; a stored payload
+        that fails its CRC check raises `StoredWeightsCorrupt`.
+        """
+        cfg = self.config
+        if not isinstance(stored, StoredWeights) or stored.fmt == "int8":
+            raise ValueError("stored: argmax_blocks needs block weights stored in the device's "
+                             "DRAM (a StoredWeights in q8_0, q4_0 or q4_1): only a GEMM_DRAM "
+                             "sends an argmax")
+        if Feature.ARGMAX not in cfg.features:
+            raise ValueError(f"argmax_blocks: the device ({cfg.label()}) does not find the "
+                             "argmax (its IDENTIFY reports no Feature.ARGMAX)")
+        if pair_sum and Feature.PAIR_SUM not in cfg.features:
+            raise ValueError(f"pair_sum: the device ({cfg.label()}) does not add pair sums "
+                             "(its IDENTIFY reports no Feature.PAIR_SUM)")
+        check_block_activations(xq, xd)
+        n, k = xq.shape
+        if n != (2 if pair_sum else 1):
+            raise ValueError(f"xq must hold one row of activations (two terms with pair_sum), "
+                             f"not N = {n}{' with pair_sum' if pair_sum else ''}")
+        if k > cfg.max_k:
+            raise ValueError(f"xq's K = {k} is more than the device's max_k = {cfg.max_k}: the "
+                             "argmax needs one K pass")
+        self._check_stored(stored, stored.fmt, k)
+
+        def command(tag, p):
+            return p.command(n, tag=tag, pair_sum=pair_sum, argmax=True)
+
+        best = None         # (order key, column, bits)
+        for p, (column, bits) in self._load_and_multiply(
+                lambda tag: load_a_blocks_command(xq, xd, cfg, tag=tag), (n, k),
+                stored.pieces, command, stored=True, pair_sum=pair_sum, argmax=True):
+            found = (int(f32_order_key(bits)), p.c0 + column, bits)
+            if best is None or found[0] > best[0] or (found[0] == best[0]
+                                                      and found[1] < best[1]):
+                best = found
+        return best[1], np.array(best[2], dtype=np.uint32).view(np.float32)[()]
