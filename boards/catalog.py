@@ -65,7 +65,7 @@ BOARDS = {b.name: b for b in [
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=100e6, baudrate=3_000_000, dsp_available=156,
         config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
-                            multiplier="registered", buffer_piece_depth=2048,
+                            multiplier="registered-fabric", buffer_piece_depth=2048,
                             formats=INT8_FORMATS, scale_share=16, scale_multiplier="lut",
                             row_hold=True, framer_state_loads=True),
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),

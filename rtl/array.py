@@ -5,7 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .delay import delay
-from .multiplier import PairMultiplier, RegisteredMultiplier
+from .multiplier import REGISTERED_KINDS, PairMultiplier, RegisteredMultiplier, product_latency
 from .mux_tree import mux_tree
 from .pe import PE, StepControl
 
@@ -41,7 +41,8 @@ class SystolicArray(wiring.Component):
     multiplier : str
         ``"infer"`` or ``"lut"`` (see `PE`), ``"pairs"``: PEs taken two by two (row-major)
         share a `PairMultiplier`, an odd one out infers its own; ``"registered"``: each PE has
-        a `RegisteredMultiplier` (an ECP5 DSP with its input and output registers).
+        a `RegisteredMultiplier` (an ECP5 DSP with its input and output registers);
+        ``"registered-fabric"``: the same with a fabric register after each DSP.
     """
 
     def __init__(self, rows, cols, *, a_width=8, w_width=8, acc_width=32, multiplier="infer",
@@ -68,12 +69,12 @@ class SystolicArray(wiring.Component):
         def pe_kind(index):
             if kind == "pairs":
                 return "external" if index < paired else "infer"
-            if kind == "registered":
+            if kind in REGISTERED_KINDS:
                 return "external"
             return kind
 
-        latency = RegisteredMultiplier.latency if kind == "registered" else 1
-        pes = [[PE(**self._widths, multiplier=pe_kind(r * cols + c), product_latency=latency)
+        pes = [[PE(**self._widths, multiplier=pe_kind(r * cols + c),
+                   product_latency=product_latency(kind))
                 for c in range(cols)] for r in range(rows)]
         for r in range(rows):
             for c in range(cols):
@@ -87,9 +88,10 @@ class SystolicArray(wiring.Component):
                 flat[i].product_in.eq(mul.p0), flat[i + 1].product_in.eq(mul.p1),
             ]
 
-        if kind == "registered":
+        if kind in REGISTERED_KINDS:
             for i, pe in enumerate(flat):
-                m.submodules[f"mul_{i}"] = mul = RegisteredMultiplier()
+                m.submodules[f"mul_{i}"] = mul = RegisteredMultiplier(
+                    fabric_register=REGISTERED_KINDS[kind])
                 m.d.comb += [mul.a.eq(pe.a_in), mul.w.eq(pe.w_in), pe.product_in.eq(mul.p)]
 
         for r in range(rows):

@@ -4,8 +4,8 @@ product.
 * `PairMultiplier`: two signed 8×8 products with a registered output in one iCE40 SB_MAC16 (its
   8×8 mode): the iCE40UP5K's eight DSPs serve sixteen PEs.
 * `RegisteredMultiplier`: one signed 8×8 product in an ECP5 MULT18X18D with its input and output
-  registers on, two cycles after the operands. Yosys maps a plain ``*`` to a MULT18X18D without
-  registers, and the routes into and out of the DSP column then dominate the cycle (69 MHz on the
+  registers on, two cycles after the operands (three with a fabric register after it). Yosys
+  maps a plain ``*`` to a MULT18X18D without registers, and the routes into and out of the DSP column then dominate the cycle (69 MHz on the
   ULX3S-85F); with both register stages inside the DSP only one route is on each path.
 
 On other platforms (simulation, other FPGAs) each elaborates to the same arithmetic with the same
@@ -16,7 +16,8 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PairMultiplier", "RegisteredMultiplier", "is_ecp5", "registered_mult18x18d"]
+__all__ = ["REGISTERED_KINDS", "PairMultiplier", "RegisteredMultiplier", "is_ecp5",
+           "product_latency", "registered_mult18x18d"]
 
 
 def registered_mult18x18d(a18, b18):
@@ -96,29 +97,52 @@ class PairMultiplier(wiring.Component):
 
 
 class RegisteredMultiplier(wiring.Component):
-    """``p = a · w`` (signed 8-bit), three cycles after the operands: the DSP's input and output
-    registers, then a register in the fabric. The DSP blocks sit in rows across the die and the
-    placer does not always put a PE's accumulator beside its DSP: on the ULX3S-85F the DSP's
-    output crossed 7 ns of routing straight into the accumulator's carry chain (the critical
-    path, 98.8 and 100.4 MHz over two seeds). The fabric register takes that route alone."""
-
-    latency = 3
+    """``p = a · w`` (signed 8-bit), two cycles after the operands (the DSP's input and output
+    registers), or three with ``fabric_register``: then a register in the fabric follows. The
+    DSP blocks sit in rows across the die and the placer does not always put a PE's accumulator
+    beside its DSP: on the ULX3S-85F int8 build the DSP's output crossed 7 ns of routing straight
+    into the accumulator's carry chain (the critical path, 98.8 and 100.4 MHz over two seeds), and
+    the fabric register takes that route alone. It costs a flip-flop per product bit (2,048 on
+    an 8x16 array), which the every-format 8x16 builds, whose logic is twice as large, could not
+    afford: router2 stopped converging on them (reports/build_history.md, Session 23)."""
 
     a: In(data.signed(8))
     w: In(data.signed(8))
     p: Out(data.signed(16))
 
+    def __init__(self, *, fabric_register=False):
+        if not isinstance(fabric_register, bool):
+            raise TypeError(f"fabric_register must be True or False, not {fabric_register!r}")
+        self._fabric = fabric_register
+        #: Cycles from the operands to their product.
+        self.latency = 3 if fabric_register else 2
+        super().__init__()
+
     def elaborate(self, platform):
         m = Module()
+        out_domain = m.d.sync if self._fabric else m.d.comb
         if is_ecp5(platform):
             a18 = Signal(18)
             b18 = Signal(18)
             m.d.comb += [a18.eq(self.a.as_signed()), b18.eq(self.w.as_signed())]
             m.submodules.dsp, out = registered_mult18x18d(a18, b18)
-            m.d.sync += self.p.eq(out[:16])
+            out_domain += self.p.eq(out[:16])
         else:
             a = Signal.like(self.a)
             w = Signal.like(self.w)
             product = Signal.like(self.p)
-            m.d.sync += [a.eq(self.a), w.eq(self.w), product.eq(a * w), self.p.eq(product)]
+            m.d.sync += [a.eq(self.a), w.eq(self.w), product.eq(a * w)]
+            out_domain += self.p.eq(product)
         return m
+
+
+#: The array's multiplier kinds that put each PE's product in a `RegisteredMultiplier`, and
+#: whether each adds its fabric register.
+REGISTERED_KINDS = {"registered": False, "registered-fabric": True}
+
+
+def product_latency(kind):
+    """Cycles from a PE's operands to its product for an array's ``multiplier`` kind."""
+    if kind in REGISTERED_KINDS:
+        return 3 if REGISTERED_KINDS[kind] else 2
+    return 1

@@ -30,7 +30,7 @@ from amaranth.lib import data
 
 from systolica.config import Config
 from systolica.rtl.array import SystolicArray
-from systolica.rtl.multiplier import RegisteredMultiplier
+from systolica.rtl.multiplier import product_latency
 from systolica.rtl.pe import StepControl
 
 from .formal_props import any_const, any_seq
@@ -71,8 +71,7 @@ class ArraySums(Elaboratable):
     def latency(self):
         """Cycles from a tile's ``last`` step entering the array to ``done``: the skew to PE
         (R-1, C-1), the product's latency and the result register."""
-        product = RegisteredMultiplier.latency if self.multiplier == "registered" else 1
-        return (self.rows - 1) + (self.cols - 1) + product + 1
+        return (self.rows - 1) + (self.cols - 1) + product_latency(self.multiplier) + 1
 
     def elaborate(self, platform):
         m = Module()

@@ -6,7 +6,10 @@ import struct
 
 from systolica.protocol import DRAM_WORD_BYTES, MAX_LINK_BYTES, Feature, Format
 
-__all__ = ["FORMAT_NAMES", "IDENTIFY_BYTES", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
+__all__ = ["FORMAT_NAMES", "IDENTIFY_BYTES", "MULTIPLIERS", "PROTOCOL_VERSION", "SCALE_MULTIPLIERS", "Config"]
+
+# How the array's PEs multiply (`Config.multiplier`).
+MULTIPLIERS = ("infer", "pairs", "registered", "registered-fabric", "lut")
 
 # How the block formats' binary32 scale units form their partial products (`Fp32Multiply`):
 # "infer": all inferred (hard DSPs where the FPGA has them); "lut": all in logic; "mixed": the
@@ -62,8 +65,9 @@ class Config:
         ``"infer"``: a plain ``*`` the synthesizer maps (one hard DSP per PE where the part has
         enough, e.g. ECP5 MULT18X18D); ``"pairs"``: two PEs share one `PairMultiplier` (an iCE40
         SB_MAC16 in its dual 8×8 mode); ``"registered"``: one DSP per PE with its input and
-        output registers (an ECP5 MULT18X18D; two cycles of latency); ``"lut"``: shift-and-add in
-        logic.
+        output registers (an ECP5 MULT18X18D; two cycles of latency); ``"registered-fabric"``:
+        the same with a register in the fabric after each DSP (three cycles; for a netlist whose
+        DSP outputs cross the die to their accumulators); ``"lut"``: shift-and-add in logic.
     buffer_piece_depth : int
         Implementation only: 0 keeps the activation and weight buffers one memory each, read in
         one cycle; a power of two P cuts them into memories of at most P words whose read data
@@ -173,9 +177,8 @@ class Config:
             if self.link_bytes != DRAM_WORD_BYTES:
                 raise ValueError(f"dram_mib needs link_bytes = {DRAM_WORD_BYTES} (the DRAM's word; "
                                  f"no width converter yet), not {self.link_bytes}")
-        if self.multiplier not in ("infer", "pairs", "registered", "lut"):
-            raise ValueError(f"multiplier must be 'infer', 'pairs', 'registered' or 'lut', not "
-                             f"{self.multiplier!r}")
+        if self.multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {MULTIPLIERS}, not {self.multiplier!r}")
         if self.scale_multiplier not in SCALE_MULTIPLIERS:
             raise ValueError(f"scale_multiplier must be one of {SCALE_MULTIPLIERS}, not "
                              f"{self.scale_multiplier!r}")

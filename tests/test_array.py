@@ -82,7 +82,7 @@ def test_pe_products_and_sums(multiplier):
     assert got == [int(a) * int(w) for a, w in pairs]
 
 
-@pytest.mark.parametrize("multiplier", ["lut", "pairs", "registered"])
+@pytest.mark.parametrize("multiplier", ["lut", "pairs", "registered", "registered-fabric"])
 def test_multiplier_kinds_in_an_array(multiplier):
     """2×3 = 6 PEs: "pairs" gives three shared PairMultipliers; 3×1 leaves one PE unpaired."""
     rng = np.random.default_rng(len(multiplier))
