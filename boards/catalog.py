@@ -119,15 +119,14 @@ BOARDS = {b.name: b for b in [
     # these are what LiteX's BIOS chose on one ECPIX-5 (litex issue 925: lane 0 bitslip 0 delay
     # 4, lane 1 bitslip 0 delay 3), not measured on a board here (docs/litedram-notes.md s. 7).
     # The array is the simulated DRAM board's (`Config(dram_mib=512)`): 2 rows (a decode step
-    # uses one), 16 columns, 32-weight lane words and one scale unit for the 16 columns, so the
+    # uses one), 16 columns, 16-weight lane words and one scale unit for the 16 columns, so the
     # device cycles `systolica generate --dram` measures are this board's too. An 8x16 array
     # (as on ecpix5-85f) adds nothing to decode, whose weights pass at `cols` a cycle, and with
-    # its 128 DSPs router2 did not route it (reports/build_history.md, Session 21). The 32-weight
-    # lane words take 8 DP16KDs a column: an activation buffer of 8192 words (a prefill of up to
-    # 10 tokens at K = 1536 in one LOAD_A) leaves the design at 188 of the part's 208 (32768
-    # words needed 214). Not routed yet: it placed at an estimated 69.9 MHz and router1 made
-    # little headway (reports/build_history.md, Session 22); 16-weight lane words would halve
-    # those block RAMs and their wide buses, still above the DRAM's rate of weights.
+    # its 128 DSPs router2 did not route it (reports/build_history.md, Session 21). The lane
+    # words were 32 weights (8 DP16KDs a column, 188 of the part's 208 block RAMs with the
+    # 8192-word activation buffer) and that netlist did not route (Session 22); the DRAM gives
+    # at most 14.2 weights a cycle (Q4_0), so 16-weight words keep ahead of it at half the lane
+    # memory and its buses.
     DramBoard(
         name="ecpix5-85f-dram", loader="ecpix5", usb_uart=FT2232_UART,
         description="LambdaConcept ECPIX-5 85F with weights in its DDR3, 75 MHz "
@@ -137,7 +136,7 @@ BOARDS = {b.name: b for b in [
         config=_accelerator(rows=2, cols=16, act_depth=8192, max_k=2048, link_bytes=16,
                             rx_fifo_words=128, dram_mib=512, multiplier="registered",
                             buffer_piece_depth=2048, formats=FORMAT_NAMES, scale_share=16,
-                            scale_multiplier="lut", lane_weights=32),
+                            scale_multiplier="lut", lane_weights=16),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6",

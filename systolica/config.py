@@ -103,6 +103,9 @@ class Config:
         take at most ``lane_weights`` weights a cycle: with ``cols`` above 8, a wider word lets
         a decode step (one token, each weight used once) run at ``cols`` weights a cycle. The
         boards use 8: two DP16KDs a column on the 8×16 ECP5 builds (`systolica.rtl.engine`).
+        0 (the default) picks 32, or 16 on a device with DRAM: its GEMM_DRAMs' weights come at
+        most 8 bytes a cycle (`host.dram_rate`: 14.2 Q4_0 weights, fewer in the other formats),
+        so 16 already keeps ahead of the DRAM, with half the lane memory's block RAMs and bus.
     dram_mib : int
         MiB of DRAM behind the device's DRAM controller (reported by IDENTIFY), which WRITE_DRAM
         fills and GEMM_DRAM reads its weights from (`protocol`); 0: none. A power of two. The
@@ -132,7 +135,7 @@ class Config:
     """
 
     # The default is the simulated board's: two rows (a decode step uses one), 16 columns (a decode
-    # step runs at `cols` weights a cycle), 32-weight lane words and a 16-byte link (so a Q4_1
+    # step runs at `cols` weights a cycle), 32-weight lane words (16 with DRAM) and a 16-byte link (so a Q4_1
     # or Q8_0 decode step is not held back by its intake), one scale unit for the 16 columns, an
     # activation buffer of 256 KB (a prefill of up to 170 tokens at K = 1536 in one LOAD_A) and
     # a 64 KB receive buffer (the credit the host may have in flight).
@@ -156,7 +159,7 @@ class Config:
     buffer_piece_depth: int = dataclasses.field(default=0, compare=False)
     scale_share: int = dataclasses.field(default=0, compare=False)
     scale_multiplier: str = dataclasses.field(default="infer", compare=False)
-    lane_weights: int = dataclasses.field(default=32, compare=False)
+    lane_weights: int = dataclasses.field(default=0, compare=False)
     weight_skid: bool = dataclasses.field(default=True, compare=False)
     row_hold: bool = dataclasses.field(default=False, compare=False)
     framer_state_loads: bool = dataclasses.field(default=False, compare=False)
@@ -187,6 +190,8 @@ class Config:
                         if self.cols % s == 0 and (s == 1 or self.rows * s <= 32))
             object.__setattr__(self, "scale_share", share)
         _check_positive("scale_share", self.scale_share)
+        if self.lane_weights == 0:
+            object.__setattr__(self, "lane_weights", 16 if self.dram_mib else 32)
         if self.lane_weights not in (8, 16, 32):
             raise ValueError(f"lane_weights must be 8, 16 or 32, not {self.lane_weights!r}")
         for name in ("weight_skid", "row_hold", "framer_state_loads"):
