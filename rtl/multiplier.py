@@ -5,8 +5,9 @@ product.
   8×8 mode): the iCE40UP5K's eight DSPs serve sixteen PEs.
 * `RegisteredMultiplier`: one signed 8×8 product in an ECP5 MULT18X18D with its input and output
   registers on, two cycles after the operands (three with a fabric register after it). Yosys
-  maps a plain ``*`` to a MULT18X18D without registers, and the routes into and out of the DSP column then dominate the cycle (69 MHz on the
-  ULX3S-85F); with both register stages inside the DSP only one route is on each path.
+  maps a plain ``*`` to a MULT18X18D without registers, and the routes into and out of the DSP
+  column then dominate the cycle (69 MHz on the ULX3S-85F); with both register stages inside
+  the DSP only one route is on each path.
 
 On other platforms (simulation, other FPGAs) each elaborates to the same arithmetic with the same
 latency in plain Amaranth, so the simulated board runs the design the bitstream holds.
@@ -106,6 +107,9 @@ class RegisteredMultiplier(wiring.Component):
     an 8x16 array), which the every-format 8x16 builds, whose logic is twice as large, could not
     afford: router2 stopped converging on them (reports/build_history.md, Session 23)."""
 
+    #: Cycles from the operands to the DSP's registered product.
+    DSP_LATENCY = 2
+
     a: In(data.signed(8))
     w: In(data.signed(8))
     p: Out(data.signed(16))
@@ -115,7 +119,7 @@ class RegisteredMultiplier(wiring.Component):
             raise TypeError(f"fabric_register must be True or False, not {fabric_register!r}")
         self._fabric = fabric_register
         #: Cycles from the operands to their product.
-        self.latency = 3 if fabric_register else 2
+        self.latency = self.DSP_LATENCY + fabric_register
         super().__init__()
 
     def elaborate(self, platform):
@@ -144,5 +148,5 @@ REGISTERED_KINDS = {"registered": False, "registered-fabric": True}
 def product_latency(kind):
     """Cycles from a PE's operands to its product for an array's ``multiplier`` kind."""
     if kind in REGISTERED_KINDS:
-        return 3 if REGISTERED_KINDS[kind] else 2
+        return RegisteredMultiplier.DSP_LATENCY + REGISTERED_KINDS[kind]
     return 1
