@@ -51,7 +51,7 @@ bench: setup
 	$(VENV)/bin/systolica bench
 
 quality: setup
-	$(VENV)/bin/systolica quality --report reports
+	$(VENV)/bin/systolica quality --report reports --measure-resident
 
 flips: setup
 	$(PY) -m systolica.host.flip_sweep

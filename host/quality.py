@@ -20,6 +20,15 @@ predictions, mean KL divergence of the next-token distribution from the baseline
 agreement with the baseline, the bytes per weight of a real GEMM frame at a board's 1-byte
 link (headers and padding included), and the link-bound decode tokens/s on each catalog board
 that carries the format.
+
+With the weights resident in the DRAM of the catalog's board with DRAM (`projection.DRAM_BOARD`)
+a row's decode token reads its stored GEMM payloads (`resident_bytes`: every device linear laid
+out as `resident_weights.place` lays out the file's, in the row's format) and the link carries
+only activations, headers and results. `resident_projection` derives the row's token from one
+measured generate with resident weights (`projection.run_figures`, in the file's formats): its
+device cycles scale with the DRAM bytes the row reads, since every format is bound by the DRAM
+there (8 bytes a cycle at most: 14.2 Q4_0 weights a cycle, under the array's 16), and its link
+bytes are the measured ones.
 """
 
 import dataclasses
@@ -29,7 +38,8 @@ import numpy as np
 from .accel_linear import AcceleratorLinear, BlockLinear, block_format
 from .block_formats import block_gemm_native
 from .driver import DriverStats
-from .llama import LINEARS, FloatLinear, LlamaModel, layer_tensor
+from .llama import LINEARS, FloatLinear, LlamaModel, device_linears, layer_tensor
+from .projection import DRAM_BOARD, project_resident
 
 __all__ = [
     "ROWS",
@@ -37,6 +47,8 @@ __all__ = [
     "RowResult",
     "decode_bytes_per_weight",
     "evaluate",
+    "resident_bytes",
+    "resident_projection",
     "text_windows",
     "weights_per_token",
 ]
@@ -79,6 +91,7 @@ class RowResult:
     top1: float               # fraction of positions whose arg max equals the baseline's
     bytes_per_weight: float   # a decode step's GEMM frames at a 1-byte link, over its weights
     tokens_per_s: dict        # board name → link-bound decode tokens/s (boards carrying it)
+    resident: object = None   # `projection.ResidentProjection` with the weights in DRAM, or None
 
 
 def text_windows(tokenizer, count, length):
@@ -131,6 +144,10 @@ class Requantized:
 
     def tensor_shape(self, name):
         return self.file.tensor_shape(name)
+
+    @property
+    def params(self):
+        return self.file.params
 
 
 class _ModelDriver:
@@ -207,9 +224,44 @@ def decode_bytes_per_weight(model_file, config, *, source=None, int8=False):
     return sent / weights
 
 
-def evaluate(model_file, windows, rows=ROWS, *, progress=None):
+def resident_bytes(config, model_file, *, source=None, int8=False):
+    """DRAM bytes a decode token reads with the weights resident on a device of ``config``: the
+    stored GEMM payloads of every device linear (`resident_weights.lay_out`, as `place` lays
+    them out), of ``source``'s weights (default: the model file) in their block formats, or in
+    int8 W8A8."""
+    from .quant import quantize_weights
+    from .resident_weights import lay_out
+
+    source = source or model_file
+    roomy = dataclasses.replace(config, dram_mib=2048)      # as `place` sizes them
+    at = 0
+    for name in device_linears(model_file):
+        if int8:
+            wq, _ = quantize_weights(model_file.dequantized(name))
+            stored, _ = lay_out(roomy, np.ascontiguousarray(wq.T), "int8", at)
+        else:
+            stored, _ = lay_out(roomy, source.raw(name), block_format(source, name), at)
+        at = stored.end
+    return at
+
+
+def resident_projection(figures, rate, dram_bytes, *, board=DRAM_BOARD):
+    """The `projection.ResidentProjection` of a decode token on ``board`` that reads
+    ``dram_bytes`` from its DRAM, derived from ``figures`` (`projection.run_figures` of a
+    generate with resident weights on a device with the `dram_rate.DramRate` ``rate``): the
+    measured device cycles per DRAM byte times ``dram_bytes``, and the measured link bytes."""
+    cycles = figures["cycles"] * dram_bytes / figures["dram_bytes"]
+    return project_resident(
+        cycles, dram_bytes, figures["link_bytes"], rate, board=board,
+        source=f"device cycles scaled by DRAM bytes from {figures['cycles']:,.0f} cycles for "
+               f"{figures['dram_bytes'] / 1e6:.2f} MB measured {figures['what']}")
+
+
+def evaluate(model_file, windows, rows=ROWS, *, progress=None, resident=None):
     """A `RowResult` per row of ``rows`` over the token-id ``windows``. ``progress(row, i)`` is
-    called before each window of each row."""
+    called before each window of each row. ``resident``: (`projection.run_figures`,
+    `dram_rate.DramRate`) measured on the simulated board with DRAM, for each row's
+    `resident_projection` on `projection.DRAM_BOARD`; None leaves those out."""
     from systolica.boards.catalog import BOARDS
     from systolica.boards.report import link_bytes_per_s
     from systolica.config import Config
@@ -243,8 +295,13 @@ def evaluate(model_file, windows, rows=ROWS, *, progress=None):
             if (fmt == "file" and {"q4_1", "q8_0"} <= set(carried)) or fmt in carried:
                 per_token = weights_per_token(model_file)
                 tokens[name] = link_bytes_per_s(board.baudrate) / (bpw * per_token)
+        projected = None
+        if resident is not None:
+            dram_bytes = resident_bytes(BOARDS[DRAM_BOARD].config, model_file,
+                                        source=sources.get(row.weights), int8=fmt == "int8")
+            projected = resident_projection(*resident, dram_bytes)
         results.append(RowResult(row, float(np.exp(nll / positions)), float(kl / positions),
-                                 float(agree / positions), bpw, tokens))
+                                 float(agree / positions), bpw, tokens, projected))
     return results
 
 

@@ -79,17 +79,28 @@ class Placement:
 
 
 def lay_out(config, raw, fmt, address):
-    """`stored_weights.layout` of the GGUF blocks ``raw`` (M rows) in ``fmt``, cut into pieces
-    of whole column tiles (``config.cols`` rows) of at most `MAX_PIECE_BYTES` each, back to back
-    from ``address``: one `StoredWeights` (its pieces' ``c0`` count from the tensor's first
-    row), and the bytes to write there."""
-    m = raw.shape[0]
-    one = layout(config, raw[:config.cols], fmt, address)[0]        # one column tile
-    crc = one.size - one.pieces[0].length                            # its CRC word (padded)
-    step = config.cols * max(1, (MAX_PIECE_BYTES - crc) // one.pieces[0].length)
+    """`stored_weights.layout` of the GGUF blocks ``raw`` (M rows) in ``fmt`` (or of int8 W
+    (K, M) for ``fmt`` "int8"), cut into pieces of whole column tiles (``config.cols`` output
+    columns) of at most `MAX_PIECE_BYTES` each, back to back from ``address``: one
+    `StoredWeights` (its pieces' ``c0`` count from the tensor's first column), and the bytes to
+    write there."""
+    if fmt == "int8":
+        m = raw.shape[1]
+
+        def columns(start, stop):
+            return raw[:, start:stop]
+    else:
+        m = raw.shape[0]
+
+        def columns(start, stop):
+            return raw[start:stop]
+    one = layout(config, columns(0, config.cols), fmt, address)[0]   # one column tile
+    payload = sum(p.length for p in one.pieces)
+    crc = one.size - payload                                         # its CRC word (padded)
+    step = config.cols * max(1, (MAX_PIECE_BYTES - crc) // payload)
     pieces, images, at = [], [], address
     for c0 in range(0, m, step):
-        stored, image = layout(config, raw[c0:c0 + step], fmt, at)
+        stored, image = layout(config, columns(c0, c0 + step), fmt, at)
         pieces += [dataclasses.replace(p, c0=p.c0 + c0) for p in stored.pieces]
         images.append(image)
         at = stored.end

@@ -10,6 +10,8 @@ import time
 __all__ = ["add_quality_args", "cmd_quality"]
 
 WEIGHT_CHOICES = ("file", "q8_0", "q4_1", "q4_0", "int8")
+WEIGHT_NAMES = {"file": "file (Q4_1, Q8_0 head)", "q8_0": "Q8_0", "q4_1": "Q4_1", "q4_0": "Q4_0",
+                "int8": "int8 per channel"}
 
 
 def add_quality_args(parser):
@@ -24,6 +26,11 @@ def add_quality_args(parser):
                         help="also write quality.md, quality.json and quality.png into DIR")
     parser.add_argument("--model", metavar="PATH",
                         help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
+    parser.add_argument("--measure-resident", action="store_true",
+                        help="if the simulated board with DRAM has no measured generate with "
+                             "resident weights at its current build, run one first (`systolica "
+                             "generate --dram --device-argmax --tokens 2`, several minutes) for "
+                             "the tokens/s with the weights in the ECPIX-5's DRAM")
 
 
 def _error(message):
@@ -57,12 +64,13 @@ def cmd_quality(args):
     except (FileNotFoundError, ValueError) as exc:
         return _error(str(exc).splitlines()[0])
     started = time.monotonic()
+    resident, why = _resident_run(args.measure_resident, args.model)
     with Progress("quality", len(rows) * len(windows)) as bar:
         def progress(row, i):
             bar.label = f"{row.name} window {i + 1}/{len(windows)}"
             bar.advance(1)
-        results = evaluate(model_file, windows, rows, progress=progress)
-    lines = table_lines(results, len(windows), args.tokens)
+        results = evaluate(model_file, windows, rows, progress=progress, resident=resident)
+    lines = table_lines(results, len(windows), args.tokens) + resident_lines(results, why)
     for line in lines:
         print(line)
     print(f"({time.monotonic() - started:.0f} s)")
@@ -70,6 +78,65 @@ def cmd_quality(args):
         write_report(results, lines, pathlib.Path(args.report))
         print(f"wrote {args.report}/quality.md, quality.json, quality.png")
     return 0
+
+
+def _resident_run(measure, model):
+    """(`projection.run_figures`, `dram_rate.DramRate`) of the last generate with resident
+    weights on the current simulated board with DRAM, running one first if ``measure`` and
+    there is none; or (None, why not)."""
+    from systolica.config import Config
+    from systolica.host.dram_rate import dram_rate
+    from systolica.host.projection import load_run
+    from systolica.sim.verilog import DRAM_MIB
+
+    config = Config(dram_mib=DRAM_MIB)
+    try:
+        figures = load_run(config)
+        if figures is None and measure:
+            from systolica import cli
+
+            print("measuring a decode token with the weights resident in DRAM: " + " ".join(
+                ["systolica generate", repr(RESIDENT_PROMPT), *RESIDENT_ARGS]))
+            cli.main(["generate", RESIDENT_PROMPT, *RESIDENT_ARGS,
+                      *(["--model", model] if model else [])])
+            print()
+            figures = load_run(config)
+        if figures is None:
+            return None, ("not measured on the current simulated board build (`systolica "
+                          "generate --dram --device-argmax --tokens 2`, or `systolica quality "
+                          "--measure-resident`, measures it)")
+        return (figures, dram_rate(config)), ""
+    except RuntimeError as exc:         # the DRAM core cannot be generated here
+        return None, str(exc).splitlines()[0]
+
+
+RESIDENT_PROMPT = "The capital of France is"
+RESIDENT_ARGS = ("--tokens", "2", "--dram", "--device-argmax")
+
+
+def resident_lines(results, why):
+    """The tokens/s of each row with the weights resident in the DRAM board's DRAM."""
+    from systolica.host.projection import DRAM_BOARD, FAST_LINK
+
+    head = f"with the weights resident in the {DRAM_BOARD}'s DRAM"
+    rows = list({r.row.weights: r for r in reversed(results) if r.resident is not None}.values())
+    rows.reverse()           # one per weight format: the activations do not change the DRAM's
+    if not rows:
+        return ["", f"{head}: {why}"]
+    fast, fast_name = FAST_LINK
+    p = rows[0].resident
+    uart = f"{p.link_bytes_per_s / 1e3:.0f} kB/s link"
+    lines = ["", f"{head} ({p.source}; link bytes per token {p.link_bytes / 1e6:.3f} MB as "
+                 f"measured, for every row; tokens/s at the board's {uart} and at "
+                 f"{fast / 1e6:g} MB/s, {fast_name}):",
+             f"{'weights':<22} {'DRAM MB':>8} {'cycles':>12}  {'tokens/s':>8} {'bound':<14} "
+             f"{'at ' + format(fast / 1e6, 'g') + ' MB/s':>10} {'bound':<14}"]
+    for r in rows:
+        q = r.resident
+        lines.append(f"{WEIGHT_NAMES[r.row.weights]:<22} {q.dram_bytes / 1e6:>8.2f} "
+                     f"{q.cycles:>12,.0f}  {q.tokens_per_s():>8.4f} {q.bound():<14} {q.tokens_per_s(fast):>10.3f} "
+                     f"{q.bound(fast):<14}")
+    return lines
 
 
 def table_lines(results, windows, tokens):
@@ -90,6 +157,8 @@ def table_lines(results, windows, tokens):
 
 
 def write_report(results, lines, out):
+    from systolica.host.projection import FAST_LINK
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.md").write_text(
         "# What each bit buys\n\nGenerated by `make quality` (`systolica quality --report "
@@ -98,12 +167,20 @@ def write_report(results, lines, out):
         "row": r.row.name, "weights": r.row.weights, "activations": r.row.activations,
         "changes": r.row.changes, "bytes_per_weight": r.bytes_per_weight,
         "perplexity": r.perplexity, "kl": r.kl, "top1": r.top1,
-        "tokens_per_s": r.tokens_per_s} for r in results], indent=1))
+        "tokens_per_s": r.tokens_per_s,
+        "resident": None if r.resident is None else {
+            "board": r.resident.board, "dram_bytes": r.resident.dram_bytes,
+            "cycles": r.resident.cycles, "link_bytes": r.resident.link_bytes,
+            "tokens_per_s": r.resident.tokens_per_s(),
+            "tokens_per_s_fast_link": r.resident.tokens_per_s(FAST_LINK[0]),
+            "source": r.resident.source}} for r in results], indent=1))
     _plot(results, out / "quality.png")
 
 
 def _plot(results, path):
     import matplotlib
+
+    from systolica.host.projection import FAST_LINK
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -115,7 +192,10 @@ def _plot(results, path):
         best = max(r.tokens_per_s.values(), default=0)
         at = (8 * r.bytes_per_weight, max(r.kl, 1e-8))
         ax.semilogy(*at, "o" if device else "s", color="C0" if device else "C1")
-        ax.annotate(f"{r.row.name}: KL {r.kl:.1e}\n{best:.4f} tok/s", at, fontsize=7,
+        label = f"{r.row.name}: KL {r.kl:.1e}\n{best:.4f} tok/s"
+        if r.resident is not None:
+            label += f", {r.resident.tokens_per_s(FAST_LINK[0]):.2f} in DRAM"
+        ax.annotate(label, at, fontsize=7,
                     xytext=(5, 3) if device else (5, -16), textcoords="offset points")
     bits = [8 * r.bytes_per_weight for r in results]
     ax.set_xlim(min(bits) - 0.3, max(bits) + 1.2)        # room for the labels on the right
@@ -123,7 +203,9 @@ def _plot(results, path):
     ax.plot([], [], "s", color="C1", label="float activations (weight format alone)")
     ax.set_xlabel("bits per weight on the link (a decode step's GEMM frames)")
     ax.set_ylabel("mean KL from the file's model, nats")
-    ax.set_title("What each bit buys (labels: best link-bound decode tokens/s)")
+    ax.set_title("What each bit buys (labels: best decode tokens/s streamed over a UART;\n"
+                 f"in DRAM: the ECPIX-5 with the weights in its DRAM and a "
+                 f"{FAST_LINK[0] / 1e6:g} MB/s link)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", linewidth=0.3)
     fig.tight_layout()

@@ -62,3 +62,38 @@ def test_quality_on_two_short_windows(tmp_path, capsys):
 def test_quality_bad_arguments(args, message, capsys):
     assert cli.main(["quality", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_resident_bytes_and_derived_projection():
+    """A row's DRAM bytes are its stored payloads as `place` lays out the file's; its device
+    cycles scale from the measured run's by those bytes; its link bytes are the run's."""
+    from systolica.boards.catalog import BOARDS
+    from systolica.host.dram_rate import DramRate
+    from systolica.host.projection import DRAM_BOARD, FAST_LINK
+    from systolica.host.quality import (
+        Requantized,
+        resident_bytes,
+        resident_projection,
+        weights_per_token,
+    )
+    from systolica.host.resident_weights import place
+
+    model_file = ModelFile()
+    config = BOARDS[DRAM_BOARD].config
+    file_bytes = resident_bytes(config, model_file)
+    assert file_bytes == place(config, model_file).size
+    q4_0 = resident_bytes(config, model_file, source=Requantized(model_file, "q4_0"))
+    int8 = resident_bytes(config, model_file, int8=True)
+    weights = weights_per_token(model_file)
+    assert 18 / 32 * weights <= q4_0 < 18 / 32 * weights * 1.001
+    assert weights <= int8 < weights * 1.001
+    rate = DramRate(burst_cycles=1, refresh_cycles=0, refresh_interval=1, clock_hz=75e6,
+                    source="test")
+    figures = {"what": "per decode token", "cycles": 13e6, "dram_bytes": file_bytes,
+               "link_bytes": 0.9e6}
+    same = resident_projection(figures, rate, file_bytes)
+    assert same.cycles == 13e6 and same.link_bytes == 0.9e6 and same.bound() == "link"
+    smaller = resident_projection(figures, rate, q4_0)
+    assert smaller.cycles == pytest.approx(13e6 * q4_0 / file_bytes)
+    assert smaller.tokens_per_s(FAST_LINK[0]) > same.tokens_per_s(FAST_LINK[0])
+    assert smaller.tokens_per_s() == same.tokens_per_s()        # both bound by the UART
