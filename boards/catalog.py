@@ -72,18 +72,26 @@ BOARDS = {b.name: b for b in [
         # The static placer with router2 and timing-driven rip-up: HeAP with router1 no longer
         # converged on this netlist, router2 without rip-up left it at 76-79 MHz.
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 1"),
-    # The same board with every format, at the clock its speed grade 6 routes the 8x16
-    # every-format netlist at. 3 Mbaud is divisor 20 exactly. Decode on the board is bound by
-    # the UART, not the clock.
+    # The same board with every format, at 60 MHz (its speed grade 6 placed the 8x16
+    # every-format netlist at 63-67 MHz). 4 rows, not the ECPIX-5's 8: the 8x16 netlist stopped
+    # routing on this part's pinout (router2 stalled with 480 and more overused wires on five
+    # runs at 82e4d8d, reports/build_history.md Session 24); half the array's DSPs and product
+    # registers routes in minutes. Decode uses one row (its two activation terms) and is bound
+    # by the UART; the block period halves (one scale unit for 4 x 16 dot products, not 8 x 16),
+    # so block GEMMs run faster, and only prefill's rows pass in twice as many row blocks.
+    # `row_hold` and `framer_state_loads` (the ULX3S-85F int8's framer): the 4x16 build's
+    # critical path was the framer's state to the enables of its 512-bit row register.
+    # 3 Mbaud is divisor 20 exactly.
     Board(
         name="ulx3s-85f-gguf", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 85F with every GGUF format, 60 MHz "
                                            "(ECP5 LFE5U-85F, FT231X UART)",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         clk_freq=60e6, baudrate=3_000_000, dsp_available=156,
-        config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
+        config=_accelerator(rows=4, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
                             multiplier="registered", buffer_piece_depth=2048,
-                            formats=FORMAT_NAMES, scale_share=16, scale_multiplier="lut"),
+                            formats=FORMAT_NAMES, scale_share=16, scale_multiplier="lut",
+                            row_hold=True, framer_state_loads=True),
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6"),
     Board(

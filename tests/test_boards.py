@@ -122,30 +122,34 @@ def test_simulated_icebreaker_runs_a_gemm_over_serial():
     gemm_over_pty(BOARDS["icebreaker"].config, 6, 40, 9, seed=3)
 
 
-# The ECPIX-5's 8x16 every-format build (ulx3s-85f-gguf's too) is the largest simulator build
-# here: it runs with `make board-sims` (SYSTOLICA_ALL_BOARDS=1), the ULX3S-25F's in `make test`.
+# The ECPIX-5's 8x16 every-format build and the ULX3S-85F's 4x16 are the largest simulator
+# builds here: they run with `make board-sims` (SYSTOLICA_ALL_BOARDS=1), the ULX3S-25F's in
+# `make test`.
 ALL_BOARDS = os.environ.get("SYSTOLICA_ALL_BOARDS", "0") not in ("", "0")
+LARGE = pytest.mark.skipif(not ALL_BOARDS, reason="a 16-column every-format simulator build: "
+                                                  "make board-sims")
 
 
-@pytest.mark.parametrize("name", ["ulx3s-25f", pytest.param("ecpix5-85f", marks=pytest.mark.skipif(
-    not ALL_BOARDS, reason="the 8x16 every-format simulator build: make board-sims"))])
+@pytest.mark.parametrize("name", ["ulx3s-25f", pytest.param("ecpix5-85f", marks=LARGE),
+                                  pytest.param("ulx3s-85f-gguf", marks=LARGE)])
 def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
     """The ECP5 bitstreams that carry every format, simulated behind the serial link, buffers in
     registered pieces: the ULX3S-25F's 4×6 array, one scale unit in logic for its 6 columns;
     the ECPIX-5's 8×16, one unit for all 16 columns: 128 dot products a block, so its block
-    GEMMs run one block per 132 cycles, the configuration the ULX3S-85F's every-format
-    bitstream (ulx3s-85f-gguf, 60 MHz) carries too; its int8 bitstream is the same array
-    without the block formats. Q4_1 and Q8_0 GEMMs bit-exact with the block model, an int8
-    GEMM exact."""
+    GEMMs run one block per 132 cycles; its array is the ULX3S-85F int8 bitstream's, without
+    the block formats; the ULX3S-85F's every-format 4×16 (ulx3s-85f-gguf, 60 MHz), one block
+    per 68 cycles, result rows sent from a `RowHold` (`Config.row_hold`). Q4_1 and Q8_0 GEMMs
+    bit-exact with the block model, an int8 GEMM exact."""
     assert BOARDS[name].config.formats == FORMAT_NAMES
     cfg = BOARDS[name].config
-    if name == "ecpix5-85f":
+    if name != "ulx3s-25f":
         same = dict(abort_cycles=cfg.abort_cycles)      # (a quarter second of each clock)
-        assert dataclasses.replace(BOARDS["ulx3s-85f-gguf"].config, **same) == cfg
+        assert dataclasses.replace(BOARDS["ulx3s-85f-gguf"].config, rows=cfg.rows, **same) == cfg
         assert dataclasses.replace(BOARDS["ulx3s-85f"].config, formats=FORMAT_NAMES,
-                                   **same) == cfg
+                                   rows=cfg.rows, **same) == cfg
+    assert cfg.row_hold == (name == "ulx3s-85f-gguf")
     assert cfg.buffer_piece_depth == 2048
-    share = {"ulx3s-25f": 6, "ecpix5-85f": 16}[name]
+    share = {"ulx3s-25f": 6, "ecpix5-85f": 16, "ulx3s-85f-gguf": 16}[name]
     assert (cfg.scale_share, cfg.scale_multiplier) == (share, "lut")
     assert cfg.block_period == max(32, cfg.rows * share + 4)
     rng = np.random.default_rng(85)
