@@ -184,7 +184,7 @@ def _plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 7))
     for r in results:
         if r.row.changes.startswith("nothing"):
             continue
@@ -196,9 +196,10 @@ def _plot(results, path):
         if r.resident is not None:
             label += f", {r.resident.tokens_per_s(FAST_LINK[0]):.2f} in DRAM"
         ax.annotate(label, at, fontsize=7,
-                    xytext=(5, 3) if device else (5, -16), textcoords="offset points")
+                    xytext=(6, 4) if device else (6, -22), textcoords="offset points")
     bits = [8 * r.bytes_per_weight for r in results]
     ax.set_xlim(min(bits) - 0.3, max(bits) + 1.2)        # room for the labels on the right
+    ax.set_ylim(top=10)                                      # and above the highest
     ax.plot([], [], "o", color="C0", label="device activations")
     ax.plot([], [], "s", color="C1", label="float activations (weight format alone)")
     ax.set_xlabel("bits per weight on the link (a decode step's GEMM frames)")
