@@ -40,6 +40,7 @@ from .block_formats import block_gemm_native
 from .driver import DriverStats
 from .llama import LINEARS, FloatLinear, LlamaModel, device_linears, layer_tensor
 from .projection import DRAM_BOARD, project_resident
+from .requantized import Requantized
 
 __all__ = [
     "ROWS",
@@ -108,46 +109,6 @@ def text_windows(tokenizer, count, length):
                          f"text has {len(ids)}")
     stride = len(ids) // count
     return [ids[i * stride:i * stride + length] for i in range(count)]
-
-
-class Requantized:
-    """The model file's linear weights re-quantized to ``fmt`` (a GGML type name) with
-    `gguf.quants`; other tensors are the file's. Looks like a `ModelFile` to the linears."""
-
-    def __init__(self, model_file, fmt):
-        from gguf import GGMLQuantizationType
-
-        self.file = model_file
-        self.fmt = fmt
-        self.qtype = GGMLQuantizationType[fmt.upper()]
-        self._raw = {}
-        self._dequantized = {}
-
-    def raw(self, name):
-        from gguf import quants
-
-        if name not in self._raw:
-            self._raw[name] = np.asarray(quants.quantize(self.file.dequantized(name), self.qtype))
-        return self._raw[name]
-
-    def quant_type(self, name):
-        return self.qtype
-
-    def dequantized(self, name):
-        from gguf import quants
-
-        if name not in self._dequantized:
-            data = quants.dequantize(self.raw(name), self.qtype)
-            self._dequantized[name] = np.asarray(data, np.float32).reshape(
-                self.file.tensor_shape(name))
-        return self._dequantized[name]
-
-    def tensor_shape(self, name):
-        return self.file.tensor_shape(name)
-
-    @property
-    def params(self):
-        return self.file.params
 
 
 class _ModelDriver:

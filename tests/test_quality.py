@@ -70,12 +70,8 @@ def test_resident_bytes_and_derived_projection():
     from systolica.boards.catalog import BOARDS
     from systolica.host.dram_rate import DramRate
     from systolica.host.projection import DRAM_BOARD, FAST_LINK
-    from systolica.host.quality import (
-        Requantized,
-        resident_bytes,
-        resident_projection,
-        weights_per_token,
-    )
+    from systolica.host.quality import resident_bytes, resident_projection, weights_per_token
+    from systolica.host.requantized import Requantized
     from systolica.host.resident_weights import place
 
     model_file = ModelFile()
