@@ -64,7 +64,11 @@ def cmd_quality(args):
     except (FileNotFoundError, ValueError) as exc:
         return _error(str(exc).splitlines()[0])
     started = time.monotonic()
-    resident, why = _resident_run(args.measure_resident, args.model)
+    if args.model is None:
+        resident, why = _resident_run(args.measure_resident)
+    else:       # the saved run is keyed on the simulated board, not on the model it ran
+        resident, why = None, ("measured with the default model only (`systolica generate "
+                               "--dram` keeps one run per simulated board build)")
     with Progress("quality", len(rows) * len(windows)) as bar:
         def progress(row, i):
             bar.label = f"{row.name} window {i + 1}/{len(windows)}"
@@ -80,7 +84,7 @@ def cmd_quality(args):
     return 0
 
 
-def _resident_run(measure, model):
+def _resident_run(measure):
     """(`projection.run_figures`, `dram_rate.DramRate`) of the last generate with resident
     weights on the current simulated board with DRAM, running one first if ``measure`` and
     there is none; or (None, why not)."""
@@ -97,8 +101,7 @@ def _resident_run(measure, model):
 
             print("measuring a decode token with the weights resident in DRAM: " + " ".join(
                 ["systolica generate", repr(RESIDENT_PROMPT), *RESIDENT_ARGS]))
-            cli.main(["generate", RESIDENT_PROMPT, *RESIDENT_ARGS,
-                      *(["--model", model] if model else [])])
+            cli.main(["generate", RESIDENT_PROMPT, *RESIDENT_ARGS])
             print()
             figures = load_run(config)
         if figures is None:
