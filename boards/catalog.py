@@ -117,8 +117,8 @@ BOARDS = {b.name: b for b in [
         env=(("OPENFPGALOADER", "true"),),
         # Every format: nextpnr's static placer and router2 with timing-driven rip-up. Routing
         # this netlist is a matter of the seed (router2's congestion does not always clear):
-        # at 82e4d8d seed 1 routed at 100.18 MHz, seeds 2, 3 and 6 did not converge
-        # (reports/build_history.md, Session 24).
+        # at 82e4d8d's netlist seed 1 routed at 100.18 MHz, seed 5 at 98.69, seeds 2, 3, 4 and 6
+        # did not converge (reports/build_history.md, Sessions 24 and 25).
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 1"),
     # The ECPIX-5 with its DDR3 (512 MiB): LiteDRAM's controller (ECP5DDRPHY) on the ddr3 pins,
     # the accelerator in the controller's 75 MHz system clock (one domain; the core's PLL makes
