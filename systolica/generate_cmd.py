@@ -127,7 +127,8 @@ def cmd_generate(args):
         from systolica.host.projection import run_figures, save_run
 
         figures = run_figures(result)
-        save_run(config, figures)                   # for `systolica project`
+        if result.all_exact in (None, True):        # kept only from a run whose GEMMs were right
+            save_run(config, figures)               # for `systolica project` and `quality`
         _print_resident_projection(figures, config, rate)
     if accel is not None:
         _print_projection(model_file, measure=False)

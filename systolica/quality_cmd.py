@@ -101,8 +101,10 @@ def _resident_run(measure):
 
             print("measuring a decode token with the weights resident in DRAM: " + " ".join(
                 ["systolica generate", repr(RESIDENT_PROMPT), *RESIDENT_ARGS]))
-            cli.main(["generate", RESIDENT_PROMPT, *RESIDENT_ARGS])
+            code = cli.main(["generate", RESIDENT_PROMPT, *RESIDENT_ARGS])
             print()
+            if code:
+                return None, f"the generate that measures it failed (exit status {code})"
             figures = load_run(config)
         if figures is None:
             return None, ("not measured on the current simulated board build (`systolica "
