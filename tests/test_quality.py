@@ -93,3 +93,19 @@ def test_resident_bytes_and_derived_projection():
     assert smaller.cycles == pytest.approx(13e6 * q4_0 / file_bytes)
     assert smaller.tokens_per_s(FAST_LINK[0]) > same.tokens_per_s(FAST_LINK[0])
     assert smaller.tokens_per_s() == same.tokens_per_s()        # both bound by the UART
+
+
+def test_measure_resident_reports_a_failed_generate(monkeypatch, capsys):
+    """--measure-resident with no saved run runs the DRAM generate; when that fails, no
+    figures are used and the reason is given (here the generate stands in as failing)."""
+    from systolica import quality_cmd
+
+    calls = []
+    monkeypatch.setattr("systolica.host.projection.load_run", lambda config: None)
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 1)
+    assert quality_cmd._resident_run(True) == (
+        None, "the generate that measures it failed (exit status 1)")
+    assert calls == [["generate", quality_cmd.RESIDENT_PROMPT, *quality_cmd.RESIDENT_ARGS]]
+    resident, why = quality_cmd._resident_run(False)
+    assert resident is None and "not measured on the current simulated board build" in why
+    assert len(calls) == 1
