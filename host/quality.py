@@ -228,6 +228,7 @@ def evaluate(model_file, windows, rows=ROWS, *, progress=None, resident=None):
     from systolica.config import Config
 
     sources = {}
+    stored = {}             # weight format → `resident_bytes`
     base_model = LlamaModel(model_file, FloatLinear(model_file))
     base = []
     results = []
@@ -258,9 +259,11 @@ def evaluate(model_file, windows, rows=ROWS, *, progress=None, resident=None):
                 tokens[name] = link_bytes_per_s(board.baudrate) / (bpw * per_token)
         projected = None
         if resident is not None:
-            dram_bytes = resident_bytes(BOARDS[DRAM_BOARD].config, model_file,
-                                        source=sources.get(row.weights), int8=fmt == "int8")
-            projected = resident_projection(*resident, dram_bytes)
+            if row.weights not in stored:       # once per weight format, not once per row
+                stored[row.weights] = resident_bytes(
+                    BOARDS[DRAM_BOARD].config, model_file, source=sources.get(row.weights),
+                    int8=fmt == "int8")
+            projected = resident_projection(*resident, stored[row.weights])
         results.append(RowResult(row, float(np.exp(nll / positions)), float(kl / positions),
                                  float(agree / positions), bpw, tokens, projected))
     return results
