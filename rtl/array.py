@@ -1,6 +1,6 @@
 """The R×C output-stationary systolic array: skew in, PEs, result read-out."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Shape
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,9 @@ class SystolicArray(wiring.Component):
     (r, c) sees A[r, k] and W[k, c] together. Bubbles (``ctrl.valid = 0``) may be inserted anywhere.
 
     When the ``last`` step of a tile has reached every PE, ``done`` pulses and each PE's sum
-    C[r, c] stays readable on ``row`` (row ``row_sel``) until the next tile's ``last`` step reaches
+    C[r, c] stays readable on ``row`` (column ``c`` shows row ``row_sel[c * select_copies //
+    cols]``: each copy of the select chooses the row of ``cols / select_copies`` adjacent
+    columns, so that no one register drives the multiplexers of the whole array) until the next tile's ``last`` step reaches
     it. The feeder must not issue the next tile's ``last`` step before the read-out is finished.
 
     ``row0_done`` pulses when that step has reached the whole of row 0 (PE (0, cols-1) captured):
@@ -43,18 +45,26 @@ class SystolicArray(wiring.Component):
         share a `PairMultiplier`, an odd one out infers its own; ``"registered"``: each PE has
         a `RegisteredMultiplier` (an ECP5 DSP with its input and output registers);
         ``"registered-fabric"``: the same with a fabric register after each DSP.
+    select_copies : int
+        How many copies of the read-out row select ``row_sel`` carries, concatenated (a plain
+        value, not an array layout, whose elements' wires would change the netlists with one
+        copy); a divisor of ``cols``.
     """
 
     def __init__(self, rows, cols, *, a_width=8, w_width=8, acc_width=32, multiplier="infer",
-                 out_width=32):
+                 out_width=32, select_copies=1):
+        if cols % select_copies:
+            raise ValueError(f"select_copies must divide cols={cols}, not {select_copies}")
         self._rows, self._cols = rows, cols
+        self._copies = select_copies
+        self._sel_bits = Shape.cast(range(rows)).width
         self._multiplier = multiplier
         self._widths = dict(a_width=a_width, w_width=w_width, acc_width=acc_width)
         super().__init__({
             "act": In(data.ArrayLayout(data.signed(a_width), rows)),
             "wgt": In(data.ArrayLayout(data.signed(w_width), cols)),
             "ctrl": In(StepControl),
-            "row_sel": In(range(rows)),
+            "row_sel": In(self._sel_bits * select_copies),
             "row": Out(data.ArrayLayout(data.signed(out_width), cols)),
             "done": Out(1),
             "row0_done": Out(1),
@@ -110,8 +120,9 @@ class SystolicArray(wiring.Component):
                 m.d.comb += pes[r][c].w_in.eq(pes[r - 1][c].w_out)
 
         for c in range(cols):
-            m.d.comb += self.row[c].eq(mux_tree(self.row_sel, [pes[r][c].result
-                                                                for r in range(rows)]))
+            sel = (self.row_sel if self._copies == 1 else
+                   self.row_sel.word_select(c * self._copies // cols, self._sel_bits))
+            m.d.comb += self.row[c].eq(mux_tree(sel, [pes[r][c].result for r in range(rows)]))
         m.d.comb += [self.done.eq(pes[rows - 1][cols - 1].done),
                      self.row0_done.eq(pes[0][cols - 1].done)]
         return m

@@ -74,7 +74,9 @@ class GemmEngine(wiring.Component):
         blocks = bool(cfg.block_formats)
         m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
                                                    multiplier=cfg.multiplier,
-                                                   out_width=cfg.acc_width)
+                                                   out_width=cfg.acc_width,
+                                                   select_copies=cfg.row_select_copies
+                                                   if blocks else 1)
         # A block-format GEMM. A register here, not the decoder's fmt decoded (timing: that route
         # crosses the chip); fmt is set by gemm_start's cycle, wmode a cycle later, and it is not
         # used before the GEMM's first weights are in.

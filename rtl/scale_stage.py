@@ -1,6 +1,6 @@
 """Scale stage: block-format GEMMs' integer block dot products into binary32 sums."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,9 +11,14 @@ from .scale_unit import ScaleUnit
 from .tile import BlockIssue
 from .weight_banks import WeightScales
 
-__all__ = ["PARTIAL_WIDTH", "ScaleStage"]
+__all__ = ["KEEP_COPY", "PARTIAL_WIDTH", "ScaleStage"]
 
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
+
+# The attribute on the row select's registered copies (`Config.row_select_copies`). Yosys merges
+# flip-flops of the same input whatever their wires say; the ECP5 builds give the cells that
+# drive wires carrying this attribute Yosys's ``keep`` (`boards.build`), which it does respect.
+KEEP_COPY = "systolica_keep_copy"
 
 
 class ScaleStage(wiring.Component):
@@ -39,7 +44,7 @@ class ScaleStage(wiring.Component):
     row0_done : in; the array's row 0 has the block's dot products (a sweep starts).
     partials : in; the array's read-out row ``row_sel``.
     row_sel : out; the array's read-out row: a sweep of the rows in a block GEMM, otherwise the
-        drain's next row (``drain_next``).
+        drain's next row (``drain_next``); ``Config.row_select_copies`` registered copies of it.
     drain_row, drain_next, drain_bank : in; the drain's row now and next, and its output bank.
     tile_done : in; a tile's results are ready (either path): the next goes to the other bank.
     final : out; the tile's last sum is in the output registers.
@@ -60,7 +65,7 @@ class ScaleStage(wiring.Component):
             "fmt": In(2),
             "row0_done": In(1),
             "partials": In(data.ArrayLayout(data.signed(cfg.acc_width), cfg.cols)),
-            "row_sel": Out(range(cfg.rows)),
+            "row_sel": Out(Shape.cast(range(cfg.rows)).width * cfg.row_select_copies),
             "drain_row": In(range(cfg.rows)),
             "drain_next": In(range(cfg.rows)),
             "drain_bank": In(1),
@@ -93,7 +98,7 @@ class ScaleStage(wiring.Component):
             m.d.sync += out_wr.eq(~out_wr)
         is_q4_1 = Signal()      # registered as wmode is (timing)
         m.d.sync += is_q4_1.eq(self.fmt == Format.Q4_1)
-        sweep = self._sweep(m)
+        sweep, row_sel = self._sweep(m)
         units = []
         for first_col in range(0, cfg.cols, share):
             unit = ScaleUnit(rows, share, PARTIAL_WIDTH,
@@ -112,7 +117,7 @@ class ScaleStage(wiring.Component):
                 valid = Signal(name=f"item_valid_{c}")
                 row = Signal(range(rows), name=f"item_row_{c}")
                 partial = Signal(data.signed(PARTIAL_WIDTH), name=f"item_partial_{c}")
-                m.d.sync += [valid.eq(sweep & self.wmode), row.eq(self.row_sel),
+                m.d.sync += [valid.eq(sweep & self.wmode), row.eq(row_sel),
                              partial.eq(self.partials[c])]
                 m.d.comb += [unit.valid[g].eq(valid), unit.row[g].eq(row),
                              unit.partial[g].eq(partial)]
@@ -136,15 +141,22 @@ class ScaleStage(wiring.Component):
         """The array's read-out row: from PE (0, cols-1)'s capture on, one row a cycle
         (`SystolicArray.row0_done`), all columns at once, in a block GEMM; the drain's row in an
         int8 one (row 0 between sweeps: an int8 GEMM leaves its last drained row in it, which is
-        not a sweep). Returns "a row of a sweep is read out now"."""
-        rows = self._config.rows
+        not a sweep). Returns "a row of a sweep is read out now" and the read-out row."""
+        rows, copies = self._config.rows, self._config.row_select_copies
+        if copies == 1:
+            selects = [self.row_sel]
+        else:
+            selects = [Signal(range(rows), name=f"row_sel_{i}", attrs={KEEP_COPY: 1})
+                       for i in range(copies)]
+            m.d.comb += self.row_sel.eq(Cat(selects))
+        row_sel = selects[0]
         sweeping = Signal()     # rows 1 .. rows-1 of a sweep
         sweep = Signal()
         m.d.comb += sweep.eq(self.row0_done | sweeping)
         with m.If(~self.wmode):
-            m.d.sync += [self.row_sel.eq(self.drain_next), sweeping.eq(0)]
-        with m.Elif(sweep & (self.row_sel != rows - 1)):
-            m.d.sync += [self.row_sel.eq(self.row_sel + 1), sweeping.eq(1)]
+            m.d.sync += [*(sel.eq(self.drain_next) for sel in selects), sweeping.eq(0)]
+        with m.Elif(sweep & (row_sel != rows - 1)):
+            m.d.sync += [*(sel.eq(row_sel + 1) for sel in selects), sweeping.eq(1)]
         with m.Else():
-            m.d.sync += [self.row_sel.eq(0), sweeping.eq(0)]
-        return sweep
+            m.d.sync += [*(sel.eq(0) for sel in selects), sweeping.eq(0)]
+        return sweep, row_sel
