@@ -27,8 +27,9 @@ INT8 = dict(formats=("int8",))   # int8-only builds compile in a fraction of the
 # its 5 columns, with multipliers in logic: 35 dot products a block, more than a block's 32
 # cycles, so its block GEMMs run one block per `Config.block_period` (39) cycles. 8x4 shares one
 # among 4 columns (rows × share = 32: the shared unit has no idle cycle when blocks come back to
-# back), and its buffers are in registered pieces and its lane memory in 8-weight words as on the
-# ECP5 boards; 7x5 has 16-weight lane words, the others the default 32 (a block a cycle).
+# back), and its buffers are in registered pieces, its lane memory in 8-weight words and its
+# read-out row select in a copy a column as on the ECPIX-5; 7x5 has 16-weight lane words, the
+# others the default 32 (a block a cycle).
 CONFIGS = {
     # The 1-byte link with the ULX3S-85F int8 build's framer: result rows held in a `RowHold`
     # and sent a byte at a time from there, headers loaded by the framer's state alone (the
@@ -42,7 +43,7 @@ CONFIGS = {
     "7x5-wide": Config(rows=7, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
                        lane_weights=16, **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
-                         buffer_piece_depth=128, lane_weights=8, **SMALL),
+                         buffer_piece_depth=128, lane_weights=8, row_select_copies=4, **SMALL),
 }
 
 # (config, gemms as (N, K, M, A kind, W kind), idle, backpressure)

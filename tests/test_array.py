@@ -9,9 +9,13 @@ from systolica.rtl.array import SystolicArray
 from systolica.rtl.pe import PE
 
 
-def run_tiles(rows, cols, tiles, bubble_rate, seed=0, multiplier="infer"):
+def run_tiles(rows, cols, tiles, bubble_rate, seed=0, multiplier="infer", copies=1):
+    """Each tile's results as read out: with ``copies`` copies of the row select, copy ``i``
+    is given row ``(r + i) % rows`` at the same time, so each copy must choose its own columns'
+    row."""
     rng = np.random.default_rng(seed)
-    dut = SystolicArray(rows, cols, multiplier=multiplier)
+    dut = SystolicArray(rows, cols, multiplier=multiplier, select_copies=copies)
+    bits = (rows - 1).bit_length()
     results = []
 
     async def testbench(ctx):
@@ -31,8 +35,10 @@ def run_tiles(rows, cols, tiles, bubble_rate, seed=0, multiplier="infer"):
             await ctx.tick().until(dut.done)
             block = np.zeros((rows, cols), dtype=np.int64)
             for r in range(rows):
-                ctx.set(dut.row_sel, r)
-                block[r] = [ctx.get(dut.row[c]) for c in range(cols)]
+                chosen = [(r + i) % rows for i in range(copies)]
+                ctx.set(dut.row_sel, sum(row << (i * bits) for i, row in enumerate(chosen)))
+                for c in range(cols):
+                    block[chosen[c * copies // cols], c] = ctx.get(dut.row[c])
             results.append(block)
 
     sim = Simulator(dut)
@@ -52,6 +58,24 @@ def test_array_tiles_match_numpy(rows, cols, bubble_rate):
     got = run_tiles(rows, cols, tiles, bubble_rate)
     for (a, w), block in zip(tiles, got, strict=True):
         np.testing.assert_array_equal(block, a.astype(np.int64) @ w)
+
+
+@pytest.mark.parametrize(("rows", "cols", "copies"), [(3, 4, 2), (4, 4, 4), (2, 6, 3), (1, 2, 2)])
+def test_row_select_copies_each_choose_their_columns_row(rows, cols, copies):
+    """`Config.row_select_copies`: each copy of the read-out row select chooses the row of its
+    own ``cols / copies`` columns, whatever the other copies say."""
+    rng = np.random.default_rng(rows * 100 + cols * 10 + copies)
+    tiles = [(rng.integers(-128, 128, (rows, k)), rng.integers(-128, 128, (k, cols)))
+             for k in (1, 7)]
+    got = run_tiles(rows, cols, tiles, 0.2, copies=copies)
+    for (a, w), block in zip(tiles, got, strict=True):
+        np.testing.assert_array_equal(block, a.astype(np.int64) @ w)
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_row_select_copies_must_divide_the_columns():
+    with pytest.raises(ValueError, match="select_copies must divide cols=6, not 4"):
+        SystolicArray(2, 6, select_copies=4)
 
 
 @pytest.mark.parametrize("multiplier", ["infer", "lut"])
