@@ -176,7 +176,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
     if board.family == "ecp5":
         # Yosys 0.70's ABC9 step asserts on a duplicate wire name with this design unless the
         # nets are split into bits first (YosysHQ/yosys#4349, #4451: the fix proposed there).
-        # Before that, registered copies (`Config.row_select_copies`) are kept copies: Yosys's
+        # Before that, registered copies (`Config.readout_copies`) are kept copies: Yosys's
         # keep on the cells that drive the wires marked as copies.
         overrides["script_after_read"] = (f"proc\nsetattr -set keep 1 a:{KEEP_COPY} "
                                           f"%ci1:+$dff[Q] c:* %i\nsplitnets")

@@ -1,7 +1,7 @@
 """GEMM engine: the activation buffer, the weight banks, the sequencer, the array, the drain and
 (block formats) the scale stage, wired together."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
@@ -12,7 +12,7 @@ from .array import SystolicArray
 from .block_unpacker import block_layout
 from .control import GemmControlSignature
 from .drain import Drain, ResultRow
-from .scale_stage import ScaleStage
+from .scale_stage import KEEP_COPY, ScaleStage
 from .sequencer import Sequencer
 from .skid_buffer import SkidBuffer
 from .weight_banks import WeightBanks
@@ -75,7 +75,7 @@ class GemmEngine(wiring.Component):
         m.submodules.array = array = SystolicArray(rows, cols, acc_width=cfg.acc_bits,
                                                    multiplier=cfg.multiplier,
                                                    out_width=cfg.acc_width,
-                                                   select_copies=cfg.row_select_copies
+                                                   select_copies=cfg.readout_copies
                                                    if blocks else 1)
         # A block-format GEMM. A register here, not the decoder's fmt decoded (timing: that route
         # crosses the chip); fmt is set by gemm_start's cycle, wmode a cycle later, and it is not
@@ -138,9 +138,23 @@ class GemmEngine(wiring.Component):
                 stage.drain_row.eq(drain.row), stage.drain_next.eq(drain.row_next),
                 stage.drain_bank.eq(drain.bank), stage.tile_done.eq(drain.tile_done),
                 drain.tile_done.eq(Mux(wmode, stage.final, array.done)),
-                drain.row_data.eq(Mux(wmode, stage.out.as_value(), array.row.as_value())),
             ]
+            m.d.comb += drain.row_data.eq(self._results(m, wmode, stage.out, array.row))
         else:
             m.d.comb += [array.row_sel.eq(drain.row), drain.tile_done.eq(array.done),
                          drain.row_data.eq(array.row)]
         return m
+
+    def _results(self, m, wmode, scaled, sums):
+        """The drain's row: the scale stage's binary32 results (``scaled``) in a block GEMM,
+        the array's sums otherwise, chosen by the block-mode flag; with
+        `Config.readout_copies`, by copies of it, each for its own columns."""
+        cfg = self._config
+        copies = cfg.readout_copies
+        if copies == 1:
+            return Mux(wmode, scaled.as_value(), sums.as_value())
+        flags = [Signal(name=f"wmode_{i}", attrs={KEEP_COPY: 1}) for i in range(copies)]
+        m.d.sync += [flag.eq(self.control.fmt != Format.INT8) for flag in flags]
+        scaled, sums = scaled.as_value(), sums.as_value()
+        return Cat(Mux(flags[c * copies // cfg.cols], scaled.word_select(c, cfg.acc_width),
+                       sums.word_select(c, cfg.acc_width)) for c in range(cfg.cols))

@@ -15,7 +15,7 @@ __all__ = ["KEEP_COPY", "PARTIAL_WIDTH", "ScaleStage"]
 
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
 
-# The attribute on the row select's registered copies (`Config.row_select_copies`). Yosys merges
+# The attribute on the row select's registered copies (`Config.readout_copies`). Yosys merges
 # flip-flops of the same input whatever their wires say; the ECP5 builds give the cells that
 # drive wires carrying this attribute Yosys's ``keep`` (`boards.build`), which it does respect.
 KEEP_COPY = "systolica_keep_copy"
@@ -44,7 +44,7 @@ class ScaleStage(wiring.Component):
     row0_done : in; the array's row 0 has the block's dot products (a sweep starts).
     partials : in; the array's read-out row ``row_sel``.
     row_sel : out; the array's read-out row: a sweep of the rows in a block GEMM, otherwise the
-        drain's next row (``drain_next``); ``Config.row_select_copies`` registered copies of it.
+        drain's next row (``drain_next``); ``Config.readout_copies`` registered copies of it.
     drain_row, drain_next, drain_bank : in; the drain's row now and next, and its output bank.
     tile_done : in; a tile's results are ready (either path): the next goes to the other bank.
     final : out; the tile's last sum is in the output registers.
@@ -65,7 +65,7 @@ class ScaleStage(wiring.Component):
             "fmt": In(2),
             "row0_done": In(1),
             "partials": In(data.ArrayLayout(data.signed(cfg.acc_width), cfg.cols)),
-            "row_sel": Out(Shape.cast(range(cfg.rows)).width * cfg.row_select_copies),
+            "row_sel": Out(Shape.cast(range(cfg.rows)).width * cfg.readout_copies),
             "drain_row": In(range(cfg.rows)),
             "drain_next": In(range(cfg.rows)),
             "drain_bank": In(1),
@@ -142,7 +142,7 @@ class ScaleStage(wiring.Component):
         (`SystolicArray.row0_done`), all columns at once, in a block GEMM; the drain's row in an
         int8 one (row 0 between sweeps: an int8 GEMM leaves its last drained row in it, which is
         not a sweep). Returns "a row of a sweep is read out now" and the read-out row."""
-        rows, copies = self._config.rows, self._config.row_select_copies
+        rows, copies = self._config.rows, self._config.readout_copies
         if copies == 1:
             selects = [self.row_sel]
         else:

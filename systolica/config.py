@@ -127,14 +127,16 @@ class Config:
         which then drove every one of its enables (the ULX3S-85F int8 build's critical path with
         the result skid buffer in: an 8 ns route to them). IDENTIFY's reply takes one cycle
         more. Off by default: the other builds meet their clocks without it.
-    row_select_copies : int
-        Implementation only, block formats: how many registered copies of the array's read-out
-        row select the scale stage keeps, each choosing the row of ``cols / row_select_copies``
-        adjacent columns (a divisor of ``cols``). One register choosing a row of all 16 columns
-        x 32 bits fans out to some 2,000 LUTs across the 8x16 ECPIX-5 array: its route took 5.4
-        to 7.6 ns, the critical path of every failing seed there. With a copy a column, each
-        drives its own column's multiplexers. The copies are marked so that Yosys does not merge
-        them back (`rtl.scale_stage.KEEP_COPY`). 1 (the default): one register.
+    readout_copies : int
+        Implementation only, block formats: how many registered copies the result read-out
+        keeps of its two control registers, each copy serving ``cols / readout_copies``
+        adjacent columns (a divisor of ``cols``): the array's read-out row select (the scale
+        stage's) and the block-mode flag that chooses between the array's sums and the scale
+        stage's binary32 results (the engine's). Each register alone fans out to some 500 to
+        2,000 LUTs across the 8x16 ECPIX-5 array: the row select's route took 5.4 to 7.6 ns, the
+        critical path of every failing seed there, and both were among router2's most
+        congested nets. The copies are marked so that Yosys does not merge them back
+        (`rtl.scale_stage.KEEP_COPY`). 1 (the default): one register each.
     weight_skid : bool
         Implementation only: int8 weight rows enter the weight banks through a skid buffer, so
         that neither the decoder's handshake nor the banks' next state waits on the other (the
@@ -168,7 +170,7 @@ class Config:
     scale_share: int = dataclasses.field(default=0, compare=False)
     scale_multiplier: str = dataclasses.field(default="infer", compare=False)
     lane_weights: int = dataclasses.field(default=0, compare=False)
-    row_select_copies: int = dataclasses.field(default=1, compare=False)
+    readout_copies: int = dataclasses.field(default=1, compare=False)
     weight_skid: bool = dataclasses.field(default=True, compare=False)
     row_hold: bool = dataclasses.field(default=False, compare=False)
     framer_state_loads: bool = dataclasses.field(default=False, compare=False)
@@ -199,10 +201,10 @@ class Config:
                         if self.cols % s == 0 and (s == 1 or self.rows * s <= 32))
             object.__setattr__(self, "scale_share", share)
         _check_positive("scale_share", self.scale_share)
-        _check_positive("row_select_copies", self.row_select_copies)
-        if self.cols % self.row_select_copies:
-            raise ValueError(f"row_select_copies must divide cols={self.cols}, not "
-                             f"{self.row_select_copies}")
+        _check_positive("readout_copies", self.readout_copies)
+        if self.cols % self.readout_copies:
+            raise ValueError(f"readout_copies must divide cols={self.cols}, not "
+                             f"{self.readout_copies}")
         if self.lane_weights == 0:
             object.__setattr__(self, "lane_weights", 16 if self.dram_mib else 32)
         if self.lane_weights not in (8, 16, 32):
@@ -318,8 +320,8 @@ class Config:
             mul += f"-s{self.scale_share}{self.scale_multiplier}"
         if self.block_formats and self.lane_weights != 32:
             mul += f"-w{self.lane_weights}"
-        if self.block_formats and self.row_select_copies != 1:
-            mul += f"-c{self.row_select_copies}"
+        if self.block_formats and self.readout_copies != 1:
+            mul += f"-c{self.readout_copies}"
         if not self.weight_skid:
             mul += "-ns"
         if self.row_hold:

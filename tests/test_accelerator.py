@@ -43,7 +43,7 @@ CONFIGS = {
     "7x5-wide": Config(rows=7, cols=5, link_bytes=16, scale_share=5, scale_multiplier="lut",
                        lane_weights=16, **SMALL),
     "8x4-shared": Config(rows=8, cols=4, link_bytes=4, scale_share=4, scale_multiplier="mixed",
-                         buffer_piece_depth=128, lane_weights=8, row_select_copies=4, **SMALL),
+                         buffer_piece_depth=128, lane_weights=8, readout_copies=4, **SMALL),
 }
 
 # (config, gemms as (N, K, M, A kind, W kind), idle, backpressure)

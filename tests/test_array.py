@@ -61,8 +61,8 @@ def test_array_tiles_match_numpy(rows, cols, bubble_rate):
 
 
 @pytest.mark.parametrize(("rows", "cols", "copies"), [(3, 4, 2), (4, 4, 4), (2, 6, 3), (1, 2, 2)])
-def test_row_select_copies_each_choose_their_columns_row(rows, cols, copies):
-    """`Config.row_select_copies`: each copy of the read-out row select chooses the row of its
+def test_readout_copies_each_choose_their_columns_row(rows, cols, copies):
+    """`Config.readout_copies`: each copy of the read-out row select chooses the row of its
     own ``cols / copies`` columns, whatever the other copies say."""
     rng = np.random.default_rng(rows * 100 + cols * 10 + copies)
     tiles = [(rng.integers(-128, 128, (rows, k)), rng.integers(-128, 128, (k, cols)))

@@ -22,8 +22,8 @@ BLOCKS = dict(formats=FORMAT_NAMES, act_depth=256, max_k=64)
     (dict(rx_fifo_words=8, link_bytes=4), ValueError, "at least 64 bytes"),
     (dict(lane_weights=4), ValueError, "lane_weights must be 8, 16 or 32"),
     (dict(scale_share=-1), ValueError, "scale_share must be a positive integer"),
-    (dict(cols=6, row_select_copies=4), ValueError, "row_select_copies must divide cols=6"),
-    (dict(row_select_copies=0), ValueError, "row_select_copies must be a positive integer"),
+    (dict(cols=6, readout_copies=4), ValueError, "readout_copies must divide cols=6"),
+    (dict(readout_copies=0), ValueError, "readout_copies must be a positive integer"),
 ])
 def test_bad_configuration_is_named(kwargs, error, match):
     with pytest.raises(error, match=match):
