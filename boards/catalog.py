@@ -113,7 +113,7 @@ BOARDS = {b.name: b for b in [
         config=_accelerator(rows=8, cols=16, act_depth=8192, max_k=2048, rx_fifo_words=2048,
                             multiplier="registered", buffer_piece_depth=2048,
                             formats=FORMAT_NAMES, scale_share=16, scale_multiplier="lut",
-                            readout_copies=16),
+                            readout_copies=16, row_hold=True, framer_state_loads=True),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
         # Every format: nextpnr's static placer and router2 with timing-driven rip-up. Routing

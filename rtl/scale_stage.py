@@ -15,9 +15,10 @@ __all__ = ["KEEP_COPY", "PARTIAL_WIDTH", "ScaleStage"]
 
 PARTIAL_WIDTH = 21   # a 32-block's Σ x·q: |x|, |q| <= 128, so |Σ| <= 2**19
 
-# The attribute on the row select's registered copies (`Config.readout_copies`). Yosys merges
-# flip-flops of the same input whatever their wires say; the ECP5 builds give the cells that
-# drive wires carrying this attribute Yosys's ``keep`` (`boards.build`), which it does respect.
+# The attribute on the read-out's registered copies (`Config.readout_copies`: the row select here,
+# the block-mode flag in the engine). Yosys merges flip-flops of the same input whatever their
+# wires say; the ECP5 builds give the cells that drive wires carrying this attribute Yosys's
+# ``keep`` (`boards.build`), which it does respect.
 KEEP_COPY = "systolica_keep_copy"
 
 
