@@ -138,8 +138,10 @@ def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
     the ECPIX-5's 8×16, one unit for all 16 columns: 128 dot products a block, so its block
     GEMMs run one block per 132 cycles; its array is the ULX3S-85F int8 bitstream's, without
     the block formats; the ULX3S-85F's every-format 4×16 (ulx3s-85f-gguf, 60 MHz), one block
-    per 68 cycles, result rows sent from a `RowHold` (`Config.row_hold`). Q4_1 and Q8_0 GEMMs
-    bit-exact with the block model, an int8 GEMM exact."""
+    per 68 cycles. Both of those send result rows from a `RowHold` (`Config.row_hold`), and the
+    ECPIX-5 keeps its read-out's control registers in a copy a column
+    (`Config.readout_copies`). Q4_1 and Q8_0 GEMMs bit-exact with the block model, an int8 GEMM
+    exact."""
     assert BOARDS[name].config.formats == FORMAT_NAMES
     cfg = BOARDS[name].config
     if name != "ulx3s-25f":
@@ -147,7 +149,8 @@ def test_simulated_ecp5_boards_run_block_gemms_over_serial(name):
         assert dataclasses.replace(BOARDS["ulx3s-85f-gguf"].config, rows=cfg.rows, **same) == cfg
         assert dataclasses.replace(BOARDS["ulx3s-85f"].config, formats=FORMAT_NAMES,
                                    rows=cfg.rows, **same) == cfg
-    assert cfg.row_hold == (name == "ulx3s-85f-gguf")
+    assert cfg.row_hold == (name != "ulx3s-25f")
+    assert cfg.readout_copies == (16 if name == "ecpix5-85f" else 1)
     assert cfg.buffer_piece_depth == 2048
     share = {"ulx3s-25f": 6, "ecpix5-85f": 16, "ulx3s-85f-gguf": 16}[name]
     assert (cfg.scale_share, cfg.scale_multiplier) == (share, "lut")
