@@ -116,10 +116,13 @@ BOARDS = {b.name: b for b in [
                             readout_copies=16, row_hold=True, framer_state_loads=True),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
-        # Every format: nextpnr's static placer and router2 with timing-driven rip-up. Routing
-        # this netlist is a matter of the seed (router2's congestion does not always clear):
-        # at 82e4d8d's netlist seed 1 routed at 100.18 MHz, seed 5 at 98.69, seeds 2, 3, 4 and 6
-        # did not converge (reports/build_history.md, Sessions 24 and 25).
+        # Every format: nextpnr's static placer and router2 with timing-driven rip-up. The
+        # read-out's row select and block-mode flag in a copy a column (`readout_copies`: one
+        # register of each had fanned out across the array, the failing seeds' critical path)
+        # and the int8 85F's framer (`row_hold`, `framer_state_loads`: the framer's and the
+        # result skid's control nets were among router2's most congested). Seed 1 routes
+        # (103.15 MHz, built at 4a73edf), seeds 2 and 3 did not converge: routing this netlist
+        # is still a matter of the seed (reports/build_history.md, Sessions 24-26).
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 1"),
     # The ECPIX-5 with its DDR3 (512 MiB): LiteDRAM's controller (ECP5DDRPHY) on the ddr3 pins,
     # the accelerator in the controller's 75 MHz system clock (one domain; the core's PLL makes
