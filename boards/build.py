@@ -117,7 +117,8 @@ def array_luts_per_pe(board, env, out_dir, log):
     cfg = board.config
     array = SystolicArray(cfg.rows, cfg.cols, acc_width=cfg.acc_bits, multiplier=cfg.multiplier)
     platform = board.make_platform()
-    (out_dir / "array.il").write_text(rtlil.convert(array, name="array", platform=platform))
+    (out_dir / "array.il").write_text(rtlil.convert(array, name="array", platform=platform,
+                                                     emit_src=False))
     # As for ECP5's whole design (see `build_board`): Yosys 0.70's ABC9 step in synth_gowin
     # stops the run (exit 1, no message) on the array alone unless its nets are split first.
     prepare = "proc; splitnets; " if board.family == "gowin" else ""
@@ -180,7 +181,10 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
         # keep on the cells that drive the wires marked as copies.
         overrides["script_after_read"] = (f"proc\nsetattr -set keep 1 a:{KEEP_COPY} "
                                           f"%ci1:+$dff[Q] c:* %i\nsplitnets")
-    plan = platform.prepare(top, name="systolica", synth_opts=board.synth_opts,
+    # No `src` attributes: they hold this clone's absolute paths and rtl/ line numbers, and
+    # Yosys's choices follow them, so the same design built in another directory, or after a
+    # comment moved a line, placed and routed differently.
+    plan = platform.prepare(top, name="systolica", emit_src=False, synth_opts=board.synth_opts,
                             nextpnr_opts=f"--report report.json --timing-allow-fail "
                                          f"{board.nextpnr_opts}".strip(), **overrides)
     plan.extract(out_dir)

@@ -104,9 +104,11 @@ class SystolicArray(wiring.Component):
                     fabric_register=REGISTERED_KINDS[kind])
                 m.d.comb += [mul.a.eq(pe.a_in), mul.w.eq(pe.w_in), pe.product_in.eq(mul.p)]
 
+        # Operands are data only (their control's valid is reset): their skew registers have no
+        # reset, which keeps the reset net out of the array.
         for r in range(rows):
             m.d.comb += [
-                pes[r][0].a_in.eq(delay(m, self.act[r], r, f"act{r}")),
+                pes[r][0].a_in.eq(delay(m, self.act[r], r, f"act{r}", reset_less=True)),
                 pes[r][0].ctrl_in.eq(delay(m, self.ctrl, r, f"ctrl{r}")),
             ]
             for c in range(1, cols):
@@ -115,7 +117,8 @@ class SystolicArray(wiring.Component):
                     pes[r][c].ctrl_in.eq(pes[r][c - 1].ctrl_out),
                 ]
         for c in range(cols):
-            m.d.comb += pes[0][c].w_in.eq(delay(m, self.wgt[c], c, f"wgt{c}"))
+            skewed = delay(m, self.wgt[c], c, f"wgt{c}", reset_less=True)
+            m.d.comb += pes[0][c].w_in.eq(skewed)
             for r in range(1, rows):
                 m.d.comb += pes[r][c].w_in.eq(pes[r - 1][c].w_out)
 

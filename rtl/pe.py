@@ -66,13 +66,15 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.sync += [
-            self.a_out.eq(self.a_in),
-            self.w_out.eq(self.w_in),
-            self.ctrl_out.eq(self.ctrl_in),
-        ]
+        # Operands, the product and the result are data whose meaning is given by the (reset)
+        # control, so their registers are out of the domain reset: no reset net reaches them.
+        a_out = Signal.like(self.a_in, reset_less=True)
+        w_out = Signal.like(self.w_in, reset_less=True)
+        m.d.sync += [a_out.eq(self.a_in), w_out.eq(self.w_in), self.ctrl_out.eq(self.ctrl_in)]
+        m.d.comb += [self.a_out.eq(a_out), self.w_out.eq(w_out)]
 
-        product = Signal(data.signed(self.a_in.shape().width + self.w_in.shape().width))
+        product = Signal(data.signed(self.a_in.shape().width + self.w_in.shape().width),
+                         reset_less=True)
         ctrl = self.ctrl_in
         for i in range(self._product_latency):     # aligned with the product
             stage = Signal(StepControl, name=f"ctrl_{i + 1}")
@@ -100,8 +102,10 @@ class PE(wiring.Component):
         finish = Signal()
         m.d.comb += finish.eq(ctrl.valid & ctrl.last)
         m.d.sync += self.done.eq(finish)
+        result = Signal.like(self.result, reset_less=True)     # read only after ``done``
+        m.d.comb += self.result.eq(result)
         with m.If(finish):
-            m.d.sync += [acc.eq(0), self.result.eq(total)]
+            m.d.sync += [acc.eq(0), result.eq(total)]
         with m.Elif(ctrl.valid):
             m.d.sync += acc.eq(total)
         return m
