@@ -21,7 +21,7 @@ def run_drain(config, n, m, p_stall, seed):
     dut = Drain(config)
     tiles = tiles_of(n, m, config.rows, config.cols)
     data = rng.integers(-2**31, 2**31, size=(len(tiles), config.rows, config.cols))
-    state = {"drained": 0, "busy_after": None}
+    state = {"drained": 0, "busy_after": None, "row_next_wrong": 0}
     expected_rows = sum(t[2] for t in tiles)
 
     async def sequencer(ctx):
@@ -43,9 +43,11 @@ def run_drain(config, n, m, p_stall, seed):
             ctx.set(dut.tile_done, 0)
 
     async def registers(ctx):
-        # The result registers of the tile being drained: row ``row`` on ``row_data``.
-        async for _, _, drained in ctx.tick().sample(dut.drained):
+        # The result registers of the tile being drained: row ``row`` on ``row_data``. And
+        # ``row_next`` (what the read-out select is loaded from) must be the next cycle's ``row``.
+        async for _, _, drained, row_next in ctx.tick().sample(dut.drained, dut.row_next):
             state["drained"] += drained
+            state["row_next_wrong"] += row_next != ctx.get(dut.row)
             t = min(state["drained"], len(tiles) - 1)
             ctx.set(dut.row_data, [int(v) for v in data[t, ctx.get(dut.row)]])
 
@@ -75,3 +77,4 @@ def test_drain_sends_each_tiles_rows_in_order(rows, cols, n, m, p_stall):
     state, want = run_drain(config, n, m, p_stall, seed=rows * 10 + cols + int(p_stall * 100))
     assert state["got"] == want
     assert state["busy_after"] == 0
+    assert state["row_next_wrong"] == 0
