@@ -116,14 +116,16 @@ BOARDS = {b.name: b for b in [
                             readout_copies=16, row_hold=True, framer_state_loads=True),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
-        # Every format: nextpnr's static placer and router2 with timing-driven rip-up. The
-        # read-out's row select and block-mode flag in a copy a column (`readout_copies`: one
-        # register of each had fanned out across the array, the failing seeds' critical path)
-        # and the int8 85F's framer (`row_hold`, `framer_state_loads`: the framer's and the
-        # result skid's control nets were among router2's most congested). Seed 1 routes
-        # (103.15 MHz, built at 4a73edf), seeds 2 and 3 did not converge: routing this netlist
-        # is still a matter of the seed (reports/build_history.md, Sessions 24-26).
-        nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 1"),
+        # Every format: the read-out's row select and block-mode flag in a copy a column
+        # (`readout_copies`: one register of each had fanned out across the array) and the int8
+        # 85F's framer (`row_hold`, `framer_state_loads`: the framer's and the result skid's
+        # control nets were among router2's most congested). nextpnr's HeAP placer at 0.7 peak
+        # density (not its default 0.9: the design fills 28 % of the part's LUTs, spread out it
+        # routes), router2 with timing-driven rip-up. At d67f83f seeds 1 and 2 routed (95.95
+        # and 106.16 MHz) where the static placer's seeds 1, 2 and 3 did not converge
+        # (reports/build_history.md, Session 27).
+        nextpnr_opts="--placer heap --placer-heap-beta 0.7 --router router2 --tmg-ripup "
+                     "--seed 2"),
     # The ECPIX-5 with its DDR3 (512 MiB): LiteDRAM's controller (ECP5DDRPHY) on the ddr3 pins,
     # the accelerator in the controller's 75 MHz system clock (one domain; the core's PLL makes
     # it and the 150 MHz DRAM clock from clk100), so a quarter less peak than ecpix5-85f's
@@ -153,6 +155,9 @@ BOARDS = {b.name: b for b in [
                             scale_multiplier="lut", lane_weights=16),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
+        # Routed at 761f3d2 (81.78 MHz); at d67f83f (no `src` attributes, the array out of the
+        # reset) this seed stalled in router2 (Session 27). Not searched again yet: the
+        # ecpix5-85f's HeAP placer at 0.7 density is the next thing to try.
         nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6",
         dram_core="ecpix5", read_leveling=((0, 4), (0, 3))),
     # Gowin: 27 MHz crystal, rPLL at 54 MHz (×2); every PE an inferred 8x8 product in a MULT9X9.
