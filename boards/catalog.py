@@ -119,11 +119,12 @@ BOARDS = {b.name: b for b in [
         # Every format: the read-out's row select and block-mode flag in a copy a column
         # (`readout_copies`: one register of each had fanned out across the array) and the int8
         # 85F's framer (`row_hold`, `framer_state_loads`: the framer's and the result skid's
-        # control nets were among router2's most congested). nextpnr's HeAP placer at 0.7 peak
-        # density (not its default 0.9: the design fills 28 % of the part's LUTs, spread out it
-        # routes), router2 with timing-driven rip-up. At d67f83f seeds 1 and 2 routed (95.95
-        # and 106.16 MHz) where the static placer's seeds 1, 2 and 3 did not converge
-        # (reports/build_history.md, Session 27).
+        # control nets were among router2's most congested). nextpnr's HeAP placer, router2
+        # with timing-driven rip-up: at d67f83f seeds 1 and 2 routed (95.95 and 106.16 MHz)
+        # where the static placer's seeds 1, 2 and 3 did not converge. The peak density
+        # `--placer-heap-beta 0.7` is the option the 106.16 MHz build had; it made no
+        # difference (0.7 and 0.8 wrote the same bitstream with seed 1; Session 27 in
+        # reports/build_history.md).
         nextpnr_opts="--placer heap --placer-heap-beta 0.7 --router router2 --tmg-ripup "
                      "--seed 2"),
     # The ECPIX-5 with its DDR3 (512 MiB): LiteDRAM's controller (ECP5DDRPHY) on the ddr3 pins,
