@@ -167,8 +167,18 @@ class BlockUnpacker(wiring.Component):
 
         out_free = ~self.blocks.valid | self.blocks.ready
         emit = Signal()
+        m.d.comb += emit.eq(has & out_free)
+        # Whether this emit ends the group (lane + 1 == group_blocks) is a register, loaded for
+        # the next lane (timing: the compare from group_blocks into the word's ready and the
+        # byte buffer's enables was an ECP5 build's critical path). At lane 0 it follows
+        # group_blocks, which changes only while idle: no block is held then (``has`` is 0), so
+        # the group's first emit is at least a cycle after the change.
         last = Signal()
-        m.d.comb += [emit.eq(has & out_free), last.eq(lane + 1 == self.control.group_blocks)]
+        with m.If(emit):
+            m.d.sync += last.eq(Mux(last, self.control.group_blocks == 1,
+                                    lane + 2 == self.control.group_blocks))
+        with m.Elif(lane == 0):
+            m.d.sync += last.eq(self.control.group_blocks == 1)
 
         # The cycle ends in one of three ways: no emit (an accepted word is written at cnt),
         # an emit within the group (at cnt - block bytes), the group's last emit (at 0: the

@@ -71,7 +71,10 @@ class Drain(wiring.Component):
             m.d.sync += [meta_wr.eq(~meta_wr), metas[meta_wr].eq(self.tiles.payload)]
 
         draining = Signal()
-        row_is_last = self.row == meta.rows - 1
+        # Whether ``row`` is the tile's last is a register, loaded as the row starts (timing:
+        # a compare on the tile's metadata in front of ``row_next``, which loads the block
+        # formats' read-out selects, was an ECP5 build's critical path).
+        row_is_last = Signal()
         waiting = Signal(range(3))      # finished tiles waiting for the drain
         begin = Signal()
         sent = self.results.valid & self.results.ready
@@ -95,12 +98,12 @@ class Drain(wiring.Component):
         with m.If(self.start):
             m.d.sync += self.busy.eq(1)
         with m.If(begin):
-            m.d.sync += [draining.eq(1), self.row.eq(0)]
+            m.d.sync += [draining.eq(1), self.row.eq(0), row_is_last.eq(meta.rows == 1)]
         with m.If(sent):
             with m.If(row_is_last):
                 m.d.sync += [draining.eq(0), self.bank.eq(~self.bank)]
                 with m.If(meta.end):
                     m.d.sync += self.busy.eq(0)
             with m.Else():
-                m.d.sync += self.row.eq(self.row + 1)
+                m.d.sync += [self.row.eq(self.row + 1), row_is_last.eq(self.row + 2 == meta.rows)]
         return m

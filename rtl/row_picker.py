@@ -16,7 +16,10 @@ class RowPicker(wiring.Component):
     over all of it (a 64-way byte select at 16 columns and a 1-byte link) is long routes
     in front of one register. Here each column's word is chosen first, into a register of that
     column's (which the placer can put beside the column's sum), and then the column, into
-    ``picked``. Neither step has an enable. For links of at most 4 bytes (`Config.row_hold`).
+    ``picked``. The second step's select is a register of its own, loaded in the first step, so
+    ``word``'s flip-flops (which also feed every column's select) are not on its path. Neither
+    step has an enable, and ``word`` need not be held: a new one may follow every cycle. For
+    links of at most 4 bytes (`Config.row_hold`).
 
     Ports
     -----
@@ -48,7 +51,8 @@ class RowPicker(wiring.Component):
         cfg = self._config
         width = 8 * cfg.link_bytes
         log_per = (4 // cfg.link_bytes).bit_length() - 1      # words a sum takes: 2 ** log_per
-        column = self.word[log_per:]
+        column = Signal(len(self.word) - log_per)      # the second step's select
+        m.d.sync += column.eq(self.word[log_per:])
         chosen = Array(Signal(width, name=f"column_{c}") for c in range(cfg.cols))
         for c in range(cfg.cols):
             value = self.row[32 * c:32 * (c + 1)]
