@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -76,15 +77,24 @@ def tool_env(board):
 TOOL_LOGS = ("systolica.rpt", "systolica.tim")
 
 
-def _run_script(script, cwd, env, log, *, last_seconds=None):
+def _run_script(script, cwd, env, log, *, last_seconds=None, stop_stalled=True):
     """Run the build script under ``bash -x``: a line as each tool starts and ends, and between
-    them what the tools' own logs say (phase, placement estimate, routing left, elapsed)."""
+    them what the tools' own logs say (phase, placement estimate, routing left, elapsed).
+    ``stop_stalled``: stop it once the router has stalled (`BuildProgress.stalled`)."""
     proc = subprocess.Popen(["bash", "-x", script], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     progress = BuildProgress(last_seconds=last_seconds)
     lines, current, started = [], None, time.monotonic()
-    tail = LogTail([pathlib.Path(cwd) / name for name in TOOL_LOGS], progress,
-                   lambda status: print(f"    {status}", file=log, flush=True))
+
+    def report(status):
+        print(f"    {status}", file=log, flush=True)
+        if stop_stalled and progress.stalled and proc.poll() is None:
+            # A stalled router does not stop by itself: stop the script and its tools.
+            print(f"    {progress.stalled}: stopping the build", file=log, flush=True)
+            os.killpg(proc.pid, signal.SIGTERM)
+
+    tail = LogTail([pathlib.Path(cwd) / name for name in TOOL_LOGS], progress, report)
     with tail:
         for line in proc.stdout:
             lines.append(line)
@@ -101,7 +111,7 @@ def _run_script(script, cwd, env, log, *, last_seconds=None):
     if current:
         state = "done" if proc.returncode == 0 else "FAILED"
         print(f"  {current} {state} ({time.monotonic() - started:.0f} s)", file=log, flush=True)
-    return proc.returncode, "".join(lines)
+    return proc.returncode, "".join(lines), progress.stalled
 
 
 def _yosys_cells(text):
@@ -155,9 +165,10 @@ def _device(platform):
     return getattr(platform, "device", None) or platform.family
 
 
-def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
+def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None, stop_stalled=True):
     """Build ``board``'s bitstream in ``out_dir`` (default ``build/boards/NAME``); returns a dict
-    of what was measured (see `report`)."""
+    of what was measured (see `report`). ``stop_stalled``: a router that has stalled is stopped
+    and the result says so (``stalled``), instead of the build running on without end."""
     out_dir = pathlib.Path(out_dir).resolve() if out_dir is not None else BUILD_ROOT / board.name
     last_seconds = None
     if (out_dir / "result.json").exists():
@@ -189,7 +200,8 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
                                          f"{board.nextpnr_opts}".strip(), **overrides)
     plan.extract(out_dir)
     started = time.monotonic()
-    code, output = _run_script("build_systolica.sh", out_dir, env, log, last_seconds=last_seconds)
+    code, output, stalled = _run_script("build_systolica.sh", out_dir, env, log,
+                                        last_seconds=last_seconds, stop_stalled=stop_stalled)
     (out_dir / "build.log").write_text(output)
     result = {
         "board": board.name, "description": board.description, "family": board.family,
@@ -228,6 +240,9 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None):
                          ("build.log", *TOOL_LOGS) if (out_dir / name).exists())
         tail = "\n".join(output.splitlines()[-15:])
         result["error"] = f"{tail}\nfull logs: {logs}"
+        if stalled:
+            result["stalled"] = stalled
+            result["error"] = f"did not route ({stalled})\nfull logs: {logs}"
         (out_dir / "result.json").write_text(json.dumps(result, indent=1))
         return result
     il, netlist = out_dir / "systolica.il", out_dir / "systolica.json"

@@ -59,7 +59,8 @@ def render_markdown(results, command="make bitstreams", missing=()):
     for r in results:
         if not r.get("ok"):
             lines.append(f"| {r['board']} | {r.get('device', '')} | {r['rows']}x{r['cols']} | "
-                         f"{r['macs']} | {r['clock_mhz']:g} | build failed | | | | | | | | "
+                         f"{r['macs']} | {r['clock_mhz']:g} | "
+                         f"{'did not route' if r.get('stalled') else 'build failed'} | | | | | | | | "
                          f"{r.get('commit') or '?'} | {r.get('build_seconds', '')} |")
             continue
         fmax = r.get("fmax_mhz")

@@ -39,7 +39,8 @@ def cmd_program(args):
 
 def _print_result(r):
     if not r["ok"]:
-        print(f"{r['board']}: BUILD FAILED\n{r.get('error', '')}")
+        verdict = "DID NOT ROUTE" if r.get("stalled") else "BUILD FAILED"
+        print(f"{r['board']}: {verdict}\n{r.get('error', '')}")
         return
     fmax = r["fmax_mhz"]
     print(f"{r['board']} ({r['device']}): {r['rows']}x{r['cols']} array = {r['macs']} int8 MACs "
@@ -64,7 +65,8 @@ def cmd_bitstream(args):
     """Build a board's bitstream with the PyPI Yosys/nextpnr and report what it measured."""
     from systolica.boards.build import build_board
 
-    result = build_board(_board_from_args(args), out_dir=args.build_dir)
+    result = build_board(_board_from_args(args), out_dir=args.build_dir,
+                         stop_stalled=not args.keep_routing)
     _print_result(result)
     return 0 if result["ok"] and result["fmax_mhz"] >= result["clock_mhz"] else 1
 
@@ -83,7 +85,7 @@ def cmd_bitstreams(args):
     built = {}
     if not args.report_only:
         for name in names:
-            built[name] = build_board(board_by_name(name))
+            built[name] = build_board(board_by_name(name), stop_stalled=not args.keep_routing)
             _print_result(built[name])
     results = []
     for name in BOARDS:
@@ -132,6 +134,11 @@ def add_board_commands(sub):
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help="build here instead of build/boards/BOARD (so that several builds of "
                         "one board can run side by side; `program` uses the default folder)")
+    p.add_argument("--keep-routing", action="store_true",
+                   help="let a stalled router run on (by default a build stops once nextpnr's "
+                        "router has gone 25 iterations (router2) or 50,000 (router1) without "
+                        "fewer overused wires or arcs left than its best, and says it did not "
+                        "route)")
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("program", help="load a board's bitstream (building it if needed)",
@@ -149,4 +156,9 @@ def add_board_commands(sub):
     p.add_argument("--boards", help="comma-separated boards to build (default: all)")
     p.add_argument("--report-only", action="store_true",
                    help="build nothing; write the report from the latest builds")
+    p.add_argument("--keep-routing", action="store_true",
+                   help="let a stalled router run on (by default a build stops once nextpnr's "
+                        "router has gone 25 iterations (router2) or 50,000 (router1) without "
+                        "fewer overused wires or arcs left than its best, and says it did not "
+                        "route)")
     p.set_defaults(func=cmd_bitstreams)

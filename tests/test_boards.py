@@ -201,6 +201,15 @@ def test_report_takes_a_gowin_result():
     assert "| tang-nano-9k | minimum" not in text
 
 
+@pytest.mark.parametrize(("extra", "verdict"), [({}, "build failed"),
+                                                ({"stalled": "router2 stalled: ..."},
+                                                 "did not route")])
+def test_report_says_how_a_build_failed(extra, verdict):
+    failed = dict(board="ecpix5-85f-dram", device="LFE5UM5G-85F", rows=2, cols=16, macs=32,
+                  clock_mhz=75.0, ok=False, commit="abc1234", build_seconds=3000, **extra)
+    assert f"| 75 | {verdict} | |" in render_markdown([failed])
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["bitstream", "--board", "icebreaker", "--rows", "0"], "rows must be a positive integer"),
     (["bitstream", "--board", "icebreaker", "--cols", "65"], "cols must be at most 64"),

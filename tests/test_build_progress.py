@@ -1,9 +1,14 @@
 """Build progress read from the tools' logs: the phases, placement's estimate and what the router
 has left, as the lines nextpnr and Yosys write them; and a log followed while it grows."""
 
+import io
+import os
 import time
 
-from systolica.boards.build_progress import BuildProgress, LogTail
+import pytest
+
+from systolica.boards.build import _run_script
+from systolica.boards.build_progress import STALL_REPORTS, BuildProgress, LogTail
 
 # Lines as Yosys -l and nextpnr --log write them (an iCE40 build of this design, router1; and
 # router2's iteration line from an ECP5 build).
@@ -55,3 +60,51 @@ def test_log_tail_follows_a_growing_log(tmp_path):
         time.sleep(0.2)
     assert tail.progress.detail == "500 arcs left"
     assert any(s.startswith("routing") for s in seen)
+
+
+def _router2(iteration, overused):
+    return f"Info:     iter={iteration} wires=180321 overused={overused} overuse=1 archfail=NA"
+
+
+# Overused wires per router2 iteration: one that routes after a plateau of 20 iterations above its
+# low, and one whose low is at iteration 10 and that rises from there (the ECP5 runs that did not
+# route looked like this).
+ROUTES = [3000 - 100 * i for i in range(20)] + [1100 + i for i in range(20)] + [900, 10, 0]
+STALLS = [3000 - 100 * i for i in range(11)] + [2000 + 40 * i for i in range(40)]
+
+
+@pytest.mark.parametrize(("counts", "stalled_at"),
+                         [(ROUTES, None), (STALLS, 10 + STALL_REPORTS["router2"])])
+def test_a_router_that_makes_no_new_low_has_stalled(counts, stalled_at):
+    progress = BuildProgress()
+    for iteration, overused in enumerate(counts):
+        progress.feed(_router2(iteration, overused))
+        if stalled_at is None or iteration < stalled_at:
+            assert progress.stalled is None, iteration
+    if stalled_at is not None:
+        assert progress.stalled == (
+            f"router2 stalled: its fewest overused wires were 2,000 at iteration 10, and "
+            f"{STALL_REPORTS['router2']} reports later (iteration {stalled_at:,}) "
+            f"{2000 + 40 * (stalled_at - 11):,}")
+
+
+def test_router1_stalls_on_arcs_left():
+    progress = BuildProgress()
+    for n in range(STALL_REPORTS["router1"] + 1):
+        progress.feed(f"Info: {1000 * (n + 1):>10} |  1  2 |  3  4 | {30000 + n:>9}|  1.0  1.0|")
+    assert progress.stalled.startswith("router1 stalled: its fewest arcs left were 30,000 at "
+                                       "iteration 1,000")
+
+
+def test_a_stalled_build_is_stopped(tmp_path):
+    # A build script whose "router" stalls and then would run on for ten minutes.
+    lines = "\\n".join(_router2(i, 100 if i < 3 else 200) for i in range(40))
+    (tmp_path / "build_systolica.sh").write_text(
+        f"printf '{lines}\\n' > systolica.tim\nsleep 600\n")
+    log = io.StringIO()
+    started = time.monotonic()
+    code, _, stalled = _run_script("build_systolica.sh", tmp_path, dict(os.environ), log)
+    assert time.monotonic() - started < 60
+    assert code != 0
+    assert stalled.startswith("router2 stalled: its fewest overused wires were 100")
+    assert "stopping the build" in log.getvalue()
