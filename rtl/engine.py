@@ -9,7 +9,7 @@ from systolica.protocol import Format
 
 from .activation_buffer import ActivationBuffer
 from .array import SystolicArray
-from .block_unpacker import block_layout
+from .block_fields import block_layout
 from .control import GemmControlSignature
 from .drain import Drain, ResultRow
 from .scale_stage import KEEP_COPY, ScaleStage

@@ -5,8 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .block_fields import block_layout
 from .block_ram import BlockRam
-from .block_unpacker import block_layout
 from .buffer_memory import BufferMemory
 from .delay import delay
 from .mux_tree import byte_select
@@ -48,7 +48,7 @@ class WeightBanks(wiring.Component):
     release : in; per bank: its last step has been issued.
     r_bank, r_k : in; the weight row read: ``r_data`` shows it `latency` cycles later.
     r_data : out; ``cols`` int8 (in a block GEMM the lane memory's weights, otherwise the bank's).
-    blocks : (block formats) stream in of unpacked blocks (`block_unpacker.block_layout`).
+    blocks : (block formats) stream in of unpacked blocks (`block_fields.block_layout`).
     scale_addr : (block formats) in; bank × K / 32 + block: its scales on ``scale_data`` a cycle
         later.
     scale_data : (block formats) out; ``cols`` `WeightScales`.

@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 
 from systolica.host.block_formats import FORMATS, decode_blocks
 from systolica.protocol import BLOCK_BYTES, Format
-from systolica.rtl.block_unpacker import BlockUnpacker, block_layout
+from systolica.rtl.block_fields import block_layout
+from systolica.rtl.block_unpacker import BlockUnpacker
 
 ALL = (Format.Q8_0, Format.Q4_0, Format.Q4_1)
 NAME = {f.code: name for name, f in FORMATS.items()}
