@@ -16,13 +16,22 @@ _ROUTER1 = re.compile(r"^Info: +(\d+) \| +\d+ +\d+ \| +\d+ +\d+ \| +(\d+)\|")
 _ROUTER2 = re.compile(r"iter=(\d+) wires=(\d+) overused=(\d+)")
 
 # A router has stalled when what it has left (router1: arcs, reported every 1,000 iterations;
-# router2: overused wires, every iteration) has not reached a new low in this many reports.
-# Measured on this design's ECP5 builds: router2 runs that routed kept reaching new lows until
-# they did (the latest after 48 iterations); runs that did not had their low at iteration 14 to
-# 25 and rose from there for as long as they were left (to iteration 35 and beyond), or (the
-# ULX3S-85F every-format, seed 6, at 80d8d05) hovered at 5 to 20 wires from iteration 94 to 200
-# and then rose to 1,065 at iteration 301.
+# router2: overused wires, every iteration) either has gone `STALL_REPORTS` reports without a
+# new low while that low is at least `STALL_TAIL`, or has risen to more than four times its low
+# plus 50. Measured on this design's ECP5 builds (router2):
+# - runs that routed reached a new low every one or two iterations while above 100 wires; in
+#   the tail below that they could go long without one (the ECPIX-5, HeAP seed 1, at 80d8d05:
+#   1 to 3 wires from iteration 77 to 125, routed at 126; the DRAM board, static seed 1: 20
+#   iterations between lows at 2 to 9 wires, routed at 92);
+# - runs that did not had their low (909 to 2,985 wires) at iteration 14 to 25 and rose from
+#   there for as long as they were left, or (the ULX3S-85F every-format, seed 6, at 80d8d05)
+#   hovered at 2 to 30 wires from iteration 80 to 230 and then rose to 1,065 at iteration 301.
 STALL_REPORTS = {"router1": 50, "router2": 25}
+STALL_TAIL = 100
+
+
+def _diverged(low, left):
+    return left > 4 * low + 50
 
 
 @dataclasses.dataclass
@@ -73,18 +82,21 @@ class BuildProgress:
         return (self.phase, self.detail, self.estimate_mhz) != before
 
     def _track(self, router, left, what, iteration):
-        """Note a router's progress report; set `stalled` once it has gone `STALL_REPORTS`
-        reports without a new low."""
+        """Note a router's progress report; set `stalled` once it has stalled (see
+        `STALL_REPORTS`)."""
         r = self._routing
         if r is None or r.router != router:
             r = self._routing = _RouterLow(router)
         r.reports += 1
+        since = r.reports - r.low_report
         if r.low is None or left < r.low:
             r.low, r.low_iteration, r.low_report = left, iteration, r.reports
-        elif r.reports - r.low_report >= STALL_REPORTS[router] and self.stalled is None:
+        elif self.stalled is None and (
+                _diverged(r.low, left)
+                or (r.low >= STALL_TAIL and since >= STALL_REPORTS[router])):
             self.stalled = (f"{router} stalled: its fewest {what} were {r.low:,} at iteration "
-                            f"{r.low_iteration:,}, and {r.reports - r.low_report} reports later "
-                            f"(iteration {iteration:,}) {left:,}")
+                            f"{r.low_iteration:,}, and {since} reports later (iteration "
+                            f"{iteration:,}) {left:,}")
 
     def tool_started(self, tool):
         if "pack" in tool and "nextpnr" not in tool:

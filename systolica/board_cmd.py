@@ -135,10 +135,11 @@ def add_board_commands(sub):
                    help="build here instead of build/boards/BOARD (so that several builds of "
                         "one board can run side by side; `program` uses the default folder)")
     p.add_argument("--keep-routing", action="store_true",
-                   help="let a stalled router run on (by default a build stops once nextpnr's "
-                        "router has gone 25 iterations (router2) or 50,000 (router1) without "
-                        "fewer overused wires or arcs left than its best, and says it did not "
-                        "route)")
+                   help="let a stalled router run on (by default a build stops, and says it "
+                        "did not route, once what nextpnr's router has left (router2: overused "
+                        "wires; router1: arcs) has gone 25 iterations (router2) or 50,000 "
+                        "(router1) without a new low of 100 or more, or has risen to over four "
+                        "times its low plus 50)")
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("program", help="load a board's bitstream (building it if needed)",
@@ -157,8 +158,9 @@ def add_board_commands(sub):
     p.add_argument("--report-only", action="store_true",
                    help="build nothing; write the report from the latest builds")
     p.add_argument("--keep-routing", action="store_true",
-                   help="let a stalled router run on (by default a build stops once nextpnr's "
-                        "router has gone 25 iterations (router2) or 50,000 (router1) without "
-                        "fewer overused wires or arcs left than its best, and says it did not "
-                        "route)")
+                   help="let a stalled router run on (by default a build stops, and says it "
+                        "did not route, once what nextpnr's router has left (router2: overused "
+                        "wires; router1: arcs) has gone 25 iterations (router2) or 50,000 "
+                        "(router1) without a new low of 100 or more, or has risen to over four "
+                        "times its low plus 50)")
     p.set_defaults(func=cmd_bitstreams)
