@@ -156,10 +156,11 @@ BOARDS = {b.name: b for b in [
                             scale_multiplier="lut", lane_weights=16),
         leds=(("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r")),
         env=(("OPENFPGALOADER", "true"),),
-        # Routed at 761f3d2 (81.78 MHz); at d67f83f (no `src` attributes, the array out of the
-        # reset) this seed stalled in router2 (Session 27). Not searched again yet: the
-        # ecpix5-85f's HeAP placer at 0.7 density is the next thing to try.
-        nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6",
+        # Congestion, not timing, decides whether it routes (placement estimates 83-88 MHz at
+        # 75): at 80d8d05 the static placer's seed 1 routed (80.68 MHz, after 92 router2
+        # iterations); seed 6 had stalled at d67f83f, and HeAP (seed 1) stalled at 5,000
+        # overused wires, where it helps the ecpix5-85f (reports/build_history.md, Session 28).
+        nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 1",
         dram_core="ecpix5", read_leveling=((0, 4), (0, 3))),
     # Gowin: 27 MHz crystal, rPLL at 54 MHz (×2); every PE an inferred 8x8 product in a MULT9X9.
     # Placement bounds the array: 6x4 is the largest that placed (reports/build_history.md).
