@@ -25,7 +25,7 @@ from .build_progress import BuildProgress, LogTail
 from .program import bitstream_key
 from .top import BoardTop
 
-__all__ = ["BUILD_ROOT", "build_board", "tool_env"]
+__all__ = ["BUILD_ROOT", "build_board", "run_script", "tool_env"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO / "build" / "boards"
@@ -77,7 +77,7 @@ def tool_env(board):
 TOOL_LOGS = ("systolica.rpt", "systolica.tim")
 
 
-def _run_script(script, cwd, env, log, *, last_seconds=None, stop_stalled=True):
+def run_script(script, cwd, env, log, *, last_seconds=None, stop_stalled=True):
     """Run the build script under ``bash -x``: a line as each tool starts and ends, and between
     them what the tools' own logs say (phase, placement estimate, routing left, elapsed).
     ``stop_stalled``: stop it once the router has stalled (`BuildProgress.stalled`)."""
@@ -200,7 +200,7 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None, stop_s
                                          f"{board.nextpnr_opts}".strip(), **overrides)
     plan.extract(out_dir)
     started = time.monotonic()
-    code, output, stalled = _run_script("build_systolica.sh", out_dir, env, log,
+    code, output, stalled = run_script("build_systolica.sh", out_dir, env, log,
                                         last_seconds=last_seconds, stop_stalled=stop_stalled)
     (out_dir / "build.log").write_text(output)
     result = {

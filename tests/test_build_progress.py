@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from systolica.boards.build import _run_script
+from systolica.boards.build import run_script
 from systolica.boards.build_progress import STALL_REPORTS, BuildProgress, LogTail
 
 # Lines as Yosys -l and nextpnr --log write them (an iCE40 build of this design, router1; and
@@ -110,7 +110,7 @@ def test_a_stalled_build_is_stopped(tmp_path):
         f"printf '{lines}\\n' > systolica.tim\nsleep 600\n")
     log = io.StringIO()
     started = time.monotonic()
-    code, _, stalled = _run_script("build_systolica.sh", tmp_path, dict(os.environ), log)
+    code, _, stalled = run_script("build_systolica.sh", tmp_path, dict(os.environ), log)
     assert time.monotonic() - started < 60
     assert code != 0
     assert stalled.startswith("router2 stalled: its fewest overused wires were 100")
