@@ -81,7 +81,9 @@ BOARDS = {b.name: b for b in [
     # so block GEMMs run faster, and only prefill's rows pass in twice as many row blocks.
     # `row_hold` and `framer_state_loads` (the ULX3S-85F int8's framer): the 4x16 build's
     # critical path was the framer's state to the enables of its 512-bit row register.
-    # 3 Mbaud is divisor 20 exactly.
+    # At 80d8d05 seed 6 stalled in router2 and seed 1 routed at 60.37 MHz, with no margin: its
+    # critical path is one long route (15.3 ns) from the weight banks' piece select to the
+    # lane memory (Session 28). 3 Mbaud is divisor 20 exactly.
     Board(
         name="ulx3s-85f-gguf", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 85F with every GGUF format, 60 MHz "
@@ -93,7 +95,7 @@ BOARDS = {b.name: b for b in [
                             formats=FORMAT_NAMES, scale_share=16, scale_multiplier="lut",
                             row_hold=True, framer_state_loads=True),
         leds=(("led", 0), ("led", 1), ("led", 2)), env=(("OPENFPGALOADER", "true"),),
-        nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 6"),
+        nextpnr_opts="--placer static --router router2 --tmg-ripup --seed 1"),
     Board(
         name="ulx3s-25f", loader="ulx3s", usb_uart=FT231X_UART,
         description="Radiona ULX3S 25F (ECP5 LFE5U-25F, FT231X UART)",
@@ -120,11 +122,11 @@ BOARDS = {b.name: b for b in [
         # (`readout_copies`: one register of each had fanned out across the array) and the int8
         # 85F's framer (`row_hold`, `framer_state_loads`: the framer's and the result skid's
         # control nets were among router2's most congested). nextpnr's HeAP placer, router2
-        # with timing-driven rip-up: at d67f83f seeds 1 and 2 routed (95.95 and 106.16 MHz)
-        # where the static placer's seeds 1, 2 and 3 did not converge. The peak density
-        # `--placer-heap-beta 0.7` is the option the 106.16 MHz build had; it made no
-        # difference (0.7 and 0.8 wrote the same bitstream with seed 1; Session 27 in
-        # reports/build_history.md).
+        # with timing-driven rip-up: at 80d8d05 (the unpacker's group end, the drain's last row
+        # and the row picker's column select registered) seeds 1, 2 and 3 all route and meet
+        # 100 MHz (103.25, 102.08, 102.49), where at d67f83f the static placer's seeds 1-3 did
+        # not converge. `--placer-heap-beta 0.7` made no difference (0.7 and 0.8 wrote the
+        # same bitstream; reports/build_history.md, Sessions 27 and 28).
         nextpnr_opts="--placer heap --placer-heap-beta 0.7 --router router2 --tmg-ripup "
                      "--seed 2"),
     # The ECPIX-5 with its DDR3 (512 MiB): LiteDRAM's controller (ECP5DDRPHY) on the ddr3 pins,
