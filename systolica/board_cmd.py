@@ -118,6 +118,15 @@ def cmd_boards(args):
     return 0
 
 
+def _add_keep_routing(p):
+    p.add_argument("--keep-routing", action="store_true",
+                   help="let a stalled router run on (by default a build stops, and says it "
+                        "did not route, once what nextpnr's router has left (router2: overused "
+                        "wires; router1: arcs) has gone 25 iterations (router2) or 50,000 "
+                        "(router1) without a new low of 100 or more, or has risen to over four "
+                        "times its low plus 50)")
+
+
 def add_board_commands(sub):
     """Register the board subcommands on the `systolica` parser's subparsers."""
     p = sub.add_parser("boards", help="list supported boards", description=cmd_boards.__doc__)
@@ -134,12 +143,7 @@ def add_board_commands(sub):
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help="build here instead of build/boards/BOARD (so that several builds of "
                         "one board can run side by side; `program` uses the default folder)")
-    p.add_argument("--keep-routing", action="store_true",
-                   help="let a stalled router run on (by default a build stops, and says it "
-                        "did not route, once what nextpnr's router has left (router2: overused "
-                        "wires; router1: arcs) has gone 25 iterations (router2) or 50,000 "
-                        "(router1) without a new low of 100 or more, or has risen to over four "
-                        "times its low plus 50)")
+    _add_keep_routing(p)
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("program", help="load a board's bitstream (building it if needed)",
@@ -157,10 +161,5 @@ def add_board_commands(sub):
     p.add_argument("--boards", help="comma-separated boards to build (default: all)")
     p.add_argument("--report-only", action="store_true",
                    help="build nothing; write the report from the latest builds")
-    p.add_argument("--keep-routing", action="store_true",
-                   help="let a stalled router run on (by default a build stops, and says it "
-                        "did not route, once what nextpnr's router has left (router2: overused "
-                        "wires; router1: arcs) has gone 25 iterations (router2) or 50,000 "
-                        "(router1) without a new low of 100 or more, or has risen to over four "
-                        "times its low plus 50)")
+    _add_keep_routing(p)
     p.set_defaults(func=cmd_bitstreams)
