@@ -80,7 +80,8 @@ TOOL_LOGS = ("systolica.rpt", "systolica.tim")
 def run_script(script, cwd, env, log, *, last_seconds=None, stop_stalled=True):
     """Run the build script under ``bash -x``: a line as each tool starts and ends, and between
     them what the tools' own logs say (phase, placement estimate, routing left, elapsed).
-    ``stop_stalled``: stop it once the router has stalled (`BuildProgress.stalled`)."""
+    ``stop_stalled``: stop it once the router has stalled (`BuildProgress.stalled`); the third
+    value returned says why it was stopped (None if it was not)."""
     proc = subprocess.Popen(["bash", "-x", script], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -111,7 +112,7 @@ def run_script(script, cwd, env, log, *, last_seconds=None, stop_stalled=True):
     if current:
         state = "done" if proc.returncode == 0 else "FAILED"
         print(f"  {current} {state} ({time.monotonic() - started:.0f} s)", file=log, flush=True)
-    return proc.returncode, "".join(lines), progress.stalled
+    return proc.returncode, "".join(lines), progress.stalled if stop_stalled else None
 
 
 def _yosys_cells(text):
@@ -239,10 +240,9 @@ def build_board(board, *, log=sys.stderr, luts_per_pe=True, out_dir=None, stop_s
         logs = ", ".join(_shown(out_dir / name) for name in
                          ("build.log", *TOOL_LOGS) if (out_dir / name).exists())
         tail = "\n".join(output.splitlines()[-15:])
-        result["error"] = f"{tail}\nfull logs: {logs}"
         if stalled:
             result["stalled"] = stalled
-            result["error"] = f"did not route ({stalled})\nfull logs: {logs}"
+        result["error"] = (f"did not route ({stalled})" if stalled else tail) + f"\nfull logs: {logs}"
         (out_dir / "result.json").write_text(json.dumps(result, indent=1))
         return result
     il, netlist = out_dir / "systolica.il", out_dir / "systolica.json"
